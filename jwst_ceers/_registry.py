@@ -1,0 +1,24 @@
+"""Steps registered with stpipe through the ``stpipe.steps`` entry point.
+
+This module must stay import-light: stpipe loads it for every ``strun`` call,
+and if it raises, stpipe only warns and every alias below silently vanishes.
+"""
+
+__all__ = ["STEPS", "get_steps"]
+
+# (fully qualified class path, unique prefixed alias, is_pipeline)
+STEPS = (
+    ("jwst_ceers.varfill.varfill_step.VarianceHoleFill", "ceers_varfill", False),
+)
+
+
+def get_steps():
+    """
+    Return the steps and pipelines this package provides.
+
+    Returns
+    -------
+    list of tuple
+        ``(class path, alias, is_pipeline)`` for each step, as stpipe expects.
+    """
+    return list(STEPS)

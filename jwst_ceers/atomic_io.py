@@ -1,0 +1,75 @@
+"""Atomic output writing: a product either exists complete or not at all.
+
+Everything jwst_ceers writes goes through :func:`atomic_output`: the data are
+written to a temporary file in the destination directory and renamed over the
+final name only after the write succeeded, so an interrupted run never leaves a
+half-written product that a re-run would trust.
+"""
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+
+from jwst_ceers.errors import CeersFileError
+
+__all__ = ["atomic_output", "write_fits_atomic", "write_model_atomic", "write_text_atomic"]
+
+
+@contextlib.contextmanager
+def atomic_output(path):
+    """
+    Yield a temporary path beside ``path``; rename it to ``path`` on success.
+
+    Parameters
+    ----------
+    path : str or Path
+        Final output file name.
+
+    Yields
+    ------
+    Path
+        Temporary file name to write to (same directory, same suffix).
+
+    Raises
+    ------
+    CeersFileError
+        If the directory does not exist or is not writable, or the write fails.
+    """
+    path = Path(path)
+    directory = path.parent if str(path.parent) else Path(".")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}")
+    except OSError as exc:
+        raise CeersFileError(f"{path}: cannot write output in {directory}: {exc.strerror or exc}") from exc
+    os.close(fd)
+    tmp = Path(tmp)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise CeersFileError(f"{path}: writing output failed: {exc.strerror or exc}") from exc
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_fits_atomic(hdulist, path):
+    """Write an `astropy.io.fits.HDUList` to ``path`` atomically (overwriting)."""
+    with atomic_output(path) as tmp:
+        hdulist.writeto(tmp, overwrite=True)
+    return Path(path)
+
+
+def write_model_atomic(model, path):
+    """Save a jwst datamodel to ``path`` atomically (overwriting)."""
+    with atomic_output(path) as tmp:
+        model.save(tmp, overwrite=True)
+    return Path(path)
+
+
+def write_text_atomic(text, path):
+    """Write a text file atomically."""
+    with atomic_output(path) as tmp:
+        tmp.write_text(text)
+    return Path(path)
