@@ -7,6 +7,7 @@ hand in: one model or file, a list, an association file or a ModelLibrary.
 """
 
 import logging
+import re
 from pathlib import Path
 
 from jwst.datamodels import ModelLibrary
@@ -21,6 +22,12 @@ __all__ = ["CeersStep", "ExposureStep"]
 log = logging.getLogger(__name__)
 
 
+# Output suffixes of jwst_ceers steps (the aliases without "ceers_"), stripped like
+# jwst's own known suffixes so that chained outputs do not pile suffixes up.
+CEERS_SUFFIXES = ("varfill", "pedestal", "mosaic_bkg", "bkgsub")
+_CEERS_SUFFIX_REGEX = re.compile(rf"^(?P<root>.+?)(?P<sep>[_-])(?:{'|'.join(CEERS_SUFFIXES)})$")
+
+
 class CeersStep(Step):
     """A jwst step whose ``jwst_ceers`` log messages are configured by stpipe."""
 
@@ -28,6 +35,18 @@ class CeersStep(Step):
     def get_stpipe_loggers():
         """Loggers stpipe configures: jwst's own plus ``jwst_ceers``."""
         return (*Step.get_stpipe_loggers(), "jwst_ceers")
+
+    def default_suffix(self):
+        """Output suffix: the class alias without its ``ceers_`` prefix."""
+        alias = getattr(self, "class_alias", None)
+        return alias.removeprefix("ceers_") if alias else super().default_suffix()
+
+    def remove_suffix(self, name):
+        """Remove a jwst or jwst_ceers suffix from ``name``; return (root, separator)."""
+        match = _CEERS_SUFFIX_REGEX.match(name)
+        if match:
+            return super().remove_suffix(match.group("root"))[0], match.group("sep")
+        return super().remove_suffix(name)
 
 
 class ExposureStep(CeersStep):
