@@ -18,6 +18,8 @@ __all__ = ["main"]
 # command name -> (module, one-line help)
 COMMANDS = {
     "demo": ("jwst_ceers.cli.demo", "simulate a small CEERS-like pointing and run the chain on it"),
+    "asn": ("jwst_ceers.cli.asn", "Level-3 associations per pointing/visit and filter"),
+    "grid": ("jwst_ceers.cli.grid", "shared resample grid of a pointing, as an asdf parameter file"),
 }
 
 
