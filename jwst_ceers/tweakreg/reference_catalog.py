@@ -1,0 +1,137 @@
+"""Absolute astrometric reference catalogs (user files: ECSV, FITS, ...).
+
+The catalog needs right ascension and declination in degrees, in columns named
+RA/DEC in any capitalisation (also ``ra_deg``/``dec_deg``, ``alpha_j2000`` /
+``delta_j2000``, ``x_world``/``y_world``); a magnitude column (``MAG``,
+``mag``, ``mag_auto``, ...) is optional and only used for brightness cuts.
+The result always has upper-case ``RA``/``DEC`` (and ``MAG`` when found), which
+is what tweakwcs expects.
+"""
+
+import logging
+from pathlib import Path
+
+import numpy as np
+from astropy.table import Table
+
+from jwst_ceers.errors import CeersFileError, CeersParameterError
+
+__all__ = ["load_reference_catalog", "select_in_footprint"]
+
+log = logging.getLogger(__name__)
+
+_RA_NAMES = ("ra", "ra_deg", "raj2000", "alpha_j2000", "x_world")
+_DEC_NAMES = ("dec", "dec_deg", "dej2000", "decj2000", "delta_j2000", "y_world")
+_MAG_NAMES = ("mag", "magnitude", "mag_auto", "mag_best", "f160w_mag", "mag_f160w")
+
+
+def _find_column(table, candidates):
+    lower = {}
+    for name in table.colnames:
+        lower.setdefault(name.lower(), name)
+    return next((lower[c] for c in candidates if c in lower), None)
+
+
+def load_reference_catalog(path, *, mag_range=None):
+    """
+    Read an absolute reference catalog.
+
+    Parameters
+    ----------
+    path : str or Path
+        Catalog file readable by `astropy.table.Table.read`.
+    mag_range : sequence of two floats, optional
+        Keep sources with ``mag_range[0] <= MAG <= mag_range[1]``. Requires a
+        magnitude column.
+
+    Returns
+    -------
+    `~astropy.table.Table`
+        Columns ``RA``, ``DEC`` (deg) and ``MAG`` when present; rows with
+        non-finite coordinates removed; ``meta['name']`` is the file name.
+
+    Raises
+    ------
+    CeersFileError
+        If the file is missing or unreadable, or has no RA/DEC (or, with
+        ``mag_range``, no magnitude) column.
+    CeersParameterError
+        If ``mag_range`` is not two increasing numbers.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CeersFileError(f"abs_refcat {path}: file does not exist")
+    try:
+        table = Table.read(path)
+    except Exception as exc:  # astropy raises many types for unreadable tables
+        raise CeersFileError(f"abs_refcat {path}: cannot be read as a table ({exc})") from exc
+
+    ra_name = _find_column(table, _RA_NAMES)
+    dec_name = _find_column(table, _DEC_NAMES)
+    if ra_name is None or dec_name is None:
+        raise CeersFileError(
+            f"abs_refcat {path}: no RA/DEC columns found (columns: {', '.join(table.colnames)})"
+        )
+    out = Table()
+    out["RA"] = _as_degrees(table[ra_name])
+    out["DEC"] = _as_degrees(table[dec_name])
+    mag_name = _find_column(table, _MAG_NAMES)
+    if mag_name is not None:
+        out["MAG"] = np.asarray(table[mag_name], dtype=np.float64)
+
+    good = np.isfinite(out["RA"]) & np.isfinite(out["DEC"])
+    if mag_range is not None:
+        if len(mag_range) != 2 or not mag_range[0] < mag_range[1]:
+            raise CeersParameterError(f"abs_mag_range must be two increasing numbers, got {mag_range}")
+        if mag_name is None:
+            raise CeersFileError(f"abs_refcat {path}: abs_mag_range given but the catalog has no magnitude column")
+        good &= (out["MAG"] >= mag_range[0]) & (out["MAG"] <= mag_range[1])
+    out = out[good]
+    out.meta["name"] = path.name
+    log.info("Reference catalog %s: %d sources", path.name, len(out))
+    return out
+
+
+def _as_degrees(column):
+    unit = getattr(column, "unit", None)
+    values = np.asarray(column, dtype=np.float64)
+    if unit is not None and str(unit) not in ("", "deg"):
+        try:
+            values = (values * unit).to_value("deg")
+        except Exception:  # unit not convertible to an angle: keep numbers as degrees
+            log.warning("Reference catalog column unit %s is not an angle; assuming degrees", unit)
+    return values
+
+
+def select_in_footprint(refcat, world_to_pixel, shape, *, margin=0):
+    """
+    Reference sources falling on a detector (plus a margin).
+
+    Parameters
+    ----------
+    refcat : `~astropy.table.Table`
+        Catalog with ``RA``/``DEC`` (deg).
+    world_to_pixel : callable
+        ``(ra, dec) -> (x, y)`` 0-based pixel coordinates (e.g. a gwcs inverse).
+    shape : tuple of int
+        Detector shape ``(ny, nx)``.
+    margin : float, optional
+        Extra pixels around the detector.
+
+    Returns
+    -------
+    ndarray of bool
+        True for sources within the detector (and margin).
+    """
+    x, y = world_to_pixel(np.asarray(refcat["RA"]), np.asarray(refcat["DEC"]))
+    x = np.asarray(x)
+    y = np.asarray(y)
+    ny, nx = shape
+    return (
+        np.isfinite(x)
+        & np.isfinite(y)
+        & (x >= -0.5 - margin)
+        & (x <= nx - 0.5 + margin)
+        & (y >= -0.5 - margin)
+        & (y <= ny - 0.5 + margin)
+    )

@@ -1,0 +1,347 @@
+"""Per-exposure source catalogs with windowed (Gaussian-weighted) centroids.
+
+CEERS measured source positions with Source Extractor windowed centroids
+(XWIN_IMAGE/YWIN_IMAGE) on each image with a flat RMS map, because the star
+finders built into tweakreg returned too many spurious detections. This module
+does the same with `sep`, the Source Extractor library:
+
+1. background estimated with `sep.Background` on the unmasked pixels and
+   subtracted;
+2. detection with `sep.extract` at ``snr_threshold`` times an RMS map (the
+   ERR array, or one flat value -- the background RMS -- as CEERS did),
+   a Gaussian filter of ``kernel_fwhm`` pixels and ``npixels`` connected pixels;
+3. rejection of cosmic rays and hot pixels (peak / isophotal flux above
+   ``max_peak_fraction``, or a peak pixel much brighter than its four
+   neighbours, ``max_sharpness``: a point source spreads over several pixels,
+   a cosmic ray does not), of sources touching excluded (DQ-flagged, non-finite)
+   pixels or the image edge, and of truncated or badly deblended objects;
+4. windowed centroids with `sep.winpos`, the window sigma being
+   ``2 * half-light radius / 2.35`` exactly as Source Extractor's XWIN;
+5. the ``brightest`` sources (by flux) are kept.
+
+Why sep rather than photutils ``SourceCatalog.x_centroid_win``: both give the
+same windowed centroid accuracy on noiseless-PSF simulations (rms error
+0.008 px vs 0.010 px for sources with S/N > 100 on a 2048^2 image, measured
+with ``benchmarks/bench_tweakreg.py``), but sep's C implementation ran
+detection + background + windowed centroids in 0.15 s against 0.46 s for
+photutils' detect_sources + SourceCatalog (without background estimation,
+which photutils' Background2D adds another second to). The catalog is built
+for every exposure of a visit, so the 3x matters; sep also reproduces the
+Source Extractor definitions CEERS used.
+
+Pixel coordinates are 0-based (the first pixel's centre is 0, 0), the JWST
+gwcs convention.
+"""
+
+import logging
+from pathlib import Path
+
+import numpy as np
+from astropy.table import Table
+
+from jwst_ceers.atomic_io import atomic_output
+from jwst_ceers.errors import CeersFileError
+
+__all__ = [
+    "find_sources",
+    "exclusion_mask_from_dq",
+    "read_source_catalog",
+    "write_source_catalog",
+]
+
+log = logging.getLogger(__name__)
+
+# Source Extractor: window sigma = 2 * FLUX_RADIUS(0.5) / 2.35
+_WIN_SIGMA_PER_HALF_LIGHT_RADIUS = 2.0 / 2.35
+_FWHM_PER_SIGMA = 2.0 * np.sqrt(2.0 * np.log(2.0))
+
+
+def exclusion_mask_from_dq(dq, *, bad_bits=1):
+    """
+    Pixels to exclude from detection, from a JWST DQ array.
+
+    Parameters
+    ----------
+    dq : ndarray of int
+        Data-quality array.
+    bad_bits : int, optional
+        Bit mask of DQ flags that exclude a pixel (default: DO_NOT_USE = 1).
+
+    Returns
+    -------
+    ndarray of bool
+        True where the pixel is excluded.
+    """
+    return (np.asarray(dq).astype(np.uint32) & np.uint32(bad_bits)) != 0
+
+
+def _gaussian_kernel(fwhm):
+    """A normalised 2-D Gaussian kernel of ``fwhm`` pixels (odd size, +-2 fwhm)."""
+    sigma = fwhm / _FWHM_PER_SIGMA
+    half = max(1, int(np.ceil(2.0 * fwhm)))
+    axis = np.arange(-half, half + 1, dtype=np.float64)
+    profile = np.exp(-0.5 * (axis / sigma) ** 2)
+    kernel = np.outer(profile, profile)
+    return (kernel / kernel.sum()).astype(np.float32)
+
+
+def _near_excluded(excluded, radius):
+    """True for pixels within ``radius`` pixels (square) of an excluded pixel or the edge."""
+    from scipy.ndimage import maximum_filter
+
+    size = 2 * int(radius) + 1
+    near = maximum_filter(excluded.view(np.uint8), size=size, mode="constant", cval=1)
+    return near.astype(bool)
+
+
+def _sharpness(image, xpeak, ypeak):
+    """``1 - mean(4 neighbours) / peak`` at each peak pixel (about 0.6 for a star, 1 for a cosmic ray)."""
+    ny, nx = image.shape
+    x = np.clip(np.asarray(xpeak, dtype=int), 1, nx - 2)
+    y = np.clip(np.asarray(ypeak, dtype=int), 1, ny - 2)
+    peak = image[y, x]
+    neighbours = 0.25 * (image[y, x - 1] + image[y, x + 1] + image[y - 1, x] + image[y + 1, x])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        sharp = 1.0 - neighbours / peak
+    return np.where(peak > 0, sharp, np.inf)
+
+
+def find_sources(
+    data,
+    *,
+    rms=None,
+    excluded=None,
+    snr_threshold=5.0,
+    npixels=5,
+    kernel_fwhm=2.0,
+    deblend=False,
+    brightest=200,
+    edge_width=8,
+    max_peak_fraction=0.7,
+    max_sharpness=0.9,
+    bkg_boxsize=128,
+):
+    """
+    Detect sources and measure windowed centroids on one image.
+
+    Parameters
+    ----------
+    data : ndarray
+        2-D science image (any units; a background may remain, it is removed).
+    rms : ndarray, float or None, optional
+        1-sigma noise per pixel. An array (e.g. the ERR extension), a single
+        value, or None to use one flat value: the global RMS of the background
+        (as CEERS' flat RMS maps). Non-finite or non-positive values exclude the
+        pixel.
+    excluded : ndarray of bool, optional
+        True for pixels to ignore (DQ-flagged); they are neither detected nor
+        used in centroids, and sources within ``edge_width`` pixels of them are
+        rejected.
+    snr_threshold : float, optional
+        Detection threshold in units of ``rms``.
+    npixels : int, optional
+        Minimum number of connected pixels above threshold.
+    kernel_fwhm : float, optional
+        FWHM (pixels) of the Gaussian detection filter; 0 disables filtering.
+    deblend : bool, optional
+        Deblend overlapping sources (sep multi-threshold deblending).
+    brightest : int, optional
+        Keep the ``brightest`` sources by flux (0 keeps all).
+    edge_width : int, optional
+        Reject sources whose centre lies within this many pixels of the image
+        edge or of an excluded pixel.
+    max_peak_fraction : float, optional
+        Reject sources whose peak pixel holds more than this fraction of their
+        isophotal flux (cosmic rays, hot pixels).
+    max_sharpness : float, optional
+        Reject sources whose peak pixel stands out of its four neighbours more
+        than this: ``1 - mean(neighbours) / peak`` is about 0.6 for a NIRCam
+        point source and close to 1 for a cosmic ray (also for cosmic-ray
+        pairs that the peak-fraction cut misses).
+    bkg_boxsize : int, optional
+        Mesh size (pixels) of the background estimate.
+
+    Returns
+    -------
+    `~astropy.table.Table`
+        Columns ``id, x, y`` (windowed centroid, 0-based pixels), ``x_iso,
+        y_iso`` (isophotal barycentre), ``flux``, ``peak``, ``snr``,
+        ``half_light_radius``; sorted by decreasing flux. ``meta`` records the
+        number of detections and of rejections per reason.
+    """
+    import sep
+
+    image = np.ascontiguousarray(data, dtype=np.float32)
+    ny, nx = image.shape
+    bad = ~np.isfinite(image)
+    if excluded is not None:
+        if np.shape(excluded) != image.shape:
+            raise ValueError("'excluded' must have the shape of 'data'")
+        bad |= np.asarray(excluded, dtype=bool)
+    rms_map = None
+    if rms is not None and np.ndim(rms) == 2:
+        rms_map = np.ascontiguousarray(rms, dtype=np.float32)
+        bad |= ~(np.isfinite(rms_map) & (rms_map > 0))
+    image = np.where(bad, np.float32(0.0), image)
+
+    empty = _empty_catalog()
+    if bad.all():
+        empty.meta["n_detected"] = 0
+        return empty
+
+    box = int(min(bkg_boxsize, nx, ny))
+    background = sep.Background(image, mask=bad, bw=box, bh=box, fw=3, fh=3)
+    subtracted = image - background.back()
+    subtracted[bad] = 0.0
+
+    if rms_map is not None:
+        err = np.where(bad, np.float32(np.inf), rms_map)
+    elif rms is not None:
+        err = float(rms)
+    else:
+        err = float(background.globalrms)
+    if np.ndim(err) == 0 and not (np.isfinite(err) and err > 0):
+        log.warning("Background RMS is %s: no source can be detected", err)
+        empty.meta["n_detected"] = 0
+        return empty
+
+    kernel = _gaussian_kernel(kernel_fwhm) if kernel_fwhm > 0 else None
+    sep.set_extract_pixstack(max(300000, nx * ny // 4))
+    sep.set_sub_object_limit(4096)
+    objects = sep.extract(
+        subtracted,
+        snr_threshold,
+        err=err,
+        mask=bad,
+        minarea=int(npixels),
+        filter_kernel=kernel,
+        deblend_cont=0.005 if deblend else 1.0,
+        clean=True,
+    )
+    n_detected = len(objects)
+    keep = np.ones(n_detected, dtype=bool)
+    reasons = {}
+
+    def reject(name, condition):
+        newly = keep & condition
+        reasons[name] = int(newly.sum())
+        keep[newly] = False
+
+    flux = objects["flux"].astype(np.float64)
+    reject("nonpositive_flux", ~(flux > 0))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        peak_fraction = objects["peak"] / flux
+    reject("cosmic_ray", ~(peak_fraction <= max_peak_fraction))
+    reject("sharp", _sharpness(subtracted, objects["xpeak"], objects["ypeak"]) > max_sharpness)
+    reject("truncated", (objects["flag"] & sep.OBJ_TRUNC) != 0)
+
+    near_bad = _near_excluded(bad, edge_width)
+    ix = np.clip(np.round(objects["x"]).astype(int), 0, nx - 1)
+    iy = np.clip(np.round(objects["y"]).astype(int), 0, ny - 1)
+    reject("edge_or_flagged", near_bad[iy, ix])
+
+    objects = objects[keep]
+    flux = flux[keep]
+    if len(objects) == 0:
+        empty.meta.update(n_detected=n_detected, rejected=reasons)
+        return empty
+
+    radius_limit = np.clip(6.0 * objects["a"], 2.0, 30.0)
+    half_light, _ = sep.flux_radius(
+        subtracted,
+        objects["x"],
+        objects["y"],
+        radius_limit,
+        0.5,
+        normflux=flux,
+        mask=bad,
+        subpix=5,
+    )
+    sigma = _WIN_SIGMA_PER_HALF_LIGHT_RADIUS * np.where(np.isfinite(half_light), half_light, 1.0)
+    x_win, y_win, win_flag = sep.winpos(subtracted, objects["x"], objects["y"], sigma, mask=bad)
+
+    # A windowed centroid that wandered more than a pixel from the isophotal
+    # barycentre converged on a neighbour or on noise: not a usable position.
+    wandered = np.hypot(x_win - objects["x"], y_win - objects["y"]) > 1.0
+    good = (win_flag == 0) & np.isfinite(x_win) & np.isfinite(y_win) & ~wandered
+    reasons["window_centroid"] = int((~good).sum())
+
+    if rms_map is not None:
+        noise = np.sqrt(np.maximum(objects["npix"], 1)) * rms_map[
+            np.clip(np.round(objects["y"]).astype(int), 0, ny - 1),
+            np.clip(np.round(objects["x"]).astype(int), 0, nx - 1),
+        ]
+    else:
+        noise = np.sqrt(np.maximum(objects["npix"], 1)) * err
+    table = Table(
+        {
+            "x": x_win[good],
+            "y": y_win[good],
+            "x_iso": objects["x"][good],
+            "y_iso": objects["y"][good],
+            "flux": flux[good],
+            "peak": objects["peak"][good].astype(np.float64),
+            "snr": (flux / noise)[good],
+            "half_light_radius": np.asarray(half_light)[good],
+        }
+    )
+    table.sort("flux", reverse=True)
+    if brightest and len(table) > brightest:
+        table = table[:brightest]
+    table.add_column(np.arange(1, len(table) + 1), name="id", index=0)
+    table.meta.update(n_detected=n_detected, rejected=reasons)
+    return table
+
+
+def _empty_catalog():
+    names = ("id", "x", "y", "x_iso", "y_iso", "flux", "peak", "snr", "half_light_radius")
+    dtypes = (np.int64,) + (np.float64,) * (len(names) - 1)
+    return Table(names=names, dtype=dtypes)
+
+
+_X_NAMES = ("x", "xcentroid", "x_centroid", "xwin_image", "xwin", "x_win")
+_Y_NAMES = ("y", "ycentroid", "y_centroid", "ywin_image", "ywin", "y_win")
+
+
+def read_source_catalog(path):
+    """
+    Read a user/association source catalog and return it with ``x, y`` columns.
+
+    Accepts any format astropy reads (ECSV, FITS, ...) and the usual centroid
+    column names (``x``, ``xcentroid``, ``x_centroid``; case-insensitive).
+    Positions must be 0-based pixel coordinates, as tweakreg expects.
+
+    Raises
+    ------
+    CeersFileError
+        If the file is missing, unreadable or lacks position columns.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CeersFileError(f"{path}: source catalog does not exist")
+    try:
+        table = Table.read(path)
+    except Exception as exc:  # astropy raises many types for unreadable tables
+        raise CeersFileError(f"{path}: cannot be read as a table ({exc})") from exc
+    lower = {name.lower(): name for name in table.colnames}
+    out = Table()
+    for axis, candidates in (("x", _X_NAMES), ("y", _Y_NAMES)):
+        found = next((lower[c] for c in candidates if c in lower), None)
+        if found is None:
+            raise CeersFileError(
+                f"{path}: source catalog has no {axis} column (expected one of {', '.join(candidates)})"
+            )
+        out[axis] = np.asarray(table[found], dtype=np.float64)
+    for name in table.colnames:
+        if name not in out.colnames and name.lower() not in ("x", "y"):
+            out[name] = table[name]
+    out.meta["name"] = path.stem
+    return out
+
+
+def write_source_catalog(table, path):
+    """Write ``table`` as ECSV to ``path`` atomically (overwriting); return the path."""
+    path = Path(path)
+    with atomic_output(path) as tmp:
+        table.write(tmp, format="ascii.ecsv", overwrite=True)
+    return path

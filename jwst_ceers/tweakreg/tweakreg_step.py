@@ -1,0 +1,386 @@
+"""The CatalogTweakReg step (alias ``ceers_tweakreg``): CEERS astrometric alignment.
+
+Per exposure: a windowed-centroid source catalog (or the association member's
+``tweakreg_catalog``). Per group (``group_by``; default: the dithers of one
+detector in one visit and filter): a relative fit of the images to each other,
+then one absolute fit of the group to ``abs_refcat``. Results go to a table
+(``results_file``), aligned WCSs to ``<wcs_dir>/<exposure>_tweakreg.asdf``;
+``use_saved_wcs`` re-applies those without fitting.
+"""
+
+import logging
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+from jwst.datamodels import ModelLibrary
+from jwst.stpipe.utilities import record_step_status
+
+from jwst_ceers._step import CeersStep
+from jwst_ceers.errors import CeersParameterError
+from jwst_ceers.tweakreg.alignment import AlignmentImage, FitParameters, align_group, check_fit_parameters
+from jwst_ceers.tweakreg.fit_results import FitRecord, write_results_table
+from jwst_ceers.tweakreg.reference_catalog import load_reference_catalog
+from jwst_ceers.tweakreg.saved_wcs import exposure_root, load_wcs_solution, save_wcs_solution, solution_path
+from jwst_ceers.tweakreg.source_catalog import (
+    exclusion_mask_from_dq,
+    find_sources,
+    read_source_catalog,
+    write_source_catalog,
+)
+
+__all__ = ["CatalogTweakReg"]
+
+log = logging.getLogger(__name__)
+
+
+class CatalogTweakReg(CeersStep):
+    """
+    Align exposures in groups and each group to an absolute reference catalog.
+
+    CEERS (Bagley et al. 2023, sec. 3.3.1) first aligns the dithers of each
+    detector to each other (shift only), then each detector group to an HST
+    catalog (rshift for SW, rscale for LW). Stock tweakreg fits all groups to
+    the absolute catalog as one rigid body, which leaves per-detector offsets
+    of tens of mas; here every group gets its own absolute solution.
+
+    Input: an association, a list of models/files or a ModelLibrary. Returns a
+    ModelLibrary with updated ``meta.wcs``, FITS/SIP ``meta.wcsinfo`` and
+    ``meta.cal_step.ceers_tweakreg`` (COMPLETE, or SKIPPED for exposures that
+    kept their WCS because their group could not be fitted).
+    """
+
+    class_alias = "ceers_tweakreg"
+
+    spec = """
+    abs_refcat = string(default='')  # Absolute reference catalog file (ECSV/FITS with RA/DEC[, MAG]); '' = relative alignment only
+    abs_mag_range = float_list(min=2, max=2, default=None)  # Keep reference sources with MAG in [min, max] (needs a MAG column)
+    group_by = option('detector', 'exposure', 'visit', default='detector')  # Relative-alignment group: one detector's dithers, one file, or a whole visit (per filter)
+    use_saved_wcs = boolean(default=False)  # Apply <wcs_dir>/<exposure>_tweakreg.asdf solutions instead of fitting
+    wcs_dir = string(default='')  # Directory of <exposure>_tweakreg.asdf WCS solutions ('' = do not save)
+    results_file = string(default='')  # ECSV table of all fits, one row per fit ('' = do not write)
+    save_catalogs = boolean(default=False)  # Write each exposure's source catalog (<exposure>_cat.ecsv in output_dir)
+    save_plots = boolean(default=False)  # Write a residual-vector PNG per group (<group>_tweakreg.png in output_dir)
+    use_custom_catalogs = boolean(default=True)  # Use association members' tweakreg_catalog entries when present
+    snr_threshold = float(min=0.1, default=5.0)  # Detection threshold in units of the RMS map
+    npixels = integer(min=1, default=5)  # Minimum connected pixels above threshold
+    kernel_fwhm = float(min=0, max=20, default=2.0)  # FWHM (pixels) of the Gaussian detection filter; 0 = none
+    deblend = boolean(default=False)  # Deblend blended detections
+    brightest = integer(min=0, default=400)  # Keep the N brightest sources per exposure (0 = all)
+    max_peak_fraction = float(min=0.05, max=1.0, default=0.7)  # Reject sources whose peak pixel holds more than this fraction of their flux (cosmic rays)
+    max_sharpness = float(min=0.1, max=1.0, default=0.9)  # Reject sources whose peak pixel exceeds its 4 neighbours' mean by more than this fraction (cosmic rays)
+    edge_width = integer(min=0, max=200, default=8)  # Reject sources within this many pixels of the edge or of DQ-flagged pixels
+    bkg_boxsize = integer(min=8, default=128)  # Background mesh size in pixels
+    flat_rms = boolean(default=False)  # Detect against one flat RMS (the background RMS, as CEERS) instead of the ERR array
+    searchrad = float(min=0, default=1.0)  # Relative: search radius for a match (arcsec)
+    separation = float(min=0, default=0.5)  # Relative: minimum object separation (arcsec)
+    tolerance = float(min=0, default=0.2)  # Relative: matching tolerance (arcsec)
+    use2dhist = boolean(default=True)  # Relative: use a 2-D histogram to find the initial offset
+    fitgeometry = option('shift', 'rshift', 'rscale', 'general', default='shift')  # Relative: fitting geometry
+    nclip = integer(min=0, default=3)  # Relative: number of clipping iterations
+    sigma = float(min=0.1, default=3.0)  # Relative: clipping limit in units of the fit rms
+    minobj = integer(min=1, default=10)  # Relative: minimum number of matched objects
+    abs_searchrad = float(min=0, default=2.0)  # Absolute: search radius for a match (arcsec)
+    abs_separation = float(min=0, default=0.5)  # Absolute: minimum object separation (arcsec)
+    abs_tolerance = float(min=0, default=0.2)  # Absolute: matching tolerance (arcsec)
+    abs_use2dhist = boolean(default=True)  # Absolute: use a 2-D histogram to find the initial offset
+    abs_fitgeometry = option('shift', 'rshift', 'rscale', 'general', default='rshift')  # Absolute: fitting geometry
+    abs_nclip = integer(min=0, default=3)  # Absolute: number of clipping iterations
+    abs_sigma = float(min=0.1, default=3.0)  # Absolute: clipping limit in units of the fit rms
+    abs_minobj = integer(min=1, default=10)  # Absolute: minimum number of matched objects per group
+    sip_approx = boolean(default=True)  # Update the FITS WCS + SIP approximation in meta.wcsinfo
+    sip_max_pix_error = float(min=0, default=0.01)  # SIP: maximum forward error (pixels)
+    sip_degree = integer(min=1, max=6, default=None)  # SIP: forward degree (None = lowest that fits)
+    sip_max_inv_pix_error = float(min=0, default=0.01)  # SIP: maximum inverse error (pixels)
+    sip_inv_degree = integer(min=1, max=6, default=None)  # SIP: inverse degree (None = lowest that fits)
+    sip_npoints = integer(min=3, default=12)  # SIP: sample points per axis
+    in_memory = boolean(default=True)  # Keep all exposures in memory (False: ModelLibrary on disk)
+    """  # noqa: E501
+
+    reference_file_types: list = []
+
+    # ------------------------------------------------------------------ process
+    def process(self, input_data):
+        """Align the exposures; see the class docstring."""
+        output = self.prepare_output(input_data, open_models=False)
+        library = output if isinstance(output, ModelLibrary) else ModelLibrary(output, on_disk=not self.in_memory)
+        if len(library) == 0:
+            raise CeersParameterError("ceers_tweakreg: the input holds no exposure")
+
+        if self.use_saved_wcs:
+            records = self._apply_saved_solutions(library)
+        else:
+            records = self._fit_and_apply(library)
+
+        if self.results_file:
+            path = write_results_table(records, self.results_file)
+            log.info("Wrote alignment results table %s (%d fits)", path, len(records))
+        return library
+
+    # ------------------------------------------------------------ saved WCS
+    def _apply_saved_solutions(self, library):
+        if not self.wcs_dir:
+            raise CeersParameterError("ceers_tweakreg: use_saved_wcs=True needs wcs_dir")
+        records = []
+        with library:
+            for index, model in enumerate(library):
+                name = exposure_root(model.meta.filename or f"exposure{index}")
+                path = solution_path(self.wcs_dir, name)
+                try:
+                    wcs, wcsinfo, provenance = _read_solution(path)
+                except BaseException:
+                    library.shelve(model, index, modify=False)
+                    raise
+                model.meta.wcs = wcs
+                model.meta.wcsinfo.instance.clear()
+                model.meta.wcsinfo.instance.update(wcsinfo)
+                _update_s_region(model)
+                status = "COMPLETE" if provenance.get("status", "COMPLETE") == "COMPLETE" else "SKIPPED"
+                record_step_status(model, self.class_alias, status=status)
+                records.append(FitRecord.failed("saved", provenance.get("group", ""), name, f"APPLIED: {path}"))
+                log.info("%s: applied saved WCS solution %s", name, path)
+                library.shelve(model, index, modify=True)
+        return records
+
+    # --------------------------------------------------------------- fitting
+    def _fit_parameters(self):
+        relative = FitParameters(
+            searchrad=self.searchrad,
+            separation=self.separation,
+            tolerance=self.tolerance,
+            use2dhist=self.use2dhist,
+            fitgeometry=self.fitgeometry,
+            nclip=self.nclip,
+            sigma=self.sigma,
+            minobj=self.minobj,
+        )
+        absolute = FitParameters(
+            searchrad=self.abs_searchrad,
+            separation=self.abs_separation,
+            tolerance=self.abs_tolerance,
+            use2dhist=self.abs_use2dhist,
+            fitgeometry=self.abs_fitgeometry,
+            nclip=self.abs_nclip,
+            sigma=self.abs_sigma,
+            minobj=self.abs_minobj,
+        )
+        check_fit_parameters(relative)
+        check_fit_parameters(absolute, prefix="abs_")
+        return relative, absolute
+
+    def _fit_and_apply(self, library):
+        relative, absolute = self._fit_parameters()
+        refcat = None
+        if self.abs_refcat and self.abs_refcat.strip():
+            refcat = load_reference_catalog(self.abs_refcat.strip(), mag_range=self.abs_mag_range)
+        member_catalogs = _association_catalogs(library) if self.use_custom_catalogs else {}
+
+        images = []
+        with library:
+            for index, model in enumerate(library):
+                try:
+                    images.append(self._alignment_image(model, index, member_catalogs))
+                finally:
+                    library.shelve(model, index, modify=False)
+
+        groups = defaultdict(list)
+        for index, image in enumerate(images):
+            groups[image.group].append(index)
+        log.info("Aligning %d exposures in %d group(s) (group_by=%s)", len(images), len(groups), self.group_by)
+        if refcat is None and all(len(members) < 2 for members in groups.values()):
+            log.warning(
+                "ceers_tweakreg: no abs_refcat and no group with two exposures: nothing to align "
+                "(all exposures SKIPPED)"
+            )
+
+        outcomes = [None] * len(images)
+        records = []
+        for group, members in groups.items():
+            group_images = [images[i] for i in members]
+            aligned, group_records = align_group(group_images, refcat=refcat, relative=relative, absolute=absolute)
+            records.extend(group_records)
+            for i, result in zip(members, aligned, strict=True):
+                outcomes[i] = result
+            for record in group_records:
+                log.info(
+                    "%s fit %s [%s]: nmatch=%d rmse=%.2f mas shift=(%.2f, %.2f) mas rot=%.5f deg: %s",
+                    record.kind, record.image, group, record.nmatch, 1000 * record.rmse,
+                    1000 * record.xshift, 1000 * record.yshift, record.rotation, record.status,
+                )
+            if self.save_plots and refcat is not None:
+                self._plot_group(group, group_images, aligned, refcat)
+
+        with library:
+            for index, model in enumerate(library):
+                self._apply_outcome(model, outcomes[index], images[index])
+                library.shelve(model, index, modify=True)
+        return records
+
+    def _alignment_image(self, model, index, member_catalogs):
+        name = exposure_root(model.meta.filename or f"exposure{index}")
+        catalog_path = member_catalogs.get(model.meta.filename)
+        if catalog_path is None and self.use_custom_catalogs:
+            own = getattr(model.meta, "tweakreg_catalog", None)
+            if own and own.strip() and Path(own).is_file():
+                catalog_path = own
+        if catalog_path:
+            catalog = read_source_catalog(catalog_path)
+            log.info("%s: %d sources from catalog %s", name, len(catalog), catalog_path)
+        else:
+            catalog = self._build_catalog(model, name)
+        catalog.meta["name"] = name
+        wcsinfo = model.meta.wcsinfo
+        return AlignmentImage(
+            name=name,
+            group=self._group_name(model, name),
+            wcs=model.meta.wcs,
+            wcsinfo={"v2_ref": wcsinfo.v2_ref, "v3_ref": wcsinfo.v3_ref, "roll_ref": wcsinfo.roll_ref},
+            catalog=catalog,
+        )
+
+    def _build_catalog(self, model, name):
+        excluded = exclusion_mask_from_dq(model.dq) if model.dq is not None and model.dq.shape == model.data.shape else None
+        rms = None
+        if not self.flat_rms and model.err is not None and model.err.shape == model.data.shape:
+            rms = model.err
+        catalog = find_sources(
+            model.data,
+            rms=rms,
+            excluded=excluded,
+            snr_threshold=self.snr_threshold,
+            npixels=self.npixels,
+            kernel_fwhm=self.kernel_fwhm,
+            deblend=self.deblend,
+            brightest=self.brightest,
+            edge_width=self.edge_width,
+            max_peak_fraction=self.max_peak_fraction,
+            max_sharpness=self.max_sharpness,
+            bkg_boxsize=self.bkg_boxsize,
+        )
+        log.info(
+            "%s: %d sources kept of %d detected (rejected: %s)",
+            name, len(catalog), catalog.meta.get("n_detected", 0), catalog.meta.get("rejected", {}),
+        )
+        if self.save_catalogs:
+            path = write_source_catalog(catalog, self._output_path(f"{name}_cat.ecsv"))
+            log.info("%s: wrote source catalog %s", name, path)
+        return catalog
+
+    def _group_name(self, model, name):
+        if self.group_by == "exposure":
+            return name
+        observation = model.meta.observation
+        visit = "jw{}{}{}".format(
+            observation.program_number or "", observation.observation_number or "", observation.visit_number or ""
+        )
+        if visit == "jw":
+            visit = str(getattr(model.meta, "group_id", None) or "visit")
+        instrument = model.meta.instrument
+        band = "-".join(b for b in (instrument.filter, instrument.pupil) if b and b.upper() != "CLEAR") or "nofilter"
+        if self.group_by == "visit":
+            return f"{visit}_{band}"
+        return f"{visit}_{band}_{(instrument.detector or 'nodetector').lower()}"
+
+    def _apply_outcome(self, model, outcome, image):
+        provenance = {"group": outcome.group, "status": outcome.status, "abs_refcat": str(self.abs_refcat)}
+        if outcome.wcs is not None:
+            wcs = outcome.wcs
+            if self.abs_refcat:
+                wcs.name = f"FIT-LVL3-{Path(self.abs_refcat).name}"
+            model.meta.wcs = wcs
+            _update_s_region(model)
+            if self.sip_approx:
+                _update_fits_wcsinfo(model, self)
+            record_step_status(model, self.class_alias, status="COMPLETE")
+        else:
+            log.warning("%s: WCS left unchanged (%s)", image.name, outcome.reason)
+            record_step_status(model, self.class_alias, status="SKIPPED")
+            provenance["reason"] = outcome.reason
+        if self.wcs_dir:
+            path = solution_path(self.wcs_dir, image.name)
+            save_wcs_solution(path, model.meta.wcs, model.meta.wcsinfo.instance, provenance=provenance)
+            log.info("%s: saved WCS solution %s", image.name, path)
+
+    def _plot_group(self, group, group_images, aligned, refcat):
+        from jwst_ceers.tweakreg.diagnostics import match_residuals, plot_residual_vectors
+
+        ra_before, dec_before, ra_after, dec_after = [], [], [], []
+        for image, result in zip(group_images, aligned, strict=True):
+            if len(image.catalog) == 0:
+                continue
+            x = np.asarray(image.catalog["x"])
+            y = np.asarray(image.catalog["y"])
+            ra, dec = image.wcs(x, y)
+            ra_before.append(ra)
+            dec_before.append(dec)
+            ra, dec = (result.wcs or image.wcs)(x, y)
+            ra_after.append(ra)
+            dec_after.append(dec)
+        if not ra_before:
+            return
+        ra_b, dec_b = np.concatenate(ra_before), np.concatenate(dec_before)
+        center = (float(np.nanmean(ra_b)), float(np.nanmean(dec_b)))
+        tolerance = max(self.abs_tolerance, 0.05)
+        # "before" matched with the search radius: the initial offset may exceed the tolerance
+        before = match_residuals(ra_b, dec_b, refcat["RA"], refcat["DEC"], tolerance=self.abs_searchrad, center=center)
+        after = match_residuals(
+            np.concatenate(ra_after), np.concatenate(dec_after), refcat["RA"], refcat["DEC"],
+            tolerance=tolerance, center=center,
+        )
+        path = plot_residual_vectors(self._output_path(f"{group}_tweakreg.png"), before, after, title=group)
+        log.info("Wrote residual plot %s", path)
+
+    def _output_path(self, filename):
+        directory = Path(self.output_dir) if self.output_dir else Path.cwd()
+        return directory / filename
+
+
+def _read_solution(path):
+    """Saved WCS, wcsinfo and provenance of one exposure (CeersFileError if missing)."""
+    import asdf
+
+    wcs, wcsinfo = load_wcs_solution(path)
+    with asdf.open(path, lazy_load=False, memmap=False) as handle:
+        provenance = dict(handle.tree.get("provenance", {}))
+    return wcs, wcsinfo, provenance
+
+
+def _association_catalogs(library):
+    """``{expname: catalog path}`` from the association members' ``tweakreg_catalog``."""
+    catalogs = {}
+    asn = getattr(library, "asn", None)
+    asn_dir = library.asn_dir if getattr(library, "asn_dir", None) is not None else None
+    if not asn or asn_dir is None:
+        return catalogs
+    for product in asn.get("products", []):
+        for member in product.get("members", []):
+            entry = member.get("tweakreg_catalog")
+            if entry and str(entry).strip():
+                catalogs[Path(member["expname"]).name] = str(Path(asn_dir) / str(entry).strip())
+    return catalogs
+
+
+def _update_s_region(model):
+    from jwst.assign_wcs.util import update_s_region_imaging
+
+    try:
+        update_s_region_imaging(model)
+    except Exception as exc:  # footprint failures must not lose a good alignment
+        log.warning("%s: could not update S_REGION (%s)", model.meta.filename, exc)
+
+
+def _update_fits_wcsinfo(model, step):
+    from jwst.assign_wcs.util import update_fits_wcsinfo
+
+    try:
+        update_fits_wcsinfo(
+            model,
+            max_pix_error=step.sip_max_pix_error,
+            degree=step.sip_degree,
+            max_inv_pix_error=step.sip_max_inv_pix_error,
+            inv_degree=step.sip_inv_degree,
+            npoints=step.sip_npoints,
+            crpix=None,
+        )
+    except (ValueError, RuntimeError) as exc:
+        log.warning("%s: FITS SIP approximation of the aligned WCS failed: %s", model.meta.filename, exc)

@@ -1,0 +1,236 @@
+"""Tests of CatalogTweakReg (alias ceers_tweakreg) and its algorithm modules.
+
+Every accuracy assertion compares against injected truth: source positions
+painted into images, offsets applied to known WCSs, or the simulator's true
+WCS files.
+"""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from astropy.table import Table
+from scipy.special import erf
+
+from jwst_ceers.errors import CeersFileError, CeersParameterError
+from jwst_ceers.tweakreg.alignment import AlignmentImage, FitParameters, align_group
+from jwst_ceers.tweakreg.fit_results import results_table
+from jwst_ceers.tweakreg.reference_catalog import load_reference_catalog
+from jwst_ceers.tweakreg.source_catalog import find_sources, read_source_catalog
+
+PARAMETER_FILES = Path(__file__).resolve().parents[1] / "parameter_files"
+MAS_PER_DEG = 3600.0e3
+
+
+# --------------------------------------------------------------------- helpers
+def paint_point_sources(shape, x, y, flux, *, sigma=0.8, background=3.0, noise=1.0, seed=0):
+    """Pixel-integrated Gaussian sources at known (0-based) positions, plus noise."""
+    rng = np.random.default_rng(seed)
+    image = rng.normal(background, noise, shape)
+    half = 7
+    for xi, yi, fi in zip(x, y, flux, strict=True):
+        x0, y0 = int(round(xi)) - half, int(round(yi)) - half
+        xx = np.arange(x0, x0 + 2 * half + 1)
+        yy = np.arange(y0, y0 + 2 * half + 1)
+        gx = 0.5 * (erf((xx + 0.5 - xi) / (sigma * np.sqrt(2))) - erf((xx - 0.5 - xi) / (sigma * np.sqrt(2))))
+        gy = 0.5 * (erf((yy + 0.5 - yi) / (sigma * np.sqrt(2))) - erf((yy - 0.5 - yi) / (sigma * np.sqrt(2))))
+        ys = slice(max(y0, 0), min(y0 + 2 * half + 1, shape[0]))
+        xs = slice(max(x0, 0), min(x0 + 2 * half + 1, shape[1]))
+        stamp = fi * np.outer(gy, gx)
+        image[ys, xs] += stamp[ys.start - y0 : ys.stop - y0, xs.start - x0 : xs.stop - x0]
+    return image
+
+
+def sky_rms_mas(wcs_a, wcs_b, shape, n=16):
+    """RMS sky distance (mas) between two WCSs over a grid of detector pixels."""
+    ny, nx = shape
+    gx, gy = np.meshgrid(np.linspace(0, nx - 1, n), np.linspace(0, ny - 1, n))
+    ra_a, dec_a = wcs_a(gx, gy, with_bounding_box=False)
+    ra_b, dec_b = wcs_b(gx, gy, with_bounding_box=False)
+    dra = (ra_a - ra_b) * np.cos(np.deg2rad(dec_b))
+    return float(MAS_PER_DEG * np.sqrt(np.mean(dra**2 + (dec_a - dec_b) ** 2)))
+
+
+# -------------------------------------------------------------- source catalog
+def test_find_sources_windowed_centroids_reject_cosmic_rays_and_flagged_pixels():
+    rng = np.random.default_rng(11)
+    shape = (600, 600)
+    x, y = rng.uniform(15, 585, (2, 160))
+    from scipy.spatial import cKDTree
+
+    # no blends: they are not what this test is about
+    isolated = cKDTree(np.column_stack([x, y])).query(np.column_stack([x, y]), k=2)[0][:, 1] > 10
+    x, y = x[isolated], y[isolated]
+    n = len(x)
+    flux = 10 ** rng.uniform(2.7, 4.0, n)
+    image = paint_point_sources(shape, x, y, flux, seed=12)
+    # cosmic rays: single hot pixels, far from the stars
+    cr_x = rng.integers(20, 580, 60)
+    cr_y = rng.integers(20, 580, 60)
+    image[cr_y, cr_x] += rng.uniform(40, 400, 60)
+    # a DQ-flagged block with a star inside it
+    excluded = np.zeros(shape, bool)
+    excluded[100:160, 100:160] = True
+    image[excluded] = 1e4
+
+    catalog = find_sources(image, rms=np.ones(shape), excluded=excluded, snr_threshold=5, brightest=0)
+
+    distance, index = cKDTree(np.column_stack([x, y])).query(np.column_stack([catalog["x"], catalog["y"]]))
+    assert np.all(distance < 0.5), "every detection is an injected star (no cosmic ray, no flagged block)"
+    cr_distance, _ = cKDTree(np.column_stack([cr_x, cr_y])).query(np.column_stack([catalog["x"], catalog["y"]]))
+    assert np.sum(cr_distance < 1.0) <= 1  # a CR landing on a star may survive, none alone
+    clean = ~((x > 90) & (x < 170) & (y > 90) & (y < 170))
+    assert len(catalog) >= 0.9 * clean.sum()
+    inside = (catalog["x"] > 92) & (catalog["x"] < 168) & (catalog["y"] > 92) & (catalog["y"] < 168)
+    assert not inside.any()
+    bright = flux[index] > 3000
+    rms_px = np.sqrt(np.mean(distance[bright] ** 2))
+    assert rms_px < 0.02, f"windowed centroid rms {rms_px:.4f} px"
+    assert catalog.meta["rejected"]["cosmic_ray"] >= 50
+
+    top = find_sources(image, rms=None, excluded=excluded, brightest=25)
+    assert len(top) == 25
+    assert np.all(np.diff(top["flux"]) <= 0)
+    assert top["flux"][-1] >= np.sort(catalog["flux"])[-25] * 0.9
+
+
+def test_read_source_catalog_columns(tmp_path):
+    Table({"xcentroid": [1.0, 2.0], "YCentroid": [3.0, 4.0], "flux": [5.0, 6.0]}).write(tmp_path / "c.ecsv")
+    catalog = read_source_catalog(tmp_path / "c.ecsv")
+    assert list(catalog["x"]) == [1.0, 2.0] and list(catalog["y"]) == [3.0, 4.0]
+    Table({"a": [1.0]}).write(tmp_path / "bad.ecsv")
+    with pytest.raises(CeersFileError, match="bad.ecsv"):
+        read_source_catalog(tmp_path / "bad.ecsv")
+
+
+# ----------------------------------------------------------- reference catalog
+def test_reference_catalog_any_capitalisation_and_mag_cut(tmp_path):
+    table = Table({"ra": [10.0, 10.1, np.nan], "Dec": [-5.0, -5.1, 0.0], "mag": [20.0, 25.0, 21.0]})
+    table.write(tmp_path / "ref.fits")
+    ref = load_reference_catalog(tmp_path / "ref.fits")
+    assert ref.colnames == ["RA", "DEC", "MAG"] and len(ref) == 2
+    assert len(load_reference_catalog(tmp_path / "ref.fits", mag_range=[19, 22])) == 1
+    Table({"RA": [1.0], "DEC": [2.0]}).write(tmp_path / "nomag.ecsv")
+    with pytest.raises(CeersFileError, match="magnitude"):
+        load_reference_catalog(tmp_path / "nomag.ecsv", mag_range=[19, 22])
+    with pytest.raises(CeersFileError, match="no RA/DEC"):
+        Table({"x": [1.0]}).write(tmp_path / "xy.ecsv")
+        load_reference_catalog(tmp_path / "xy.ecsv")
+    with pytest.raises(CeersFileError, match="does not exist"):
+        load_reference_catalog(tmp_path / "missing.ecsv")
+
+
+def test_real_hst_catalog_loads_as_abs_refcat(hst_refcat):
+    ref = load_reference_catalog(hst_refcat)
+    assert len(ref) > 30000
+    assert {"RA", "DEC", "MAG"} <= set(ref.colnames)
+    # the EGS field
+    assert 214.5 < np.median(ref["RA"]) < 215.5 and 52.5 < np.median(ref["DEC"]) < 53.3
+    bright = load_reference_catalog(hst_refcat, mag_range=[18, 24])
+    assert 0 < len(bright) < len(ref) and bright["MAG"].max() <= 24
+
+
+# ------------------------------------------------------------------- alignment
+def _aligned_group_case(rng, *, offsets_mas, n_sources=150, ref_noise_mas=5.0, size=1024):
+    """Three dithers of NRCA1 whose assumed WCSs are off by known sky offsets."""
+    from jwst_ceers.simulate.nircam_geometry import nircam_gwcs
+
+    ra0, dec0, roll = 214.9, 52.9, 40.0
+    true_wcs, images = [], []
+    all_ra, all_dec = [], []
+    for k, (east, north) in enumerate(offsets_mas):
+        ra_k = ra0 + k * 1.0 / 3600 / np.cos(np.deg2rad(dec0))  # 1" dithers
+        dec_k = dec0 + k * 0.6 / 3600
+        true = nircam_gwcs("NRCA1", ra_ref=ra_k, dec_ref=dec_k, roll_ref=roll, subarray=size)
+        assumed = nircam_gwcs(
+            "NRCA1",
+            ra_ref=ra_k + east / MAS_PER_DEG / np.cos(np.deg2rad(dec_k)),
+            dec_ref=dec_k + north / MAS_PER_DEG,
+            roll_ref=roll,
+            subarray=size,
+        )
+        true_wcs.append(true)
+        if k == 0:
+            xs, ys = rng.uniform(0, size - 1, n_sources), rng.uniform(0, size - 1, n_sources)
+            all_ra, all_dec = true(xs, ys)
+        x, y = true.invert(all_ra, all_dec)
+        inside = (x > 5) & (x < size - 6) & (y > 5) & (y < size - 6)
+        catalog = Table({"x": x[inside] + rng.normal(0, 0.01, inside.sum()), "y": y[inside] + rng.normal(0, 0.01, inside.sum())})
+        images.append(
+            AlignmentImage(
+                name=f"dither{k}",
+                group="visit1_F150W_nrca1",
+                wcs=assumed,
+                wcsinfo={"v2_ref": 0.0, "v3_ref": 0.0, "roll_ref": 0.0} | _wcsinfo(true),
+                catalog=catalog,
+            )
+        )
+    noise = ref_noise_mas / MAS_PER_DEG
+    refcat = Table(
+        {
+            "RA": all_ra + rng.normal(0, noise, len(all_ra)) / np.cos(np.deg2rad(dec0)),
+            "DEC": all_dec + rng.normal(0, noise, len(all_dec)),
+        }
+    )
+    refcat.meta["name"] = "synthetic"
+    return images, true_wcs, refcat
+
+
+def _wcsinfo(wcs):
+    from jwst_ceers.simulate.nircam_geometry import siaf_aperture
+
+    ap = siaf_aperture("NRCA1")
+    # roll_ref/ra/dec are not used by the corrector beyond defining its tangent plane
+    return {"v2_ref": float(ap.V2Ref), "v3_ref": float(ap.V3Ref), "roll_ref": 40.0}
+
+
+def test_align_group_recovers_injected_offsets():
+    rng = np.random.default_rng(5)
+    # a common 200 mas pointing error plus small per-dither differences
+    offsets = [(150.0, -130.0), (158.0, -126.0), (145.0, -138.0)]
+    images, true_wcs, refcat = _aligned_group_case(rng, offsets_mas=offsets)
+    aligned, records = align_group(
+        images,
+        refcat=refcat,
+        relative=FitParameters(searchrad=0.5, separation=0.3, tolerance=0.1, fitgeometry="shift", minobj=10),
+        absolute=FitParameters(searchrad=1.0, separation=0.3, tolerance=0.1, fitgeometry="rshift", minobj=10),
+    )
+    assert [a.status for a in aligned] == ["COMPLETE"] * 3
+    for result, truth, image in zip(aligned, true_wcs, images, strict=True):
+        before = sky_rms_mas(image.wcs, truth, (1024, 1024))
+        after = sky_rms_mas(result.wcs, truth, (1024, 1024))
+        assert before > 150
+        assert after < 1.5, f"{image.name}: {after:.2f} mas from the true WCS"
+    table = results_table(records)
+    assert list(table["kind"]) == ["relative"] * 3 + ["absolute"]
+    assert sorted(table["status"][:3]) == ["REFERENCE", "SUCCESS", "SUCCESS"]
+    absolute = table[table["kind"] == "absolute"][0]
+    assert absolute["status"] == "SUCCESS" and absolute["nmatch"] > 100
+    # the tangent plane is sky-aligned: the absolute shift undoes the reference dither's offset
+    reference = [i for i in range(3) if table["status"][i] == "REFERENCE"][0]
+    east, north = offsets[reference]
+    assert abs(1000 * absolute["xshift"] + east) < 3
+    assert abs(1000 * absolute["yshift"] + north) < 3
+    assert 1000 * absolute["rmse"] < 3 * 5.0
+
+
+def test_align_group_without_overlap_is_skipped_not_crashed():
+    rng = np.random.default_rng(6)
+    images, _, refcat = _aligned_group_case(rng, offsets_mas=[(100.0, 0.0)] * 2)
+    far = Table({"RA": refcat["RA"] + 1.0, "DEC": refcat["DEC"]})
+    aligned, records = align_group(images, refcat=far)
+    assert [a.status for a in aligned] == ["SKIPPED", "SKIPPED"]
+    assert all(a.wcs is None for a in aligned)
+    absolute = [r for r in records if r.kind == "absolute"]
+    assert len(absolute) == 1 and absolute[0].status.startswith("SKIPPED")
+    assert "reference sources overlap" in absolute[0].status
+
+
+def test_separation_tolerance_rule():
+    from jwst_ceers.tweakreg.alignment import check_fit_parameters
+
+    with pytest.raises(CeersParameterError, match="abs_separation"):
+        check_fit_parameters(FitParameters(separation=0.1, tolerance=0.1), prefix="abs_")
