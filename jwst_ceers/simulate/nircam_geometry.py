@@ -34,6 +34,7 @@ __all__ = [
     "nircam_gwcs",
     "nircam_wcsinfo",
     "detector_pointing",
+    "module_centre_v2v3",
     "pixel_area_sr",
     "abmag_to_pixel_sum",
 ]
@@ -97,7 +98,7 @@ class NircamFilter:
 def _filter(name, channel, fwhm, sky, photmjsr):
     scale = 0.031 if channel == "SW" else 0.063
     gain = 2.05 if channel == "SW" else 1.82
-    read_noise = 30.0 if channel == "SW" else 25.0
+    read_noise = 50.0 if channel == "SW" else 40.0
     return NircamFilter(name, channel, scale, fwhm, sky, photmjsr, gain, read_noise, PIVOT_WAVELENGTH_UM[name])
 
 
@@ -155,14 +156,14 @@ def subarray_window(subarray):
     return (FULL_SIZE - size) // 2, size
 
 
-def _sci2idl_models(aperture):
-    """Astropy Polynomial2D pair (x_idl, y_idl) from the SIAF Sci2Idl coefficients."""
+def _sci2idl_models(aperture, inverse=False):
+    """Astropy Polynomial2D pair from the SIAF Sci2Idl (or Idl2Sci) coefficients."""
     from astropy.modeling.models import Polynomial2D
 
     coeffs = aperture.get_polynomial_coefficients()
     deg = int(aperture.Sci2IdlDeg)
     polys = []
-    for key in ("Sci2IdlX", "Sci2IdlY"):
+    for key in (("Idl2SciX", "Idl2SciY") if inverse else ("Sci2IdlX", "Sci2IdlY")):
         params = {}
         k = 0
         for i in range(deg + 1):
@@ -189,7 +190,13 @@ def _detector_to_v2v3(detector, subarray):
     to_sci = Shift(start + 1 - ap.XSciRef, name="x_to_sci") & Shift(start + 1 - ap.YSciRef, name="y_to_sci")
     sci2idl = Mapping((0, 1, 0, 1)) | (px & py)
     sci2idl.name = "sci2idl"
-    return to_sci | sci2idl | idl2tel
+    forward = to_sci | sci2idl | idl2tel
+    # analytic inverse from the SIAF Idl2Sci polynomials (as CRDS distortion files have),
+    # so that world -> pixel is fast for tweakreg, resample and source placement
+    ix, iy = _sci2idl_models(ap, inverse=True)
+    idl2sci = Mapping((0, 1, 0, 1)) | (ix & iy)
+    forward.inverse = idl2tel.inverse | idl2sci | to_sci.inverse
+    return forward
 
 
 def nircam_gwcs(detector, *, ra_ref, dec_ref, roll_ref, subarray=None):
@@ -231,6 +238,12 @@ def nircam_gwcs(detector, *, ra_ref, dec_ref, roll_ref, subarray=None):
     return wcs
 
 
+def module_centre_v2v3():
+    """V2, V3 (arcsec) of the NIRCam module-A centre (SIAF ``NRCALL_FULL`` reference point)."""
+    centre = _siaf()["NRCALL_FULL"]
+    return float(centre.V2Ref), float(centre.V3Ref)
+
+
 def detector_pointing(detector, *, ra, dec, pa_v3, v2=None, v3=None):
     """
     Sky position and roll of a detector's reference point for a telescope attitude.
@@ -254,8 +267,7 @@ def detector_pointing(detector, *, ra, dec, pa_v3, v2=None, v3=None):
     from pysiaf.utils import rotations
 
     if v2 is None or v3 is None:
-        centre = _siaf()["NRCALL_FULL"]
-        v2, v3 = centre.V2Ref, centre.V3Ref
+        v2, v3 = module_centre_v2v3()
     ap = siaf_aperture(detector)
     att = rotations.attitude(v2, v3, ra, dec, pa_v3)
     ra_ref, dec_ref = rotations.pointing(att, ap.V2Ref, ap.V3Ref)
