@@ -1,0 +1,301 @@
+"""Reading the mosaics of a pointing (jwst i2d models or plain FITS) and writing products.
+
+A member may be a jwst ``*_i2d.fits`` ImageModel (file or open model) or a plain FITS
+mosaic such as the CEERS HST ones: the image in ``SCI`` or in the primary HDU, optional
+``WHT`` (inverse variance) or ``ERR`` extensions, a FITS WCS in the image header and a
+``FILTER`` keyword (ACS ``FILTER1``/``FILTER2`` are understood). Every output is written
+atomically with a FITS WCS in its image header and the FILTER keyword.
+"""
+
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from jwst_ceers.atomic_io import write_fits_atomic, write_model_atomic
+from jwst_ceers.errors import CeersDataError, CeersError, CeersFileError
+
+__all__ = [
+    "Mosaic",
+    "STEP_KEYWORD",
+    "read_mosaic",
+    "check_same_grid",
+    "product_name",
+    "write_image_fits",
+    "write_bkgsub",
+]
+
+log = logging.getLogger(__name__)
+
+STEP_KEYWORD = "CMBKGSTP"  # status keyword of plain-FITS outputs (meta.cal_step.ceers_mosaic_bkg)
+_WCS_KEYS = ("crpix1", "crpix2", "crval1", "crval2", "cdelt1", "cdelt2", "pc1_1", "pc1_2", "pc2_1", "pc2_2")
+
+
+@dataclass
+class Mosaic:
+    """One member of the pointing, as arrays plus what is needed to write its products."""
+
+    name: str
+    filter: str
+    data: np.ndarray
+    nodata: np.ndarray
+    noise: np.ndarray | None
+    header: object  # astropy.io.fits.Header of the image, with its WCS
+    source: str  # file name or "<model>"
+    is_jwst: bool
+    telescope: str
+    model: object = None
+    hdul: object = None
+
+
+def product_name(filename):
+    """``ceers_p1_f150w_i2d.fits`` -> ``ceers_p1_f150w`` (drops i2d/drz/drc/sci suffixes)."""
+    stem = Path(str(filename)).name
+    stem = re.sub(r"\.fits(\.gz)?$", "", stem, flags=re.IGNORECASE)
+    return re.sub(r"_(i2d|drz|drc|sci|img|bkgsub)$", "", stem, flags=re.IGNORECASE)
+
+
+def _header_from_wcsinfo(model):
+    from astropy.io import fits
+
+    info = model.meta.wcsinfo
+    header = fits.Header()
+    if info.crpix1 is None:
+        return header
+    header["WCSAXES"] = 2
+    header["CTYPE1"] = info.ctype1 or "RA---TAN"
+    header["CTYPE2"] = info.ctype2 or "DEC--TAN"
+    header["CUNIT1"] = "deg"
+    header["CUNIT2"] = "deg"
+    for key in _WCS_KEYS:
+        value = getattr(info, key, None)
+        if value is not None:
+            header[key.upper()] = value
+    return header
+
+
+def _filter_from_header(*headers):
+    for header in headers:
+        for key in ("FILTER", "FILTER1", "FILTER2"):
+            value = str(header.get(key, "")).strip().upper()
+            if value.startswith("F") and value != "CLEAR":
+                return value
+    return None
+
+
+def _noise_from(err, wht, shape):
+    if err is not None and np.shape(err) == shape:
+        noise = np.asarray(err, dtype=np.float32)
+        if np.isfinite(noise).any() and np.nanmax(noise) > 0:
+            return np.where(noise > 0, noise, np.nan).astype(np.float32)
+    if wht is not None and np.shape(wht) == shape:
+        wht = np.asarray(wht, dtype=np.float32)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(wht > 0, 1.0 / np.sqrt(wht), np.nan).astype(np.float32)
+    return None
+
+
+def _is_jwst_file(path):
+    from astropy.io import fits
+
+    with fits.open(path) as hdul:
+        return "ASDF" in hdul and str(hdul[0].header.get("TELESCOP", "")).upper() == "JWST"
+
+
+def read_mosaic(item):
+    """
+    Read one member.
+
+    Parameters
+    ----------
+    item : str, Path or `~stdatamodels.jwst.datamodels.ImageModel`
+
+    Returns
+    -------
+    Mosaic
+
+    Raises
+    ------
+    CeersFileError
+        Missing or unreadable file, no image, no WCS, no FILTER.
+    """
+    from astropy.io import fits
+    from stdatamodels.jwst.datamodels import ImageModel
+
+    from jwst_ceers.inputs import open_image_model
+
+    if isinstance(item, ImageModel):
+        return _from_model(item, item.meta.filename or "<model>")
+    path = Path(item)
+    if not path.is_file():
+        raise CeersFileError(f"{path}: input mosaic does not exist")
+    try:
+        jwst_file = _is_jwst_file(path)
+    except OSError as exc:
+        raise CeersFileError(f"{path}: cannot be read as FITS ({exc})") from exc
+    if jwst_file:
+        model = open_image_model(path)
+        mosaic = _from_model(model, str(path))
+        with fits.open(path) as hdul:
+            header = hdul["SCI"].header.copy()
+        if "CRPIX1" in header:
+            mosaic.header = header
+        return mosaic
+    hdul = fits.open(path)
+    image_hdu = None
+    if "SCI" in hdul and hdul["SCI"].data is not None:
+        image_hdu = hdul["SCI"]
+    elif hdul[0].data is not None and hdul[0].data.ndim == 2:
+        image_hdu = hdul[0]
+    else:
+        image_hdu = next((h for h in hdul[1:] if h.data is not None and np.ndim(h.data) == 2), None)
+    if image_hdu is None:
+        hdul.close()
+        raise CeersFileError(f"{path}: no 2-D image in PRIMARY or SCI")
+    data = np.asarray(image_hdu.data, dtype=np.float32)
+    header = image_hdu.header.copy()
+    if "CTYPE1" not in header:
+        hdul.close()
+        raise CeersFileError(f"{path}: image header has no FITS WCS (CTYPE1)")
+    filter_name = _filter_from_header(header, hdul[0].header)
+    if filter_name is None:
+        hdul.close()
+        raise CeersFileError(f"{path}: no FILTER keyword")
+    err = hdul["ERR"].data if "ERR" in hdul else None
+    wht = hdul["WHT"].data if "WHT" in hdul else None
+    noise = _noise_from(err, wht, data.shape)
+    nodata = ~np.isfinite(data)
+    if wht is not None and np.shape(wht) == data.shape:
+        nodata |= ~(np.asarray(wht) > 0)
+    telescope = str(hdul[0].header.get("TELESCOP", header.get("TELESCOP", "HST"))).upper()
+    return Mosaic(
+        name=product_name(path),
+        filter=filter_name,
+        data=data,
+        nodata=nodata,
+        noise=noise,
+        header=header,
+        source=str(path),
+        is_jwst=False,
+        telescope=telescope,
+        hdul=hdul,
+    )
+
+
+def _from_model(model, source):
+    if model.data is None or np.ndim(model.data) != 2:
+        raise CeersDataError(f"{source}: science array is not 2-D")
+    data = np.asarray(model.data, dtype=np.float32)
+    wht = model.wht if model.hasattr("wht") else None
+    err = model.err if model.hasattr("err") else None
+    nodata = ~np.isfinite(data)
+    if wht is not None and np.shape(wht) == data.shape:
+        nodata |= ~(np.asarray(wht) > 0)
+    header = _header_from_wcsinfo(model)
+    if "CRPIX1" not in header:
+        raise CeersFileError(f"{source}: model has no FITS-like wcsinfo (crpix/crval/pc)")
+    filter_name = (model.meta.instrument.filter or "").upper()
+    if not filter_name:
+        raise CeersFileError(f"{source}: meta.instrument.filter is not set")
+    return Mosaic(
+        name=product_name(source if source != "<model>" else f"{filter_name.lower()}"),
+        filter=filter_name,
+        data=data,
+        nodata=nodata,
+        noise=_noise_from(err, wht, data.shape),
+        header=header,
+        source=source,
+        is_jwst=True,
+        telescope="JWST",
+        model=model,
+    )
+
+
+def check_same_grid(mosaics, *, tolerance_pix=0.01):
+    """
+    Raise a CeersError naming the files unless all mosaics share one pixel grid.
+
+    The shapes must agree and the first mosaic's WCS, evaluated at the corners and the
+    centre of the grid, must map to the same pixels in every other WCS.
+    """
+    from astropy.wcs import WCS
+
+    first = mosaics[0]
+    ny, nx = first.data.shape
+    x = np.array([0, nx - 1, 0, nx - 1, (nx - 1) / 2])
+    y = np.array([0, 0, ny - 1, ny - 1, (ny - 1) / 2])
+    ra, dec = WCS(first.header).all_pix2world(x, y, 0)
+    for other in mosaics[1:]:
+        if other.data.shape != first.data.shape:
+            raise CeersError(
+                f"mosaics are not on one grid: {first.source} has shape {first.data.shape}, "
+                f"{other.source} has shape {other.data.shape}"
+            )
+        ox, oy = WCS(other.header).all_world2pix(ra, dec, 0)
+        offset = float(np.max(np.hypot(ox - x, oy - y)))
+        if not offset <= tolerance_pix:
+            raise CeersError(
+                f"mosaics are not on one grid: {other.source} is offset by {offset:.3g} pixels "
+                f"from {first.source} (resample all filters with the same grid parameters)"
+            )
+
+
+def _output_header(mosaic, extra=None):
+    from astropy.io import fits
+    from astropy.wcs import WCS
+
+    header = fits.Header()
+    header.update(WCS(mosaic.header).to_header())
+    header["FILTER"] = mosaic.filter
+    header["TELESCOP"] = mosaic.telescope
+    header[STEP_KEYWORD] = ("COMPLETE", "ceers_mosaic_bkg status")
+    header["MBKGSRC"] = (Path(mosaic.source).name[:60], "input mosaic")
+    for key, value in (extra or {}).items():
+        header[key] = value
+    return header
+
+
+def write_image_fits(path, array, mosaic, *, extra=None):
+    """Write ``array`` in the primary HDU of ``path`` with the mosaic's WCS and FILTER."""
+    from astropy.io import fits
+
+    hdu = fits.PrimaryHDU(array, header=_output_header(mosaic, extra))
+    return write_fits_atomic(fits.HDUList([hdu]), path)
+
+
+def write_bkgsub(path, bkgsub, mosaic, *, alias="ceers_mosaic_bkg"):
+    """
+    Write the background-subtracted mosaic in the format of its input.
+
+    jwst members: a copy of the ImageModel with new data and
+    ``meta.cal_step.<alias> = COMPLETE``; plain FITS members: the input's HDUs with
+    the image replaced and the status keyword set.
+    """
+    from astropy.io import fits
+
+    if mosaic.is_jwst:
+        from jwst.stpipe.utilities import record_step_status
+
+        out = mosaic.model.copy()
+        out.data = bkgsub
+        out.meta.filename = Path(path).name
+        record_step_status(out, alias, success=True)
+        write_model_atomic(out, path)
+        out.close()
+        return Path(path)
+    hdus = []
+    for index, hdu in enumerate(mosaic.hdul):
+        if hdu.data is not None and np.shape(hdu.data) == bkgsub.shape and hdu.name in ("SCI", "PRIMARY"):
+            header = hdu.header.copy()
+            header[STEP_KEYWORD] = ("COMPLETE", "ceers_mosaic_bkg status")
+            cls = fits.PrimaryHDU if index == 0 else fits.ImageHDU
+            hdus.append(cls(bkgsub, header=header))
+        elif index == 0:
+            header = hdu.header.copy()
+            header[STEP_KEYWORD] = ("COMPLETE", "ceers_mosaic_bkg status")
+            hdus.append(fits.PrimaryHDU(header=header))
+        elif hdu.name in ("WHT", "ERR"):
+            hdus.append(hdu.copy())
+    return write_fits_atomic(fits.HDUList(hdus), path)

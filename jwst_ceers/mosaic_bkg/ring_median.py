@@ -1,0 +1,75 @@
+"""O(N) ring-median pre-filter of a mosaic, computed on a block-reduced grid.
+
+CEERS subtracts a ring-median filter (ring radius 80 px, width 4 px) from each
+mosaic before detecting sources, after replacing pixels above a 5-sigma ceiling over
+a coarse background. A full-resolution ring median costs ~2000 comparisons per pixel.
+Here the same idea is applied on ``block`` x ``block`` block medians: the ceiling
+clipping and the ring median act on a grid 64 times smaller, and the result is
+interpolated back to full resolution (cubic), so the cost is a few operations per pixel.
+"""
+
+import numpy as np
+
+from jwst_ceers.mosaic_bkg.grid_resampling import block_samples, fill_invalid_nearest, upsample_cubic
+
+__all__ = ["ring_footprint", "ring_median_background"]
+
+
+def ring_footprint(radius, width):
+    """Boolean ring ``radius <= r <= radius + width`` (in grid cells), at least one cell wide."""
+    width = max(float(width), 1.0)
+    size = int(np.ceil(radius + width))
+    yy, xx = np.mgrid[-size : size + 1, -size : size + 1]
+    r = np.hypot(xx, yy)
+    return (r >= radius - 0.5) & (r <= radius + width - 0.5)
+
+
+def ring_median_background(data, nodata, *, radius=80, width=4, clip_nsigma=5.0, block=8, noise=None):
+    """
+    Ring-median estimate of the large-scale background of ``data``.
+
+    Parameters
+    ----------
+    data : ndarray
+        2-D mosaic (values under ``nodata`` are ignored).
+    nodata : ndarray of bool
+        True where there are no data.
+    radius, width : float
+        Ring radius and width in pixels (CEERS: 80 and 4).
+    clip_nsigma : float
+        Pixels above the coarse background by more than this many pixel sigmas are
+        replaced by the ceiling before the ring median.
+    block : int
+        Block size of the reduced grid (the ring is scaled accordingly).
+    noise : float, optional
+        Pixel noise sigma; measured robustly from the data when not given.
+
+    Returns
+    -------
+    ndarray
+        New float32 full-resolution background estimate (finite everywhere).
+    """
+    from scipy.ndimage import median_filter
+
+    from jwst_ceers.masking.robust import robust_location_scale, sample_unmasked
+
+    if noise is None:
+        _, noise = robust_location_scale(sample_unmasked(data, nodata))
+    stride = 2 if block % 2 == 0 else 1
+    samples = block_samples(data, nodata, box=block, stride=stride)
+    with np.errstate(all="ignore"):
+        import bottleneck
+
+        coarse = bottleneck.nanmedian(samples, axis=-1)
+        valid = np.isfinite(coarse)
+        if not valid.any():
+            return np.zeros(data.shape, dtype=np.float32)
+        coarse = fill_invalid_nearest(coarse, valid)
+        coarse = median_filter(coarse, size=3, mode="nearest")
+        ceiling = (coarse + np.float32(clip_nsigma * noise))[:, :, None]
+        clipped = np.where(samples > ceiling, ceiling, samples)
+        block_values = bottleneck.nanmean(clipped, axis=-1)
+    block_values = fill_invalid_nearest(block_values, valid)
+    ring = ring_footprint(radius / block, width / block)
+    filtered = median_filter(block_values, footprint=ring, mode="reflect")
+    return upsample_cubic(filtered, shape=data.shape, box=block)
