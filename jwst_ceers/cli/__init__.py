@@ -20,6 +20,7 @@ COMMANDS = {
     "demo": ("jwst_ceers.cli.demo", "simulate a small CEERS-like pointing and run the chain on it"),
     "asn": ("jwst_ceers.cli.asn", "Level-3 associations per pointing/visit and filter"),
     "grid": ("jwst_ceers.cli.grid", "shared resample grid of a pointing, as an asdf parameter file"),
+    "survey": ("jwst_ceers.cli.survey", "many pointings and filters on dask.distributed, restartable"),
 }
 
 

@@ -1,0 +1,357 @@
+"""The survey configuration file (TOML): read, validate, resolve input globs.
+
+Every error names the configuration file and the key at fault, e.g.
+``survey.toml: pointings[1].grid.pixel_scale: must be a number > 0, got -0.03``.
+
+Layout (paths are relative to the configuration file's folder)::
+
+    output_root = "products"            # required; one folder per pointing below it
+    abs_refcat = "refcat.ecsv"          # optional absolute reference catalog
+    mosaic_background = true            # run MosaicBackground per pointing (default true)
+
+    [image3]                            # optional, for every filter
+    parameter_file = "image3.asdf"      # stpipe parameter file of Image3Ceers
+    [image3.steps.tweakreg]             # step parameters (override the file)
+    abs_tolerance = 0.1
+    [image3.filters.F444W]              # optional, per filter (override the above)
+    parameter_file = "image3_lw.asdf"
+    [image3.filters.F444W.steps.pedestal]
+    rescale_rnoise = false
+
+    [mosaic_bkg]                        # optional MosaicBackground settings
+    parameter_file = "mosaic_bkg.asdf"
+    [mosaic_bkg.params]
+    bkg_box_size = 64
+
+    [[pointings]]
+    name = "nircam1"
+    inputs = ["cal/*_cal.fits"]         # globs; files are grouped by band (FILTER[-PUPIL])
+    filters = ["F150W", "F356W"]        # optional: default all found
+    hst_mosaics = ["hst/egs_f160w_*.fits"]   # optional, given to MosaicBackground
+    edit_regions = ["regions/nircam1.reg"]   # optional, given to MosaicBackground
+    [pointings.grid]                    # as resample's parameters (crpix 0-based)
+    crval = [214.98, 52.98]
+    crpix = [5299.5, 2399.5]
+    rotation = -49.7
+    pixel_scale = 0.03
+    output_shape = [10600, 4800]        # (nx, ny)
+
+    [engine]                            # advanced: replace the task functions
+    image3_task = "jwst_ceers.survey.tasks:image3_ceers"
+    mosaic_bkg_task = "jwst_ceers.survey.tasks:mosaic_background"
+"""
+
+import dataclasses
+import glob
+import math
+import re
+import tomllib
+from pathlib import Path
+
+from jwst_ceers.errors import CeersFileError, CeersParameterError
+
+__all__ = ["PointingConfig", "SurveyConfig", "filter_of", "load_survey_config"]
+
+DEFAULT_IMAGE3_TASK = "jwst_ceers.survey.tasks:image3_ceers"
+DEFAULT_MOSAIC_BKG_TASK = "jwst_ceers.survey.tasks:mosaic_background"
+
+_TOP_KEYS = {"output_root", "abs_refcat", "mosaic_background", "image3", "mosaic_bkg", "pointings", "engine"}
+_POINTING_KEYS = {"name", "inputs", "filters", "grid", "hst_mosaics", "edit_regions"}
+_GRID_KEYS = {"crval", "crpix", "rotation", "pixel_scale", "pixel_scale_ratio", "output_shape"}
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
+_DOTTED = re.compile(r"^[A-Za-z_][\w.]*(:[A-Za-z_]\w*)?$")
+
+
+@dataclasses.dataclass(frozen=True)
+class PointingConfig:
+    """One pointing (or mosaic tile) of the survey."""
+
+    name: str
+    members_by_filter: dict  # filter -> tuple of absolute file names (sorted)
+    grid: dict
+    hst_mosaics: tuple = ()
+    edit_regions: tuple = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class SurveyConfig:
+    """A validated survey configuration (all paths absolute)."""
+
+    path: Path
+    output_root: Path
+    abs_refcat: Path | None
+    mosaic_background: bool
+    image3_parameter_file: Path | None
+    image3_steps: dict
+    image3_filters: dict  # filter -> {"parameter_file": Path | None, "steps": dict}
+    mosaic_bkg_parameter_file: Path | None
+    mosaic_bkg_params: dict
+    image3_task: str
+    mosaic_bkg_task: str
+    pointings: tuple
+
+
+class _Checker:
+    """Raises errors that name the configuration file and the key."""
+
+    def __init__(self, path):
+        self.path = Path(path)
+        self.base = self.path.parent.absolute()
+
+    def param(self, key, message):
+        return CeersParameterError(f"{self.path}: {key}: {message}")
+
+    def file(self, key, message):
+        return CeersFileError(f"{self.path}: {key}: {message}")
+
+    def table(self, value, key, allowed=None):
+        if not isinstance(value, dict):
+            raise self.param(key, f"must be a table, got {type(value).__name__}")
+        if allowed is not None:
+            unknown = sorted(set(value) - set(allowed))
+            if unknown:
+                raise self.param(
+                    f"{key}.{unknown[0]}" if key else unknown[0],
+                    f"unknown key (allowed: {', '.join(sorted(allowed))})",
+                )
+        return value
+
+    def string(self, value, key):
+        if not isinstance(value, str) or not value.strip():
+            raise self.param(key, f"must be a non-empty string, got {value!r}")
+        return value
+
+    def boolean(self, value, key):
+        if not isinstance(value, bool):
+            raise self.param(key, f"must be true or false, got {value!r}")
+        return value
+
+    def string_list(self, value, key):
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list) or not value or not all(isinstance(v, str) and v for v in value):
+            raise self.param(key, f"must be a non-empty list of strings, got {value!r}")
+        return value
+
+    def existing_file(self, value, key):
+        path = self.base / Path(self.string(value, key)).expanduser()
+        if not path.is_file():
+            raise self.file(key, f"file not found: {path}")
+        return path
+
+    def globbed_files(self, patterns, key):
+        files = []
+        for pattern in self.string_list(patterns, key):
+            full = str(self.base / Path(pattern).expanduser())
+            matched = sorted(p for p in glob.glob(full, recursive=True) if Path(p).is_file())
+            if not matched:
+                raise self.file(key, f"no file matches {pattern!r} (looked for {full})")
+            files.extend(Path(p).absolute() for p in matched)
+        return tuple(dict.fromkeys(files))  # keep order, drop duplicates
+
+    def number(self, value, key, *, positive=False):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise self.param(key, f"must be a finite number, got {value!r}")
+        if positive and value <= 0:
+            raise self.param(key, f"must be a number > 0, got {value!r}")
+        return float(value)
+
+    def pair(self, value, key, *, integer=False):
+        if not isinstance(value, list) or len(value) != 2:
+            raise self.param(key, f"must be a list of 2 numbers, got {value!r}")
+        if integer:
+            if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value):
+                raise self.param(key, f"must be 2 positive integers (nx, ny), got {value!r}")
+            return [int(v) for v in value]
+        return [self.number(v, f"{key}[{i}]") for i, v in enumerate(value)]
+
+    def dotted(self, value, key):
+        if not _DOTTED.match(self.string(value, key)):
+            raise self.param(key, f"must be a dotted name 'module:function', got {value!r}")
+        return value
+
+    def json_table(self, value, key):
+        """A table of plain parameter values (TOML dates are not parameters)."""
+        self.table(value, key)
+
+        def check(item, where):
+            if isinstance(item, dict):
+                for k, v in item.items():
+                    check(v, f"{where}.{k}")
+            elif isinstance(item, list):
+                for i, v in enumerate(item):
+                    check(v, f"{where}[{i}]")
+            elif isinstance(item, float) and not math.isfinite(item):
+                raise self.param(where, f"must be finite, got {item!r}")
+            elif not isinstance(item, (str, int, float, bool)):
+                raise self.param(where, f"unsupported value {item!r}")
+
+        check(value, key)
+        return value
+
+
+def filter_of(path):
+    """
+    Return the band of an exposure, upper case (``F150W``, ``F150W2-F162M``).
+
+    The band is the one ``jwst-ceers asn`` groups by
+    (:attr:`jwst_ceers.associations.ExposureInfo.band`): FILTER, plus PUPIL when
+    the pupil wheel carries a filter.
+
+    Raises
+    ------
+    CeersFileError
+        If the file cannot be read or lacks PROGRAM/OBSERVTN/VISIT/FILTER.
+    """
+    from jwst_ceers.associations import read_exposure_info
+
+    return read_exposure_info(path).band.upper()
+
+
+def _steps_table(check, value, key):
+    check.json_table(value, key)
+    for step, pars in value.items():
+        check.table(pars, f"{key}.{step}")
+    return value
+
+
+def _grid(check, value, key):
+    check.table(value, key, _GRID_KEYS)
+    grid = {}
+    for name, item in value.items():
+        where = f"{key}.{name}"
+        if name in ("crval", "crpix"):
+            grid[name] = check.pair(item, where)
+        elif name == "output_shape":
+            grid[name] = check.pair(item, where, integer=True)
+        elif name in ("pixel_scale", "pixel_scale_ratio"):
+            grid[name] = check.number(item, where, positive=True)
+        else:
+            grid[name] = check.number(item, where)
+    if "crval" in grid and not (-90 <= grid["crval"][1] <= 90):
+        raise check.param(f"{key}.crval", f"declination must be in [-90, 90], got {grid['crval'][1]}")
+    return grid
+
+
+def _pointing(check, value, key):
+    check.table(value, key, _POINTING_KEYS)
+    for required in ("name", "inputs"):
+        if required not in value:
+            raise check.param(f"{key}.{required}", "missing (required)")
+    name = check.string(value["name"], f"{key}.name")
+    if not _NAME.match(name):
+        raise check.param(f"{key}.name", f"must be a plain folder name (letters, digits, _.+-), got {name!r}")
+    files = check.globbed_files(value["inputs"], f"{key}.inputs")
+    by_filter = {}
+    for path in files:
+        by_filter.setdefault(filter_of(path), []).append(path)
+    if "filters" in value:
+        wanted = [f.upper() for f in check.string_list(value["filters"], f"{key}.filters")]
+        missing = [f for f in wanted if f not in by_filter]
+        if missing:
+            raise check.param(
+                f"{key}.filters",
+                f"{', '.join(missing)} not among the inputs' filters ({', '.join(sorted(by_filter))})",
+            )
+        by_filter = {f: by_filter[f] for f in wanted}
+    grid = _grid(check, value.get("grid", {}), f"{key}.grid")
+    hst = check.globbed_files(value["hst_mosaics"], f"{key}.hst_mosaics") if "hst_mosaics" in value else ()
+    regions = check.globbed_files(value["edit_regions"], f"{key}.edit_regions") if "edit_regions" in value else ()
+    return PointingConfig(
+        name=name,
+        members_by_filter={f: tuple(sorted(p)) for f, p in sorted(by_filter.items())},
+        grid=grid,
+        hst_mosaics=hst,
+        edit_regions=regions,
+    )
+
+
+def load_survey_config(path):
+    """
+    Read and validate a survey configuration file.
+
+    Parameters
+    ----------
+    path : str or Path
+        The TOML file.
+
+    Returns
+    -------
+    SurveyConfig
+
+    Raises
+    ------
+    CeersFileError
+        The file (or a file it names) is missing or unreadable, or a glob matches nothing.
+    CeersParameterError
+        A key is unknown, missing or has a bad value.
+    """
+    path = Path(path)
+    check = _Checker(path)
+    try:
+        raw = tomllib.loads(path.read_text())
+    except OSError as exc:
+        raise CeersFileError(f"{path}: cannot read survey configuration: {exc.strerror or exc}") from exc
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise CeersParameterError(f"{path}: not valid TOML: {exc}") from exc
+    check.table(raw, "", _TOP_KEYS)
+    if "output_root" not in raw:
+        raise check.param("output_root", "missing (required)")
+    output_root = check.base / Path(check.string(raw["output_root"], "output_root")).expanduser()
+    abs_refcat = check.existing_file(raw["abs_refcat"], "abs_refcat") if "abs_refcat" in raw else None
+    mosaic_background = check.boolean(raw.get("mosaic_background", True), "mosaic_background")
+
+    image3 = check.table(raw.get("image3", {}), "image3", {"parameter_file", "steps", "filters"})
+    image3_file = (
+        check.existing_file(image3["parameter_file"], "image3.parameter_file") if "parameter_file" in image3 else None
+    )
+    image3_steps = _steps_table(check, image3.get("steps", {}), "image3.steps")
+    image3_filters = {}
+    for filt, settings in check.table(image3.get("filters", {}), "image3.filters").items():
+        where = f"image3.filters.{filt}"
+        check.table(settings, where, {"parameter_file", "steps"})
+        image3_filters[filt.upper()] = {
+            "parameter_file": check.existing_file(settings["parameter_file"], f"{where}.parameter_file")
+            if "parameter_file" in settings
+            else None,
+            "steps": _steps_table(check, settings.get("steps", {}), f"{where}.steps"),
+        }
+
+    bkg = check.table(raw.get("mosaic_bkg", {}), "mosaic_bkg", {"parameter_file", "params"})
+    bkg_file = (
+        check.existing_file(bkg["parameter_file"], "mosaic_bkg.parameter_file") if "parameter_file" in bkg else None
+    )
+    bkg_params = check.json_table(bkg.get("params", {}), "mosaic_bkg.params")
+
+    engine = check.table(raw.get("engine", {}), "engine", {"image3_task", "mosaic_bkg_task"})
+    image3_task = check.dotted(engine.get("image3_task", DEFAULT_IMAGE3_TASK), "engine.image3_task")
+    bkg_task = check.dotted(engine.get("mosaic_bkg_task", DEFAULT_MOSAIC_BKG_TASK), "engine.mosaic_bkg_task")
+
+    if "pointings" not in raw:
+        raise check.param("pointings", "missing (required): add at least one [[pointings]] table")
+    if not isinstance(raw["pointings"], list) or not raw["pointings"]:
+        raise check.param("pointings", "must be a non-empty array of tables ([[pointings]])")
+    pointings = [_pointing(check, item, f"pointings[{i}]") for i, item in enumerate(raw["pointings"])]
+    seen = {}
+    for i, pointing in enumerate(pointings):
+        if pointing.name in seen:
+            raise check.param(f"pointings[{i}].name", f"{pointing.name!r} already used by pointings[{seen[pointing.name]}]")
+        seen[pointing.name] = i
+    unknown_filters = sorted(set(image3_filters) - {f for p in pointings for f in p.members_by_filter})
+    if unknown_filters:
+        raise check.param(f"image3.filters.{unknown_filters[0]}", "no pointing has exposures in this filter")
+
+    return SurveyConfig(
+        path=path.absolute(),
+        output_root=output_root,
+        abs_refcat=abs_refcat,
+        mosaic_background=mosaic_background,
+        image3_parameter_file=image3_file,
+        image3_steps=image3_steps,
+        image3_filters=image3_filters,
+        mosaic_bkg_parameter_file=bkg_file,
+        mosaic_bkg_params=bkg_params,
+        image3_task=image3_task,
+        mosaic_bkg_task=bkg_task,
+        pointings=tuple(pointings),
+    )

@@ -1,0 +1,98 @@
+"""Turn a survey configuration into the product graph the engine runs.
+
+Per pointing: one Image3 product per filter (``<pointing>/<FILTER>``, product
+name ``<pointing>_<filter>``), then, when ``mosaic_background`` is on, one
+MosaicBackground product (``<pointing>/mosaic_bkg``) that depends on all of them.
+Everything goes to ``<output_root>/<pointing>/``.
+"""
+
+import copy
+
+from jwst_ceers.survey.engine import ProductTask
+
+__all__ = ["MOSAIC_BKG_LABEL", "image3_product_name", "plan_survey"]
+
+MOSAIC_BKG_LABEL = "mosaic_bkg"
+
+
+def image3_product_name(pointing, filt):
+    """Product name (file stem of ``<name>_i2d.fits``) of one pointing and filter."""
+    return f"{pointing}_{filt.lower()}"
+
+
+def _merge(base, override):
+    merged = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def plan_survey(config):
+    """
+    Build the product graph of a survey.
+
+    Parameters
+    ----------
+    config : SurveyConfig
+        A validated configuration (:func:`jwst_ceers.survey.config.load_survey_config`).
+
+    Returns
+    -------
+    list of ProductTask
+        Image3 products first, each pointing's MosaicBackground after its filters.
+    """
+    tasks = []
+    for pointing in config.pointings:
+        output_dir = str(config.output_root / pointing.name)
+        image3_keys = []
+        for filt, members in pointing.members_by_filter.items():
+            per_filter = config.image3_filters.get(filt, {})
+            steps = _merge(config.image3_steps, per_filter.get("steps", {}))
+            if pointing.grid:
+                steps = _merge(steps, {"resample": pointing.grid})
+            parameter_file = per_filter.get("parameter_file") or config.image3_parameter_file
+            inputs = {"members": [str(p) for p in members]}
+            if config.abs_refcat is not None:
+                inputs["abs_refcat"] = [str(config.abs_refcat)]
+            if parameter_file is not None:
+                inputs["parameter_file"] = [str(parameter_file)]
+            name = image3_product_name(pointing.name, filt)
+            key = f"{pointing.name}/{filt}"
+            tasks.append(
+                ProductTask(
+                    key=key,
+                    pointing=pointing.name,
+                    label=filt,
+                    name=name,
+                    function=config.image3_task,
+                    output_dir=output_dir,
+                    inputs=inputs,
+                    params={"product_name": name, "filter": filt, "steps": steps},
+                )
+            )
+            image3_keys.append(key)
+        if config.mosaic_background and image3_keys:
+            inputs = {}
+            if pointing.hst_mosaics:
+                inputs["hst_mosaics"] = [str(p) for p in pointing.hst_mosaics]
+            if pointing.edit_regions:
+                inputs["edit_regions"] = [str(p) for p in pointing.edit_regions]
+            if config.mosaic_bkg_parameter_file is not None:
+                inputs["parameter_file"] = [str(config.mosaic_bkg_parameter_file)]
+            tasks.append(
+                ProductTask(
+                    key=f"{pointing.name}/{MOSAIC_BKG_LABEL}",
+                    pointing=pointing.name,
+                    label=MOSAIC_BKG_LABEL,
+                    name=f"{pointing.name}_{MOSAIC_BKG_LABEL}",
+                    function=config.mosaic_bkg_task,
+                    output_dir=output_dir,
+                    inputs=inputs,
+                    params={"pointing": pointing.name, "params": copy.deepcopy(config.mosaic_bkg_params)},
+                    depends=tuple(image3_keys),
+                )
+            )
+    return tasks

@@ -1,0 +1,78 @@
+"""Provenance: package versions of a run and the keywords stamped on FITS products."""
+
+from importlib import metadata
+from pathlib import Path
+
+from astropy.io import fits
+
+__all__ = ["PROVENANCE_KEYWORDS", "TRACKED_PACKAGES", "package_versions", "stamp_fits_provenance"]
+
+# Distributions whose version change makes every product out of date: the ones
+# whose code computes the pixels (numpy/scipy included: they change float results).
+TRACKED_PACKAGES = (
+    "jwst_ceers",
+    "jwst",
+    "stpipe",
+    "stdatamodels",
+    "stcal",
+    "tweakwcs",
+    "gwcs",
+    "drizzle",
+    "photutils",
+    "astropy",
+    "numpy",
+    "scipy",
+)
+
+# keyword -> comment; values are set by stamp_fits_provenance
+PROVENANCE_KEYWORDS = {
+    "CEERSVER": "jwst_ceers version of this product",
+    "CEERSJWV": "jwst version of this product",
+    "CEERSPRD": "jwst_ceers survey product key",
+    "CEERSPAR": "parameters SHA-256 (first 32 hex)",
+    "CEERSINP": "inputs SHA-256 (first 32 hex)",
+}
+
+
+def package_versions(packages=TRACKED_PACKAGES):
+    """Return ``{distribution: version or None}`` for the tracked packages."""
+    versions = {}
+    for name in packages:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def stamp_fits_provenance(path, *, product, params_sha, inputs_sha, versions):
+    """
+    Add the provenance keywords to the primary header of a FITS file, in place.
+
+    Call it on a file that is not yet published (the survey engine stamps files
+    in its staging folder, then renames them into place, so the published file
+    is replaced atomically).
+
+    Parameters
+    ----------
+    path : str or Path
+        FITS file (modified in place).
+    product : str
+        Product key.
+    params_sha, inputs_sha : str
+        Parameter and input digests (hex; the first 32 digits are recorded,
+        the full digests are in the product's manifest).
+    versions : dict
+        Package versions (``jwst_ceers`` and ``jwst`` are recorded).
+    """
+    values = {
+        "CEERSVER": versions.get("jwst_ceers") or "unknown",
+        "CEERSJWV": versions.get("jwst") or "unknown",
+        "CEERSPRD": product[:68],
+        "CEERSPAR": params_sha[:32],
+        "CEERSINP": inputs_sha[:32],
+    }
+    with fits.open(Path(path), mode="update", memmap=False) as hdul:
+        header = hdul[0].header
+        for key, value in values.items():
+            header[key] = (value, PROVENANCE_KEYWORDS[key])
