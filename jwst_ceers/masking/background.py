@@ -1,0 +1,67 @@
+"""A coarse, smooth background map from block medians of unmasked pixels."""
+
+import bottleneck as bn
+import numpy as np
+import scipy.ndimage
+
+__all__ = ["coarse_background"]
+
+
+def _interpolation_matrix(n_pixels, n_blocks, box):
+    """Linear interpolation weights from block centres to pixel centres (n_pixels x n_blocks)."""
+    position = (np.arange(n_pixels, dtype=np.float64) + 0.5) / box - 0.5
+    position = np.clip(position, 0, n_blocks - 1)
+    lower = np.floor(position).astype(int)
+    upper = np.minimum(lower + 1, n_blocks - 1)
+    frac = position - lower
+    weights = np.zeros((n_pixels, n_blocks), dtype=np.float32)
+    rows = np.arange(n_pixels)
+    weights[rows, lower] += (1 - frac).astype(np.float32)
+    weights[rows, upper] += frac.astype(np.float32)
+    return weights
+
+
+def coarse_background(data, *, exclude, box=128, min_fraction=0.25, filter_size=3):
+    """
+    Smooth background: median of unmasked pixels per ``box`` x ``box`` block, interpolated.
+
+    Blocks with fewer than ``min_fraction`` usable pixels take the value of the nearest
+    usable block; the block grid is median-filtered over ``filter_size`` blocks and
+    interpolated bilinearly to every pixel.
+
+    Parameters
+    ----------
+    data : ndarray
+        2-D image (NaNs allowed; they are not used).
+    exclude : ndarray of bool
+        True where a pixel must not be used (sources, no data).
+    box : int, optional
+        Block size in pixels.
+    min_fraction : float, optional
+        Minimum fraction of usable pixels for a block to be measured.
+    filter_size : int, optional
+        Median filter size on the block grid (1 = none).
+
+    Returns
+    -------
+    ndarray or None
+        New float32 background map, or None when no block is usable.
+    """
+    data = np.asarray(data, dtype=np.float32)
+    ny, nx = data.shape
+    nby, nbx = -(-ny // box), -(-nx // box)
+    padded = np.full((nby * box, nbx * box), np.nan, dtype=np.float32)
+    padded[:ny, :nx] = np.where(np.asarray(exclude), np.nan, data)
+    blocks = padded.reshape(nby, box, nbx, box).transpose(0, 2, 1, 3).reshape(nby, nbx, box * box)
+    usable = (~np.isnan(blocks)).sum(axis=2) >= min_fraction * box * box
+    if not usable.any():
+        return None
+    medians = bn.nanmedian(blocks, axis=2)
+    if not usable.all():
+        _, (iy, ix) = scipy.ndimage.distance_transform_edt(~usable, return_indices=True)
+        medians = medians[iy, ix]
+    if filter_size > 1:
+        medians = scipy.ndimage.median_filter(medians, size=filter_size, mode="nearest")
+    wy = _interpolation_matrix(ny, nby, box)
+    wx = _interpolation_matrix(nx, nbx, box)
+    return (wy @ medians.astype(np.float32) @ wx.T).astype(np.float32, copy=False)

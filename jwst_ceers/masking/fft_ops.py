@@ -1,0 +1,215 @@
+"""FFT smoothing, circular dilation and block resampling for large float32 images."""
+
+import numpy as np
+import scipy.fft
+import scipy.ndimage
+
+__all__ = [
+    "FWHM_TO_SIGMA",
+    "FourierImage",
+    "gaussian_smooth",
+    "dilate_disk",
+    "block_mean",
+    "block_any",
+    "expand_blocks",
+]
+
+FWHM_TO_SIGMA = 1.0 / (2.0 * np.sqrt(2.0 * np.log(2.0)))
+
+# Disks up to this radius are dilated with 2r+1 running maxima instead of 3 FFTs.
+SPAN_DILATION_MAX_RADIUS = 4
+
+
+def _padded_shape(shape, pad):
+    return tuple(scipy.fft.next_fast_len(int(n + pad), real=True) for n in shape)
+
+
+class FourierImage:
+    """
+    Spectrum of a zero-padded image, reused for several Gaussian smoothings.
+
+    Parameters
+    ----------
+    image : ndarray
+        2-D float image without NaNs (already background-subtracted: padding is 0).
+    max_fwhm : float
+        Largest FWHM (pixels) that will be asked for; sets the padding (4 sigma).
+    workers : int, optional
+        Threads for scipy.fft.
+    """
+
+    def __init__(self, image, *, max_fwhm, workers=2):
+        image = np.asarray(image, dtype=np.float32)
+        self.image_shape = image.shape
+        self.workers = workers
+        self.shape = _padded_shape(image.shape, int(np.ceil(4 * max_fwhm * FWHM_TO_SIGMA)) + 1)
+        self.spectrum = scipy.fft.rfft2(image, s=self.shape, workers=workers)
+        self.fy = scipy.fft.fftfreq(self.shape[0]).astype(np.float32)
+        self.fx = scipy.fft.rfftfreq(self.shape[1]).astype(np.float32)
+
+    def smoothed(self, fwhm):
+        """The image convolved with a unit-sum Gaussian of FWHM ``fwhm`` (new float32 array)."""
+        sigma = fwhm * FWHM_TO_SIGMA
+        factor = np.float32(-2.0 * np.pi**2 * sigma**2)
+        spectrum = self.spectrum * np.exp(factor * self.fy**2)[:, None]
+        spectrum *= np.exp(factor * self.fx**2)[None, :]
+        full = scipy.fft.irfft2(spectrum, s=self.shape, workers=self.workers)
+        del spectrum
+        ny, nx = self.image_shape
+        return np.ascontiguousarray(full[:ny, :nx])
+
+
+def gaussian_smooth(image, *, fwhm, workers=2):
+    """
+    Convolve ``image`` with a unit-sum circular Gaussian of FWHM ``fwhm`` pixels.
+
+    The image is zero-padded by 4 sigma (so it must already be background-subtracted
+    and NaN-free) and multiplied in Fourier space by the Gaussian's analytic transfer
+    function, so no kernel array is built or transformed.
+
+    Parameters
+    ----------
+    image : ndarray
+        2-D float image without NaNs.
+    fwhm : float
+        Full width at half maximum in pixels; 0 returns a float32 copy.
+    workers : int, optional
+        Threads for scipy.fft.
+
+    Returns
+    -------
+    ndarray
+        New float32 array of the same shape.
+    """
+    if fwhm <= 0:
+        return np.array(image, dtype=np.float32)
+    return FourierImage(image, max_fwhm=fwhm, workers=workers).smoothed(fwhm)
+
+
+def dilate_disk(mask, *, radius, workers=2):
+    """
+    Binary dilation of ``mask`` by a disk ``x**2 + y**2 <= radius**2`` (FFT, exact).
+
+    A pixel is set when any mask pixel lies within the disk around it. The mask is
+    convolved with the disk in float32 through FFTs and thresholded at one half, which
+    is exact for disks of up to ~10^6 pixels.
+
+    Parameters
+    ----------
+    mask : ndarray of bool
+        2-D mask.
+    radius : float
+        Disk radius in pixels; values < 1 return a copy of the mask.
+    workers : int, optional
+        Threads for scipy.fft.
+
+    Returns
+    -------
+    ndarray of bool
+        New dilated mask.
+    """
+    mask = np.asarray(mask, dtype=bool)
+    r = int(np.floor(radius))
+    if r < 1 or not mask.any():
+        return mask.copy()
+    if r <= SPAN_DILATION_MAX_RADIUS:
+        return _dilate_disk_by_spans(mask, radius)
+    yy, xx = np.mgrid[-r : r + 1, -r : r + 1]
+    disk = (xx * xx + yy * yy <= radius * radius).astype(np.float32)
+    shape = _padded_shape(mask.shape, 2 * r + 1)
+    spectrum = scipy.fft.rfft2(mask.astype(np.float32), s=shape, workers=workers)
+    spectrum *= scipy.fft.rfft2(disk, s=shape, workers=workers)
+    full = scipy.fft.irfft2(spectrum, s=shape, workers=workers)
+    return full[r : r + mask.shape[0], r : r + mask.shape[1]] > 0.5
+
+
+def _dilate_disk_by_spans(mask, radius):
+    """Disk dilation as the union of row-shifted 1-D maximum filters (cheap for small disks)."""
+    r = int(np.floor(radius))
+    as_bytes = mask.view(np.uint8)
+    out = np.zeros_like(mask)
+    for dy in range(-r, r + 1):
+        half_width = int(np.floor(np.sqrt(radius * radius - dy * dy)))
+        row = scipy.ndimage.maximum_filter1d(as_bytes, 2 * half_width + 1, axis=1).view(bool)
+        if dy > 0:
+            out[dy:] |= row[:-dy]
+        elif dy < 0:
+            out[:dy] |= row[-dy:]
+        else:
+            out |= row
+    return out
+
+
+def _halve(array, combine, dtype=None):
+    """Combine 2 x 2 blocks (odd edges padded with zeros/False)."""
+    ny, nx = array.shape
+    if ny % 2 or nx % 2:
+        array = np.pad(array, ((0, ny % 2), (0, nx % 2)))
+    columns = combine(array[:, 0::2], array[:, 1::2], dtype=dtype)
+    return combine(columns[0::2], columns[1::2], dtype=dtype)
+
+
+def _is_power_of_two(factor):
+    if int(factor) != factor or factor < 1:
+        raise ValueError(f"block factor must be a positive integer, got {factor}")
+    return not int(factor) & (int(factor) - 1)
+
+
+def _strided_combine(array, factor, combine, dtype):
+    """Combine ``factor`` x ``factor`` blocks for any integer factor (strided slices)."""
+    shape = (-(-array.shape[0] // factor), -(-array.shape[1] // factor))
+    out = np.zeros(shape, dtype=dtype)
+    for i in range(factor):
+        for j in range(factor):
+            part = array[i::factor, j::factor]
+            view = out[: part.shape[0], : part.shape[1]]
+            combine(view, part, out=view, casting="unsafe")
+    return out
+
+
+def block_mean(image, valid, *, factor):
+    """
+    Mean of the valid pixels in ``factor`` x ``factor`` blocks (fastest for powers of two).
+
+    Returns
+    -------
+    mean : ndarray (float32)
+        Block means (0 where a block has no valid pixel), shape ceil(shape / factor).
+    fraction : ndarray (float32)
+        Fraction of valid pixels per block (pixels beyond the image edge count as invalid).
+    """
+    factor = int(factor)
+    power_of_two = _is_power_of_two(factor)
+    valid = np.asarray(valid, dtype=bool)
+    total = np.where(valid, image, np.float32(0)).astype(np.float32, copy=False)
+    if factor == 1:
+        return total, valid.astype(np.float32)
+    if power_of_two:
+        count = valid
+        for _ in range(int(np.log2(factor))):
+            total = _halve(total, np.add, np.float32)
+            count = _halve(count, np.add, np.float32)
+    else:
+        total = _strided_combine(total, factor, np.add, np.float32)
+        count = _strided_combine(valid, factor, np.add, np.float32)
+    mean = np.divide(total, count, out=np.zeros_like(total), where=count > 0)
+    return mean, count / np.float32(factor * factor)
+
+
+def block_any(mask, *, factor):
+    """True for every ``factor`` x ``factor`` block holding at least one True pixel."""
+    factor = int(factor)
+    if not _is_power_of_two(factor):
+        return _strided_combine(np.asarray(mask, dtype=bool), factor, np.logical_or, bool)
+    out = np.array(mask, dtype=bool)
+    for _ in range(int(np.log2(factor))):
+        out = _halve(out, np.logical_or)
+    return out
+
+
+def expand_blocks(blocks, *, factor, shape):
+    """Repeat each block value over its ``factor`` x ``factor`` pixels, cropped to ``shape``."""
+    if factor == 1:
+        return blocks
+    expanded = np.repeat(np.repeat(blocks, factor, axis=0), factor, axis=1)
+    return expanded[: shape[0], : shape[1]]
