@@ -116,7 +116,7 @@ def sersic_b(n):
 
 
 def make_source_population(*, ra, dec, width_arcsec, height_arcsec, seed, mag_limit=28.5,
-                           mag_bright=16.0, star_fraction=0.03, n_large_galaxies=0):
+                           mag_bright=16.0, star_fraction=0.03, n_large_galaxies=0, density_scale=1.0):
     """
     Draw a realistic deep-field source population over a rectangle of sky.
 
@@ -159,10 +159,12 @@ def make_source_population(*, ra, dec, width_arcsec, height_arcsec, seed, mag_li
         raise CeersParameterError(f"star_fraction must be in [0, 1), got {star_fraction}")
     if mag_limit <= mag_bright:
         raise CeersParameterError(f"mag_limit ({mag_limit}) must be fainter than mag_bright ({mag_bright})")
+    if density_scale <= 0:
+        raise CeersParameterError(f"density_scale must be > 0, got {density_scale}")
     if n_large_galaxies < 0:
         raise CeersParameterError(f"n_large_galaxies must be >= 0, got {n_large_galaxies}")
     rng = np.random.default_rng(seed)
-    area_deg2 = width_arcsec * height_arcsec / _ARCSEC_PER_DEG**2
+    area_deg2 = width_arcsec * height_arcsec / _ARCSEC_PER_DEG**2 * density_scale
 
     # galaxies: inverse-CDF sampling of the broken power law
     n_lo, n_hi = _cumulative_counts([mag_bright, mag_limit])
@@ -213,7 +215,7 @@ def make_source_population(*, ra, dec, width_arcsec, height_arcsec, seed, mag_li
         generator="jwst_ceers.simulate.make_source_population", seed=int(seed),
         ra=float(ra), dec=float(dec), width_arcsec=float(width_arcsec), height_arcsec=float(height_arcsec),
         mag_limit=float(mag_limit), mag_bright=float(mag_bright), star_fraction=float(star_fraction),
-        n_large_galaxies=int(n_large_galaxies), reference_wavelength_um=REFERENCE_WAVELENGTH_UM,
+        n_large_galaxies=int(n_large_galaxies), density_scale=float(density_scale), reference_wavelength_um=REFERENCE_WAVELENGTH_UM,
     ))
     _set_units(table)
     log.debug("source population: %d galaxies, %d stars, %d large galaxies over %.2f arcmin^2",
@@ -378,6 +380,7 @@ _FWHM_TO_SIGMA = 1.0 / (2.0 * np.sqrt(2.0 * np.log(2.0)))
 _ENCLOSED_TARGET = 0.995        # stamps reach the radius enclosing this fraction of the light
 _MAX_PROFILE_RADIUS_PIX = 1800  # but never further (the light beyond is renormalised in)
 _POINT_SOURCE_REFF_PIX = 0.05   # smaller sources are drawn as pure PSFs
+_CORE_RADIUS_PIX = 0.25         # light inside this (elliptical) radius is drawn as a point source
 _CENTRE_HALF = 2                # central (2*_CENTRE_HALF+1)^2 pixels are supersampled
 _CENTRE_SUB = 8                 # subsampling factor of the centre
 _BATCH_ELEMENTS = 3_000_000     # stamps evaluated together (memory bound)
@@ -392,13 +395,36 @@ def _truncation_radius(r_eff, n):
 
 
 def _sersic_values(dx, dy, r_eff, n, b, q, cos_t, sin_t, r_max):
-    """Unnormalised Sersic surface brightness exp(-b (r/r_eff)^(1/n)) at offsets dx, dy."""
+    """
+    Unnormalised Sersic surface brightness exp(-b (r/r_eff)^(1/n)) at offsets dx, dy.
+
+    Zero outside ``r_max`` and inside the core radius (the core is drawn as a point source).
+    """
     u = dx * cos_t + dy * sin_t
     v = (-dx * sin_t + dy * cos_t) / q
     r = np.sqrt(u * u + v * v)
     val = np.exp(-b * (r / r_eff) ** (1.0 / n))
-    val[r > r_max] = 0.0
+    val[(r > r_max) | (r < _CORE_RADIUS_PIX)] = 0.0
     return val
+
+
+def _core_fraction(r_eff, n, r_max):
+    """Fraction of the rendered (truncated) light inside the core radius."""
+    two_n = 2.0 * n
+    b = sersic_b(n)
+    inner = special.gammainc(two_n, b * (_CORE_RADIUS_PIX / r_eff) ** (1.0 / n))
+    return inner / special.gammainc(two_n, b * (r_max / r_eff) ** (1.0 / n))
+
+
+def _add_points(image, x, y, flux, sigma):
+    """Point sources: pixel-integrated Gaussians, or single pixels without PSF."""
+    if sigma > 0:
+        _render_point_sources(image, x, y, flux, sigma)
+        return
+    ny, nx = image.shape
+    xi, yi = np.round(x).astype(int), np.round(y).astype(int)
+    inside = (xi >= 0) & (xi < nx) & (yi >= 0) & (yi < ny)
+    np.add.at(image, (yi[inside], xi[inside]), flux[inside].astype(image.dtype))
 
 
 def _render_point_sources(image, x, y, flux, sigma):
@@ -453,10 +479,12 @@ def _render_batch(image, half, x, y, flux, r_eff, n, q, theta, sigma, r_max):
 
     if sigma > 0:
         stamps = ndimage.gaussian_filter(stamps, sigma=(0, sigma, sigma), mode="constant", truncate=4.0)
+    core = _core_fraction(r_eff, n, r_max)
     total = stamps.sum(axis=(1, 2))
-    stamps *= (flux / np.where(total > 0, total, 1.0))[:, None, None]
+    stamps *= (flux * (1.0 - core) / np.where(total > 0, total, 1.0))[:, None, None]
     for i in range(m):
         _add_stamp(image, xc[i], yc[i], stamps[i])
+    _add_points(image, x, y, flux * core, sigma)
 
 
 def _render_large(image, x, y, flux, r_eff, n, q, theta, sigma, r_max, half):
@@ -497,9 +525,11 @@ def _render_large(image, x, y, flux, r_eff, n, q, theta, sigma, r_max, half):
     two_n = 2.0 * n
     total = (2 * np.pi * q * r_eff**2 * n * special.gamma(two_n) / b**two_n
              * special.gammainc(two_n, b * (r_max / r_eff) ** (1.0 / n)))
+    core = float(_core_fraction(r_eff, n, r_max))
     region *= flux / total
     oy, ox = y0 - (gy0 - pad), x0 - (gx0 - pad)
     image[y0:y1, x0:x1] += region[oy:oy + (y1 - y0), ox:ox + (x1 - x0)]
+    _add_points(image, np.array([x]), np.array([y]), np.array([flux * core]), sigma)
 
 
 def render_sources(shape, x, y, flux, *, r_eff_pix, sersic_n, axis_ratio, pa_deg, psf_fwhm_pix,
@@ -512,7 +542,9 @@ def render_sources(shape, x, y, flux, *, r_eff_pix, sersic_n, axis_ratio, pa_deg
     pixel-integrated (8x8 supersampling) over the central 5x5 pixels, convolved with a
     circular Gaussian PSF of FWHM ``psf_fwhm_pix``, and scaled so that the whole stamp
     sums to ``flux`` (so the total is conserved exactly, wings included; the light beyond
-    the truncation radius is folded in). Sources with ``r_eff_pix < 0.05`` are drawn as
+    the truncation radius is folded in). The light inside 0.25 pixel of the centre
+    (the cusp of large-n profiles, which no pixel grid samples well) is drawn as an
+    exactly pixel-integrated PSF at the source position, so centroids are unbiased. Sources with ``r_eff_pix < 0.05`` are drawn as
     pixel-integrated PSFs. Stamps are sized to the profile (large galaxies get large
     stamps, evaluated only where they overlap the image). Parts of sources outside the
     image are clipped: only the pixels inside receive flux.
@@ -570,12 +602,7 @@ def render_sources(shape, x, y, flux, *, r_eff_pix, sersic_n, axis_ratio, pa_deg
     point &= ok_pos
     ext &= ok_pos
 
-    if sigma > 0:
-        _render_point_sources(image, x[point], y[point], flux[point], sigma)
-    else:
-        xi, yi = np.round(x[point]).astype(int), np.round(y[point]).astype(int)
-        inside = (xi >= 0) & (xi < nx) & (yi >= 0) & (yi < ny)
-        np.add.at(image, (yi[inside], xi[inside]), flux[point][inside].astype(dtype))
+    _add_points(image, x[point], y[point], flux[point], sigma)
 
     for h in np.unique(half[ext]):
         idx = np.flatnonzero(ext & (half == h))
