@@ -87,7 +87,7 @@ def make_exposure(
         yy, xx = np.mgrid[0:ny, 0:nx]
         sigma = 1.5
         data += (star_flux * np.exp(-((xx - x_star) ** 2 + (yy - y_star) ** 2) / (2 * sigma**2))).astype(np.float32)
-    model = datamodels.ImageModel(data=data)
+    model = datamodels.ImageModel(data=data, validate_on_assignment=False)  # validated on save
     model.dq = np.zeros(shape, np.uint32)
     model.err = np.full(shape, 0.01, np.float32)
     model.var_rnoise = np.full(shape, 1e-4, np.float32)
@@ -537,3 +537,46 @@ def test_pipeline_file_loads_in_image3ceers(tmp_path):
         str(write_grid_parameter_file(grid, tmp_path / "p.asdf", file_format="pipeline"))
     )
     assert pipeline.resample.crpix == [10.0, 20.0] and pipeline.resample.pixel_scale == 0.06
+
+
+# ------------------------------------------------------ simulated CEERS-like pointing
+
+
+@pytest.fixture(scope="module")
+def simulated_pointing(tmp_path_factory):
+    simulate = pytest.importorskip("jwst_ceers.simulate")
+    return simulate.simulate_pointing(
+        tmp_path_factory.mktemp("sim"), filters=("F150W", "F356W"), sw_detectors=("NRCA1", "NRCB1"),
+        lw_detectors=("NRCALONG",), n_dithers=2, n_visits=2, size=64, seed=7,
+    )
+
+
+def test_asn_and_grid_on_simulated_pointing(simulated_pointing, tmp_path):
+    from jwst_ceers.mosaic_grid import exposure_footprint
+
+    sim = simulated_pointing
+    truth = {f"{t.root}_cal.fits": t for t in sim.truth.values()}
+    assert sorted(truth) == sorted(p.name for p in sim.cal_files)
+
+    # all files of one program, split only by filter, detector groups per visit
+    written = write_associations(sim.cal_files, tmp_path, by="program", product="nircam1", group_by_detector=True)
+    assert [p.name for p in written] == ["nircam1_f150w.json", "nircam1_f356w.json"]
+    for path in written:
+        band = path.stem.split("_")[1].upper()
+        _, members = _members(path)
+        names = [m["expname"].rsplit("/", 1)[-1] for m in members]
+        assert sorted(names) == sorted(n for n, t in truth.items() if t.filter == band)
+        # one group per (visit, detector), holding exactly that detector's dithers
+        groups = {}
+        for member, name in zip(members, names, strict=True):
+            groups.setdefault(member["group_id"], set()).add((truth[name].visit, truth[name].detector))
+        assert all(len(keys) == 1 for keys in groups.values())
+        assert len(groups) == len({(t.visit, t.detector) for t in truth.values() if t.filter == band})
+
+    # footprint grid at 0.03"/px covers every exposure of both filters
+    grid = pointing_grid(sim.cal_files, pixel_scale=0.03, margin=2)
+    nx, ny = grid.output_shape
+    for path in sim.cal_files:
+        corners = exposure_footprint(path)
+        x, y = sky_to_grid_pixels(grid, corners[:, 0], corners[:, 1])
+        assert x.min() >= 1.5 and y.min() >= 1.5 and x.max() <= nx - 2.5 and y.max() <= ny - 2.5

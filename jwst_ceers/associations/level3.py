@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 # medium/narrow bands F162M, F164N, F323N, F405N, F466N, F470N sit in the pupil wheel).
 _NEUTRAL_PUPILS = {"", "CLEAR", "CLEARP", "NONE", "N/A", "ANY"}
 
-GROUPING_KEYS = ("pointing", "visit")
+GROUPING_KEYS = ("pointing", "visit", "program")
 
 
 @dataclass(frozen=True)
@@ -77,9 +77,14 @@ class ExposureInfo:
         return band
 
     @property
+    def program_id(self):
+        """``jw<program>``."""
+        return f"jw{self.program}"
+
+    @property
     def pointing_id(self):
         """``jw<program>-o<observation>`` (the pointing: one observation)."""
-        return f"jw{self.program}-o{self.observation}"
+        return f"{self.program_id}-o{self.observation}"
 
     @property
     def visit_id(self):
@@ -99,7 +104,8 @@ class AssociationGroup:
     Attributes
     ----------
     field_id : str
-        Pointing or visit identifier (``ExposureInfo.pointing_id`` / ``visit_id``).
+        Pointing, visit or program identifier (``ExposureInfo.pointing_id`` /
+        ``visit_id`` / ``program_id``).
     band : str
         Lower-case band name shared by every member.
     exposures : tuple of ExposureInfo
@@ -218,8 +224,10 @@ def group_exposures(exposures, *, by="pointing", filters=None):
     ----------
     exposures : iterable of ExposureInfo
         Exposures, e.g. from :func:`read_exposure_info`.
-    by : {'pointing', 'visit'}, optional
-        ``pointing`` groups by program + observation, ``visit`` also by visit.
+    by : {'pointing', 'visit', 'program'}, optional
+        ``pointing`` groups by program + observation, ``visit`` also by visit,
+        ``program`` only by program (all given files of a program and band in one
+        association: use it when the inputs already are one pointing's files).
     filters : sequence of str, optional
         Keep only these bands (case-insensitive; ``F150W`` or ``f150w2-f162m``).
 
@@ -240,7 +248,7 @@ def group_exposures(exposures, *, by="pointing", filters=None):
     for exposure in exposures:
         if wanted is not None and exposure.band not in wanted:
             continue
-        field_id = exposure.pointing_id if by == "pointing" else exposure.visit_id
+        field_id = {"pointing": exposure.pointing_id, "visit": exposure.visit_id, "program": exposure.program_id}[by]
         groups[(field_id, exposure.band)].append(exposure)
     if not groups:
         if wanted is not None:
@@ -340,12 +348,13 @@ def write_associations(
         Directories, glob patterns or files (see :func:`find_exposure_files`).
     output_dir : str or Path, optional
         Where the ``<product>_<band>.json`` files go (created if needed).
-    by : {'pointing', 'visit'}, optional
-        Group by program + observation (default) or also by visit.
+    by : {'pointing', 'visit', 'program'}, optional
+        Group by program + observation (default), also by visit, or only by
+        program (see :func:`group_exposures`); always also by band.
     product : str, optional
-        Product name prefix. Default: the pointing or visit id
-        (``jw01345-o001`` / ``jw01345-o001-v001``). A given prefix requires the
-        inputs to hold a single pointing (or visit).
+        Product name prefix. Default: the pointing, visit or program id
+        (``jw01345-o001`` / ``jw01345-o001-v001`` / ``jw01345``). A given prefix
+        requires the inputs to hold a single pointing (or visit, or program).
     filters : sequence of str, optional
         Only these bands.
     group_by_detector : bool, optional

@@ -11,12 +11,13 @@ def add_parser(parser):
     parser.add_argument("-o", "--output-dir", default=".", help="where the associations go (created)")
     parser.add_argument(
         "--by",
-        choices=("pointing", "visit"),
+        choices=("pointing", "visit", "program"),
         default="pointing",
-        help="pointing = program+observation; visit = program+observation+visit (default: %(default)s)",
+        help="pointing = program+observation; visit = program+observation+visit; program = all given "
+        "files of a program (inputs already one pointing); always also by filter (default: %(default)s)",
     )
     parser.add_argument(
-        "--product", default=None, help="product name prefix (default: jw<program>-o<obs>[-v<visit>])"
+        "--product", default=None, help="product name prefix (default: jw<program>[-o<obs>[-v<visit>]])"
     )
     parser.add_argument(
         "--filters", nargs="+", default=None, metavar="FILTER", help="only these filters (default: all)"
