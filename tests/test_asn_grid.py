@@ -311,6 +311,15 @@ def test_cli_asn_and_grid_write_files(cal_dir, tmp_path, capsys, monkeypatch):
     step = ResampleStep.from_config_file(str(out))
     assert step.pixel_scale == 0.03 and step.rotation == 20.0 and step.pixfrac == 1.0
 
+    # whole reference mosaic at twice its scale, pipeline layout
+    reference = _write_hst(_hst_header(crpix=(601.0, 500.5), shape=(1200, 1000)), tmp_path)
+    out = tmp_path / "image3_grid.asdf"
+    argv = ["grid", "--reference", str(reference), "--pixel-scale", "0.06", "--format", "pipeline", "-o", str(out)]
+    assert cli.main(argv) == 0
+    grid = read_grid_parameter_file(out)
+    assert grid.output_shape == (600, 500) and grid.crpix == (299.75, 249.5)
+    assert grid.crval == (214.9, 52.9) and grid.pixel_scale == pytest.approx(0.06, rel=1e-12)
+
 
 # -------------------------------------------------------------------------- grid
 
