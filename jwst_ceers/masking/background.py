@@ -8,16 +8,22 @@ __all__ = ["coarse_background"]
 
 
 def _interpolation_matrix(n_pixels, n_blocks, box):
-    """Linear interpolation weights from block centres to pixel centres (n_pixels x n_blocks)."""
-    position = (np.arange(n_pixels, dtype=np.float64) + 0.5) / box - 0.5
-    position = np.clip(position, 0, n_blocks - 1)
-    lower = np.floor(position).astype(int)
-    upper = np.minimum(lower + 1, n_blocks - 1)
-    frac = position - lower
+    """
+    Linear interpolation weights from block centres to pixel centres (n_pixels x n_blocks).
+
+    Pixels beyond the outermost block centres are linearly extrapolated from the two
+    outermost blocks, so ramps stay exact up to the image edges.
+    """
     weights = np.zeros((n_pixels, n_blocks), dtype=np.float32)
+    if n_blocks == 1:
+        weights[:, 0] = 1
+        return weights
+    position = (np.arange(n_pixels, dtype=np.float64) + 0.5) / box - 0.5
+    lower = np.clip(np.floor(position).astype(int), 0, n_blocks - 2)
+    frac = position - lower
     rows = np.arange(n_pixels)
-    weights[rows, lower] += (1 - frac).astype(np.float32)
-    weights[rows, upper] += frac.astype(np.float32)
+    weights[rows, lower] = (1 - frac).astype(np.float32)
+    weights[rows, lower + 1] = frac.astype(np.float32)
     return weights
 
 
@@ -27,7 +33,8 @@ def coarse_background(data, *, exclude, box=128, min_fraction=0.25, filter_size=
 
     Blocks with fewer than ``min_fraction`` usable pixels take the value of the nearest
     usable block; the block grid is median-filtered over ``filter_size`` blocks and
-    interpolated bilinearly to every pixel.
+    interpolated bilinearly to every pixel (extrapolated linearly beyond the outermost
+    block centres).
 
     Parameters
     ----------
@@ -61,7 +68,10 @@ def coarse_background(data, *, exclude, box=128, min_fraction=0.25, filter_size=
         _, (iy, ix) = scipy.ndimage.distance_transform_edt(~usable, return_indices=True)
         medians = medians[iy, ix]
     if filter_size > 1:
-        medians = scipy.ndimage.median_filter(medians, size=filter_size, mode="nearest")
+        # odd reflection (linear extrapolation) keeps ramps exact up to the edges
+        edge = filter_size // 2
+        padded_grid = np.pad(medians, edge, mode="reflect", reflect_type="odd")
+        medians = scipy.ndimage.median_filter(padded_grid, size=filter_size)[edge:-edge, edge:-edge]
     wy = _interpolation_matrix(ny, nby, box)
     wx = _interpolation_matrix(nx, nbx, box)
     return (wy @ medians.astype(np.float32) @ wx.T).astype(np.float32, copy=False)
