@@ -404,6 +404,13 @@ def test_footprint_grid_covers_every_footprint(tmp_path):
     with pytest.raises(CeersParameterError):
         grid_from_footprints([], pixel_scale=0.03, rotation=0.0)
 
+    # without S_REGION the footprint comes from the file's WCS
+    no_sregion = tmp_path / "nosregion_cal.fits"
+    shutil.copy(files[0], no_sregion)
+    with fits.open(no_sregion, mode="update") as hdul:
+        del hdul["SCI"].header["S_REGION"]
+    np.testing.assert_allclose(exposure_footprint(no_sregion), exposure_footprint(files[0]), atol=1e-8)
+
 
 @pytest.fixture(scope="module")
 def two_filter_pointing(tmp_path_factory):
