@@ -93,7 +93,12 @@ def fit_background(data, exclude, *, box_size=64, filter_size=5, sigma=3.0, stri
     if not valid.any():
         raise ValueError("fit_background: no box has enough unmasked pixels")
     grid = fill_invalid_nearest(location, valid)
+    # linear extrapolation by a few boxes keeps gradients at the edges (no flattening by
+    # the median filter or by clamping in the interpolation)
+    pad = max(2, filter_size // 2 + 1)
+    pad = min(pad, min(grid.shape) - 1) if min(grid.shape) > 1 else 0
+    if pad:
+        grid = np.pad(grid, pad, mode="reflect", reflect_type="odd")
     if filter_size > 1:
-        # filter only where boxes were measured: filled boxes follow their neighbours
         grid = median_filter(grid, size=filter_size, mode="nearest")
-    return upsample_cubic(grid, shape=data.shape, box=box_size), grid
+    return upsample_cubic(grid, shape=data.shape, box=box_size, pad=pad), grid

@@ -76,9 +76,9 @@ def _cubic_weights(frac):
     return np.stack([w0, w1, w2, w3], axis=1)
 
 
-def _interpolation_matrix(n_out, n_in, box):
+def _interpolation_matrix(n_out, n_in, box, pad=0):
     """Sparse (n_out, n_in) matrix interpolating values at box centres to pixel centres."""
-    t = (np.arange(n_out) + 0.5) / box - 0.5
+    t = (np.arange(n_out) + 0.5) / box - 0.5 + pad
     i0 = np.floor(t).astype(int)
     weights = _cubic_weights(t - i0).astype(np.float32)
     cols = np.clip(i0[:, None] + np.arange(-1, 3)[None, :], 0, n_in - 1)
@@ -88,7 +88,7 @@ def _interpolation_matrix(n_out, n_in, box):
     return matrix
 
 
-def upsample_cubic(grid, *, shape, box):
+def upsample_cubic(grid, *, shape, box, pad=0):
     """
     Interpolate values given at the centres of ``box`` x ``box`` blocks to every pixel.
 
@@ -103,6 +103,8 @@ def upsample_cubic(grid, *, shape, box):
         Full-resolution (ny, nx).
     box : int
         Block size in pixels.
+    pad : int, optional
+        Number of extra (extrapolated) cells on each side of ``grid``.
 
     Returns
     -------
@@ -110,7 +112,7 @@ def upsample_cubic(grid, *, shape, box):
         New float32 (ny, nx) array.
     """
     grid = np.asarray(grid, dtype=np.float32)
-    ry = _interpolation_matrix(shape[0], grid.shape[0], box)
-    rx = _interpolation_matrix(shape[1], grid.shape[1], box)
+    ry = _interpolation_matrix(shape[0], grid.shape[0], box, pad)
+    rx = _interpolation_matrix(shape[1], grid.shape[1], box, pad)
     rows = np.asarray(ry @ grid, dtype=np.float32)  # (ny, nbx)
     return np.ascontiguousarray(np.asarray((rx @ rows.T).T, dtype=np.float32))

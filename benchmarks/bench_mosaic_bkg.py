@@ -1,0 +1,163 @@
+"""Benchmark of MosaicBackground (ceers_mosaic_bkg) against the CEERS reference algorithm.
+
+Run on demand: ``python benchmarks/bench_mosaic_bkg.py [--sizes 2000 4000] [--full]``.
+For each size it simulates one pointing (two NIRCam filters, same grid, known truth)
+with ``jwst_ceers.simulate.mosaics``, then runs, each in a fresh subprocess (so that
+the peak RSS is that run's own): the step on the i2d files, and the straightforward
+reference implementation (``ceers_reference_background.py``) on the same mosaics. It
+prints wall time, peak RSS, the speed ratio (per filter) and the accuracy of both
+against the injected truth: residual (estimated - true background) rms over the
+footprint, mean bias under masked sources, masked fraction and fraction of
+true-source pixels (> 0.5 sigma) left unmasked, all in units of the pixel noise.
+``--full`` adds the step on a 10600 x 4800 pointing (the reference there is optional,
+``--full-reference``, ~20-40 min).
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+def _child_step(out_dir, paths):
+    import resource
+
+    os.environ.setdefault("STPIPE_DISABLE_CRDS_STEPPARS", "true")
+    from jwst_ceers.mosaic_bkg.mosaic_bkg_step import MosaicBackground
+
+    step = MosaicBackground(output_dir=str(out_dir))
+    start = time.perf_counter()
+    outputs = step.run([str(p) for p in paths])
+    elapsed = time.perf_counter() - start
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
+    return {"time": elapsed, "rss_gb": rss, "bkg": [str(p) for p in outputs["bkg"]], "merged": str(outputs["merged_mask"])}
+
+
+def _child_reference(out_dir, paths):
+    import resource
+
+    import numpy as np
+    from astropy.io import fits
+
+    sys.path.insert(0, str(HERE))
+    from ceers_reference_background import reference_background
+
+    images = [fits.getdata(p, "SCI").astype(np.float64) for p in paths]
+    start = time.perf_counter()
+    result = reference_background(images)
+    elapsed = time.perf_counter() - start
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
+    bkg_paths = []
+    for index, bkg in enumerate(result["background"]):
+        path = Path(out_dir) / f"reference_{index}_bkg.fits"
+        fits.writeto(path, bkg.astype(np.float32), overwrite=True)
+        bkg_paths.append(str(path))
+    merged = Path(out_dir) / "reference_merged_mask.fits"
+    fits.writeto(merged, result["merged_mask"].astype(np.uint8), overwrite=True)
+    return {"time": elapsed, "rss_gb": rss, "bkg": bkg_paths, "merged": str(merged)}
+
+
+def accuracy(bkg_paths, merged_path, truth_paths):
+    """Per-filter accuracy numbers (pixel-sigma units) of background maps vs the truth."""
+    import numpy as np
+    from astropy.io import fits
+
+    from jwst_ceers.simulate.mosaics import read_mosaic_truth
+
+    merged = fits.getdata(merged_path).astype(bool)
+    rows = []
+    for bkg_path, truth_path in zip(bkg_paths, truth_paths, strict=True):
+        truth = read_mosaic_truth(truth_path)
+        good = ~truth["nodata"]
+        sigma = truth["noise_sigma"]
+        resid = (fits.getdata(bkg_path).astype(np.float32) - truth["background"]) / sigma
+        masked = merged & good
+        source = (truth["sources"] > 0.5 * sigma) & good
+        rows.append(
+            {
+                "filter": truth["filter"],
+                "rms": float(np.sqrt(np.mean(resid[good] ** 2))),
+                "bias_masked": float(np.mean(resid[masked])) if masked.any() else float("nan"),
+                "mean": float(np.mean(resid[good])),
+                "masked_fraction": float(masked.sum() / good.sum()),
+                "source_unmasked": float((source & ~merged).sum() / max(1, source.sum())),
+            }
+        )
+    return rows
+
+
+def _run_child(kind, out_dir, paths):
+    code = (
+        "import json, sys; sys.path.insert(0, %r); import bench_mosaic_bkg as b; "
+        "print('RESULT ' + json.dumps(b._child_%s(%r, %r)))" % (str(HERE), kind, str(out_dir), [str(p) for p in paths])
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
+    if proc.returncode or line is None:
+        raise RuntimeError(f"{kind} run failed:\n{proc.stderr[-3000:]}")
+    return json.loads(line[len("RESULT ") :])
+
+
+def _print_accuracy(label, rows):
+    for row in rows:
+        print(
+            f"  {label:9s} {row['filter']:6s} residual rms {row['rms']:.4f}  bias under masks {row['bias_masked']:+.4f}  "
+            f"mean {row['mean']:+.4f}  masked {100 * row['masked_fraction']:.1f}%  "
+            f"source px unmasked {100 * row['source_unmasked']:.1f}%"
+        )
+
+
+def bench(shape, *, seed, reference=True, reference_filters=2, workdir):
+    from jwst_ceers.simulate.mosaics import simulate_mosaics
+
+    sim_dir = Path(workdir) / f"sim_{shape[0]}x{shape[1]}"
+    start = time.perf_counter()
+    sim = simulate_mosaics(sim_dir, shape=shape, seed=seed, filters=("F150W", "F356W"))
+    filters = list(sim.paths)
+    paths = [sim.paths[f] for f in filters]
+    truths = [sim.truth_paths[f] for f in filters]
+    del sim
+    print(f"\n== {shape[1]} x {shape[0]} ({shape[0] * shape[1] / 1e6:.1f} Mpix), filters {filters}; "
+          f"simulated in {time.perf_counter() - start:.1f} s")
+    step_dir = Path(workdir) / f"step_{shape[0]}"
+    step_dir.mkdir(exist_ok=True)
+    step = _run_child("step", step_dir, paths)
+    print(f"  step      {step['time']:8.1f} s  ({step['time'] / len(paths):.1f} s per filter)  peak RSS {step['rss_gb']:.2f} GB")
+    _print_accuracy("step", accuracy(step["bkg"], step["merged"], truths))
+    if reference:
+        ref_dir = Path(workdir) / f"ref_{shape[0]}"
+        ref_dir.mkdir(exist_ok=True)
+        nref = min(reference_filters, len(paths))
+        ref = _run_child("reference", ref_dir, paths[:nref])
+        ratio = (ref["time"] / nref) / (step["time"] / len(paths))
+        print(f"  reference {ref['time']:8.1f} s  ({ref['time'] / nref:.1f} s per filter, {nref} filter(s))  "
+              f"peak RSS {ref['rss_gb']:.2f} GB")
+        print(f"  speed-up per filter: {ratio:.0f}x   memory ratio: {ref['rss_gb'] / step['rss_gb']:.1f}x")
+        _print_accuracy("reference", accuracy(ref["bkg"], ref["merged"], truths[:nref]))
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="*", default=[2000, 4000], help="square sizes to run")
+    parser.add_argument("--full", action="store_true", help="also run the step on 10600 x 4800")
+    parser.add_argument("--full-reference", action="store_true", help="and the reference there (slow)")
+    parser.add_argument("--reference-filters", type=int, default=2, help="filters given to the reference")
+    parser.add_argument("--seed", type=int, default=2023)
+    parser.add_argument("--workdir", default=None)
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(dir=args.workdir) as workdir:
+        for size in args.sizes:
+            bench((size, size), seed=args.seed, reference=True, reference_filters=args.reference_filters, workdir=workdir)
+        if args.full:
+            bench((4800, 10600), seed=args.seed, reference=args.full_reference,
+                  reference_filters=args.reference_filters, workdir=workdir)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,199 @@
+"""MosaicBackground (ceers_mosaic_bkg): accuracy vs injected truth, merging, edits, I/O."""
+
+import hashlib
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from astropy.io import fits
+from astropy.wcs import WCS
+
+from jwst_ceers.errors import CeersError
+from jwst_ceers.simulate.mosaics import read_mosaic_truth, simulate_mosaics
+
+PARAMETER_FILE = Path(__file__).resolve().parents[1] / "parameter_files" / "ceers_mosaic_bkg.asdf"
+SHAPE = (1600, 1600)
+
+
+def _md5(path):
+    return hashlib.md5(Path(path).read_bytes()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def pointing(tmp_path_factory):
+    """Two NIRCam filters + one HST filter on one grid, and the step run on them."""
+    from jwst_ceers.mosaic_bkg.mosaic_bkg_step import MosaicBackground
+
+    os.environ["STPIPE_DISABLE_CRDS_STEPPARS"] = "true"
+    root = tmp_path_factory.mktemp("mosaic_bkg")
+    sim = simulate_mosaics(root / "in", shape=SHAPE, seed=11, filters=("F150W", "F356W"), hst_filters=("F160W",),
+                           n_large_galaxies=1)
+    paths = [sim.paths[f] for f in ("F150W", "F356W", "F160W")]
+    hashes = {p: _md5(p) for p in paths}
+    out = root / "out"
+    out.mkdir()
+    outputs = MosaicBackground(output_dir=str(out), pointing_name="p1").run([str(p) for p in paths])
+    return {"sim": sim, "paths": paths, "hashes": hashes, "out": out, "outputs": outputs}
+
+
+def test_outputs_exist_with_wcs_filter_and_status(pointing):
+    outputs = pointing["outputs"]
+    assert [Path(p).name for p in outputs["bkgsub"]] == [
+        "ceers_nircam1_f150w_bkgsub.fits", "ceers_nircam1_f356w_bkgsub.fits", "ceers_nircam1_f160w_bkgsub.fits"]
+    assert Path(outputs["merged_mask"]).name == "p1_merged_mask.fits"
+    header0 = pointing["sim"].header
+    for kind, dtype_kind in (("bkg", "f"), ("tiermask", "u")):
+        for path, filt in zip(outputs[kind], ("F150W", "F356W", "F160W"), strict=True):
+            with fits.open(path) as hdul:
+                assert hdul[0].header["FILTER"] == filt
+                assert hdul[0].data.dtype.kind == dtype_kind and hdul[0].data.dtype.itemsize <= 4
+                w = WCS(hdul[0].header)
+                assert np.allclose(w.all_pix2world([[10.0, 20.0]], 0), WCS(header0).all_pix2world([[10.0, 20.0]], 0))
+                assert hdul[0].header["CMBKGSTP"] == "COMPLETE"
+    from stdatamodels.jwst import datamodels
+
+    with datamodels.open(outputs["bkgsub"][0]) as model:
+        assert model.meta.cal_step.ceers_mosaic_bkg == "COMPLETE"
+        assert model.data.dtype.kind == "f" and model.data.dtype.itemsize == 4
+        nodata = pointing["sim"].coverage
+        assert np.all(model.data[nodata] == 0)
+    with fits.open(outputs["bkgsub"][2]) as hdul:  # HST member keeps its plain-FITS layout
+        assert hdul["SCI"].header["FILTER"] == "F160W" and hdul[0].header["CMBKGSTP"] == "COMPLETE"
+    with fits.open(outputs["tiermask"][0]) as hdul:
+        bits = hdul[0].data
+        assert np.array_equal((bits & 1).astype(bool), pointing["sim"].coverage)
+
+
+def test_inputs_unmodified(pointing):
+    for path, digest in pointing["hashes"].items():
+        assert _md5(path) == digest
+
+
+def test_background_accuracy_against_truth(pointing):
+    """Residual rms and bias under masks (pixel-sigma units) vs the injected background."""
+    merged = fits.getdata(pointing["outputs"]["merged_mask"]).astype(bool)
+    for bkg_path, filt in zip(pointing["outputs"]["bkg"][:2], ("F150W", "F356W"), strict=True):
+        truth = read_mosaic_truth(pointing["sim"].truth_paths[filt])
+        good = ~truth["nodata"]
+        resid = (fits.getdata(bkg_path) - truth["background"]) / truth["noise_sigma"]
+        rms = np.sqrt(np.mean(resid[good] ** 2))
+        bias = np.mean(resid[merged & good])
+        # the injected background spans 1-3 sigma: a fit that ignored it would be off by ~0.5
+        assert rms < 0.2, (filt, rms)
+        assert abs(bias) < 0.2, (filt, bias)
+        # bright true-source pixels are masked
+        bright = (truth["sources"] > 3 * truth["noise_sigma"]) & good
+        assert np.mean(merged[bright]) > 0.97
+
+
+def test_single_filter_source_is_masked_everywhere(pointing):
+    sim = pointing["sim"]
+    info = sim.single_filter_source
+    merged = fits.getdata(pointing["outputs"]["merged_mask"]).astype(bool)
+    yy, xx = np.mgrid[0 : SHAPE[0], 0 : SHAPE[1]]
+    core = np.hypot(xx - info["x"], yy - info["y"]) < info["radius"]
+    assert merged[core].all()
+    # it is in the tier mask of its own filter only, but in the mask used for all fits
+    other = [f for f in ("F150W", "F356W") if f != info["filter"]][0]
+    other_bits = fits.getdata(pointing["outputs"]["tiermask"][("F150W", "F356W").index(other)])
+    own_bits = fits.getdata(pointing["outputs"]["tiermask"][("F150W", "F356W").index(info["filter"])])
+    assert ((own_bits[core] >> 1) != 0).all()
+    assert np.mean((other_bits[core] >> 1) != 0) < 0.5
+
+
+def test_region_edits_change_the_merged_mask_exactly_there(pointing, tmp_path):
+    from jwst_ceers.mosaic_bkg.mosaic_bkg_step import MosaicBackground
+
+    base = fits.getdata(pointing["outputs"]["merged_mask"]).astype(bool)
+    nodata = pointing["sim"].coverage
+    # pick a fully masked spot to remove (sky coords) and an unmasked spot to add (pixel coords)
+    wcs = WCS(pointing["sim"].header)
+    yy, xx = np.nonzero(base & ~nodata)
+    pick = np.argmax(base[yy, xx])
+    rx, ry = int(xx[pick]), int(yy[pick])
+    ra, dec = wcs.all_pix2world([[rx, ry]], 0)[0]
+    ay, ax = 800, 800
+    while base[ay - 30 : ay + 30, ax - 30 : ax + 30].any() or nodata[ay, ax]:
+        ax += 37
+        ay = 800 + (ax // 1600) * 53
+        ax %= 1500
+    region = tmp_path / "edits.reg"
+    region.write_text(
+        "# Region file format: DS9 version 4.1\n"
+        f'fk5\n-circle({ra:.8f},{dec:.8f},0.6")\n'
+        f"image\nbox({ax + 1},{ay + 1},20,20,0)\n"
+    )
+    out = tmp_path / "out"
+    out.mkdir()
+    outputs = MosaicBackground(output_dir=str(out), pointing_name="p1", edit_regions=[str(region)]).run(
+        [str(p) for p in pointing["paths"][:2]]
+    )
+    edited = fits.getdata(outputs["merged_mask"]).astype(bool)
+    yg, xg = np.mgrid[0 : SHAPE[0], 0 : SHAPE[1]]
+    removed_zone = np.hypot(xg - rx, yg - ry) <= 0.6 / 0.03 - 0.5
+    added_zone = (np.abs(xg - ax) <= 9) & (np.abs(yg - ay) <= 9)
+    assert not edited[removed_zone].any()
+    assert edited[added_zone].all()
+    assert not base[added_zone].any()
+    # elsewhere the mask only differs where the background changed the (unedited) tiers: nowhere
+    far = ~(np.hypot(xg - rx, yg - ry) <= 25) & ~((np.abs(xg - ax) <= 15) & (np.abs(yg - ay) <= 15))
+    base_two = _merged_of_two(pointing)
+    assert np.array_equal(edited[far], base_two[far])
+
+
+def _merged_of_two(pointing):
+    """Merged mask of the two NIRCam filters alone (from their tier masks)."""
+    merged = np.zeros(SHAPE, dtype=bool)
+    for path in pointing["outputs"]["tiermask"][:2]:
+        merged |= (fits.getdata(path) >> 1) != 0
+    return merged
+
+
+def test_different_grids_raise(tmp_path):
+    from jwst_ceers.mosaic_bkg.mosaic_bkg_step import MosaicBackground
+
+    a = simulate_mosaics(tmp_path / "a", shape=(300, 300), seed=1, filters=("F150W",), mag_limit=26)
+    b = simulate_mosaics(tmp_path / "b", shape=(300, 300), seed=2, filters=("F356W",), mag_limit=26,
+                         crval=(214.98, 52.9801))
+    with pytest.raises(CeersError, match="not on one grid.*f356w"):
+        MosaicBackground(output_dir=str(tmp_path)).run([str(a.paths["F150W"]), str(b.paths["F356W"])])
+    c = simulate_mosaics(tmp_path / "c", shape=(300, 320), seed=2, filters=("F356W",), mag_limit=26)
+    with pytest.raises(CeersError, match="shape"):
+        MosaicBackground(output_dir=str(tmp_path)).run([str(a.paths["F150W"]), str(c.paths["F356W"])])
+
+
+def test_parameter_file_loads_and_is_validated(tmp_path):
+    from jwst_ceers.mosaic_bkg.mosaic_bkg_step import MosaicBackground
+
+    step = MosaicBackground.from_config_file(str(PARAMETER_FILE))
+    assert list(step.nircam_dilate) == [33.0, 25.0, 21.0, 19.0]
+    assert len(step.hst_nsigma) == 4
+    bad = tmp_path / "bad.asdf"
+    bad.write_text(PARAMETER_FILE.read_text().replace("bkg_filter_size: 5", "bkg_filter_size: 0"))
+    with pytest.raises(Exception, match="bkg_filter_size|below"):
+        MosaicBackground.from_config_file(str(bad))
+
+
+def test_unequal_tier_lists_raise(tmp_path):
+    from jwst_ceers.errors import CeersParameterError
+    from jwst_ceers.mosaic_bkg.mosaic_bkg_step import MosaicBackground
+
+    a = simulate_mosaics(tmp_path / "a", shape=(300, 300), seed=1, filters=("F150W",), mag_limit=26)
+    with pytest.raises(CeersParameterError, match="nircam_npixels"):
+        MosaicBackground(nircam_npixels=[15, 10]).run([str(a.paths["F150W"])])
+
+
+def test_background_fit_recovers_smooth_surface():
+    """The O(N) block fit alone, on pure noise + a known smooth surface."""
+    from jwst_ceers.mosaic_bkg.background_fit import fit_background
+
+    rng = np.random.default_rng(4)
+    yy, xx = np.mgrid[0:700, 0:900].astype(np.float32)
+    truth = 0.002 * xx - 0.001 * yy + 1.5 * np.exp(-((xx - 400) ** 2 + (yy - 300) ** 2) / (2 * 250.0**2))
+    data = truth + rng.standard_normal(truth.shape).astype(np.float32)
+    exclude = np.zeros(truth.shape, bool)
+    exclude[300:400, 300:500] = True
+    data[exclude] += 50.0  # a masked "source" must not leak into the fit
+    bkg, _ = fit_background(data, exclude, box_size=64, filter_size=3)
+    assert np.sqrt(np.mean((bkg - truth) ** 2)) < 0.05
