@@ -125,3 +125,40 @@ def test_list_association_and_library(tmp_path):
         for i, out in enumerate(result):
             check_filled(out, models[i], holes[i])
             result.shelve(out, i, modify=False)
+
+
+def test_filled_exposures_drizzle_without_err_holes(tmp_path):
+    """
+    Zero-variance pixels must carry no drizzle weight and leave no ERR hole.
+
+    Truth: the mosaic of filled exposures equals the mosaic in which those same
+    pixels are flagged DO_NOT_USE (i.e. excluded), and its ERR is positive and
+    finite wherever SCI is finite.
+    """
+    from jwst.resample import ResampleStep
+    from stdatamodels.jwst.datamodels import dqflags
+
+    from jwst_ceers.demo.quality import err_holes
+    from jwst_ceers.simulate import simulate_pointing
+
+    sim = simulate_pointing(
+        tmp_path / "sim", filters=("F150W",), sw_detectors=("NRCA1",), lw_detectors=(),
+        n_dithers=3, size=256, seed=5, zero_variance_fraction=3e-3, write_refcat=False,
+    )
+    exposures = [datamodels.open(path) for path in sim.cal_files]
+    zero = [m.var_rnoise == 0 for m in exposures]
+    assert sum(int(z.sum()) for z in zero) > 300
+
+    flagged = []
+    for model, z in zip(exposures, zero, strict=True):
+        model = model.copy()
+        model.dq[z] |= dqflags.pixel["DO_NOT_USE"]
+        flagged.append(model)
+
+    grid = {"pixel_scale": 0.03, "rotation": 0.0}
+    filled = ResampleStep(**grid).run(VarianceHoleFill().run([m.copy() for m in exposures]))
+    excluded = ResampleStep(**grid).run(flagged)
+
+    assert err_holes(filled.data, filled.err) == 0
+    np.testing.assert_allclose(filled.data, excluded.data, rtol=1e-6, atol=0, equal_nan=True)
+    np.testing.assert_allclose(filled.err, excluded.err, rtol=1e-6, atol=0, equal_nan=True)

@@ -1,0 +1,1 @@
+"""The ``jwst-ceers demo`` chain and the quality measures it reports."""
