@@ -9,6 +9,7 @@ __all__ = ["STEPS", "get_steps"]
 # (fully qualified class path, unique prefixed alias, is_pipeline)
 STEPS = (
     ("jwst_ceers.tweakreg.tweakreg_step.CatalogTweakReg", "ceers_tweakreg", False),
+    ("jwst_ceers.pedestal.pedestal_step.PedestalSkySub", "ceers_pedestal", False),
     ("jwst_ceers.varfill.varfill_step.VarianceHoleFill", "ceers_varfill", False),
     ("jwst_ceers.mosaic_bkg.mosaic_bkg_step.MosaicBackground", "ceers_mosaic_bkg", False),
 )

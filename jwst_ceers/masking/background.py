@@ -56,11 +56,16 @@ def coarse_background(data, *, exclude, box=128, min_fraction=0.25, filter_size=
     """
     data = np.asarray(data, dtype=np.float32)
     ny, nx = data.shape
+    box = int(box)
     nby, nbx = -(-ny // box), -(-nx // box)
-    padded = np.full((nby * box, nbx * box), np.nan, dtype=np.float32)
-    padded[:ny, :nx] = np.where(np.asarray(exclude), np.nan, data)
-    blocks = padded.reshape(nby, box, nbx, box).transpose(0, 2, 1, 3).reshape(nby, nbx, box * box)
-    usable = (~np.isnan(blocks)).sum(axis=2) >= min_fraction * box * box
+    # blocks of >= 64 px: the median of every 2nd pixel in x and y is as good, 4x cheaper
+    stride = 2 if box >= 64 and box % 2 == 0 else 1
+    sub_box = box // stride
+    values = np.where(np.asarray(exclude), np.nan, data)[::stride, ::stride]
+    padded = np.full((nby * sub_box, nbx * sub_box), np.nan, dtype=np.float32)
+    padded[: values.shape[0], : values.shape[1]] = values
+    blocks = padded.reshape(nby, sub_box, nbx, sub_box).transpose(0, 2, 1, 3).reshape(nby, nbx, -1)
+    usable = (~np.isnan(blocks)).sum(axis=2) >= min_fraction * sub_box * sub_box
     if not usable.any():
         return None
     medians = bn.nanmedian(blocks, axis=2)

@@ -1,0 +1,175 @@
+"""The PedestalSkySub step (alias ``ceers_pedestal``)."""
+
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+
+from jwst_ceers._step import ExposureStep
+from jwst_ceers.errors import CeersParameterError
+from jwst_ceers.masking import MaskTier
+from jwst_ceers.pedestal.exposure_sky import measure_exposure_sky
+from jwst_ceers.pedestal.mask_files import exposure_root, find_mask_file, read_mask_file
+from jwst_ceers.pedestal.products import write_bkgsub, write_histogram_plot
+
+__all__ = ["PedestalSkySub"]
+
+log = logging.getLogger(__name__)
+
+# DQ bits that make a pixel unusable for the sky (as jwst skymatch's default good bits)
+_BAD_DQ = 1 | 512  # DO_NOT_USE | NON_SCIENCE
+
+
+class PedestalSkySub(ExposureStep):
+    """
+    Subtract one sky pedestal per exposure and rescale VAR_RNOISE to the sky variance.
+
+    CEERS (Bagley et al. 2023, sec. 3.3.2): sources are masked (with
+    ``<exposure-root>_<mask_suffix>.fits`` segmentation/boolean maps found beside the
+    input, or with internal tiered source masks), DQ-flagged and NaN pixels excluded;
+    a Gaussian fitted to the histogram of the remaining sky pixels (after removing a
+    smooth zero-mean large-scale background) gives the pedestal, which is subtracted and
+    recorded in ``meta.background`` (``level``, ``subtracted=True``, ``method='local'``).
+    If the fit fails, a biweight location is used, logged and recorded.
+
+    With ``rescale_rnoise``, VAR_RNOISE is multiplied by the factor that makes its
+    robust mean over sky pixels equal the sky variance measured on 7x7-pixel block sums
+    (variance of the sums / 49), so that drizzle's ivm weights (1/VAR_RNOISE) follow the
+    real sky noise. Details go to ``meta.ceers_pedestal`` (saved with the model).
+    """
+
+    class_alias = "ceers_pedestal"
+
+    spec = """
+    mask_suffix = string(default='1fmask')  # Use <exposure-root>_<suffix>.fits source masks when present ('' = always internal masks)
+    mask_dir = string(default=None)  # Directory searched first for mask files (then the input's directory, then the current one)
+    add_internal_masks = boolean(default=True)  # With a mask file, also mask what the internal tiers detect (union)
+    rescale_rnoise = boolean(default=True)  # Rescale VAR_RNOISE so its robust sky mean equals the 7x7-block sky variance
+    save_bkgsub = boolean(default=False)  # Write <root>_bkgsub.fits (SCI - pedestal - 2D background, BKG, MASK) to output_dir
+    save_plots = boolean(default=False)  # Write <root>_pedestal.png (sky histogram with the fit) to output_dir
+    flatten_box = integer(min=0, max=4096, default=256)  # Block size (px) of the smooth background removed before the fit; 0 = none
+    tier_kernel_fwhm = float_list(min=1, max=12, default=list(24.0, 10.0, 4.0, 2.0))  # Internal mask tiers: Gaussian kernel FWHM (px)
+    tier_nsigma = float_list(min=1, max=12, default=list(3.5, 3.5, 3.5, 4.0))  # Internal mask tiers: threshold in sigma of the smoothed image
+    tier_npixels = int_list(min=1, max=12, default=list(15, 10, 5, 2))  # Internal mask tiers: minimum connected pixels
+    tier_dilate = float_list(min=1, max=12, default=list(15.0, 9.0, 5.0, 3.0))  # Internal mask tiers: dilation radius (px)
+    min_sky_fraction = float(min=0, max=1, default=0.05)  # Fewer unmasked good pixels than this fraction: use all good pixels
+    """  # noqa: E501
+
+    def _tiers(self):
+        values = (self.tier_kernel_fwhm, self.tier_nsigma, self.tier_npixels, self.tier_dilate)
+        if len({len(v) for v in values}) != 1:
+            raise CeersParameterError(
+                "ceers_pedestal: tier_kernel_fwhm, tier_nsigma, tier_npixels and tier_dilate "
+                f"must have the same length, got {[len(v) for v in values]}"
+            )
+        try:
+            return tuple(MaskTier(float(f), float(s), int(n), float(d)) for f, s, n, d in zip(*values))
+        except ValueError as exc:
+            raise CeersParameterError(f"ceers_pedestal: tier parameters: {exc}") from exc
+
+    def _product_dir(self):
+        directory = self.search_attr("output_dir") or os.getcwd()
+        return Path(directory)
+
+    def _mask_directories(self):
+        return [self.mask_dir, self.input_dir or None, os.getcwd()]
+
+    def process_exposure(self, model):
+        """Measure and subtract the pedestal of one exposure; see the class docstring."""
+        tiers = self._tiers()
+        name = model.meta.filename or "model"
+        data = np.asarray(model.data, dtype=np.float32)
+        bad = ~np.isfinite(data)
+        if model.dq is not None and np.shape(model.dq) == data.shape:
+            bad |= (np.asarray(model.dq) & _BAD_DQ) != 0
+        if bad.all():
+            log.warning("%s: no usable pixel (all NaN or DQ-flagged); pedestal not measured", name)
+            return "SKIPPED"
+
+        source_mask, mask_label = None, "internal tiered masks"
+        if self.mask_suffix:
+            mask_path = find_mask_file(name, self.mask_suffix, self._mask_directories())
+            if mask_path is not None:
+                source_mask = read_mask_file(mask_path, data.shape)
+                mask_label = f"file {mask_path}" + (" + internal tiers" if self.add_internal_masks else "")
+        log.info("%s: source mask: %s", name, mask_label)
+
+        has_rnoise = model.hasattr("var_rnoise") and np.shape(model.var_rnoise) == data.shape
+        sky = measure_exposure_sky(
+            data, bad, source_mask=source_mask, add_internal_masks=self.add_internal_masks, tiers=tiers,
+            var_rnoise=model.var_rnoise if (self.rescale_rnoise and has_rnoise) else None,
+            flatten_box=self.flatten_box, min_sky_fraction=self.min_sky_fraction,
+        )
+        fit = sky.pedestal
+        if not np.isfinite(fit.level):
+            log.warning("%s: pedestal could not be measured (%s); exposure left unchanged", name, fit.message)
+            return "SKIPPED"
+        if fit.method != "gaussian_fit":
+            log.warning("%s: pedestal from the %s fallback: %s", name, fit.method, fit.message)
+        log.info(
+            "%s: pedestal %.6g (%s, sigma %.4g, %d sky pixels = %.1f%% of the good ones)",
+            name, fit.level, fit.method, fit.sigma, fit.npix, 100.0 * sky.sky.sum() / max(1, (~bad).sum()),
+        )
+
+        model.data = (data - np.float32(fit.level)).astype(np.float32)
+        previous = model.meta.background.level if model.meta.background.subtracted else None
+        total = fit.level + (float(previous) if previous is not None else 0.0)
+        if previous is not None:
+            log.info("%s: background %.6g was already subtracted; recorded level is now %.6g", name, previous, total)
+        model.meta.background.level = float(total)
+        model.meta.background.subtracted = True
+        model.meta.background.method = "local"
+
+        rescaled = False
+        if self.rescale_rnoise:
+            if not has_rnoise:
+                log.warning("%s: no VAR_RNOISE array; nothing to rescale", name)
+            elif np.isfinite(sky.rnoise_factor) and sky.rnoise_factor > 0:
+                model.var_rnoise = (np.asarray(model.var_rnoise) * np.float32(sky.rnoise_factor)).astype(np.float32)
+                rescaled = True
+                log.info(
+                    "%s: VAR_RNOISE x %.4f (7x7-block sky variance %.4g, mean VAR_RNOISE was %.4g, %d blocks)",
+                    name, sky.rnoise_factor, sky.sky_variance, sky.mean_rnoise, sky.nblocks,
+                )
+            else:
+                log.warning(
+                    "%s: VAR_RNOISE not rescaled: sky variance %.4g from %d blocks, mean VAR_RNOISE %.4g",
+                    name, sky.sky_variance, sky.nblocks, sky.mean_rnoise,
+                )
+
+        model.meta.ceers_pedestal = {
+            "level": float(fit.level),
+            "method": fit.method,
+            "fallback_reason": fit.message,
+            "sigma": float(fit.sigma),
+            "bin_width": float(fit.bin_width) if np.isfinite(fit.bin_width) else -1.0,
+            "n_sky_pixels": int(fit.npix),
+            "sky_selection": sky.sky_selection,
+            "source_fraction": float(sky.source_mask[~bad].mean()),
+            "mask": mask_label,
+            "rnoise_rescaled": rescaled,
+            "rnoise_scale": float(sky.rnoise_factor) if rescaled else 1.0,
+            "sky_variance_7x7": float(sky.sky_variance) if np.isfinite(sky.sky_variance) else -1.0,
+            "rnoise_mean_before": float(sky.mean_rnoise) if np.isfinite(sky.mean_rnoise) else -1.0,
+            "n_blocks_7x7": int(sky.nblocks),
+        }
+
+        root = exposure_root(name)
+        if self.save_bkgsub:
+            path = write_bkgsub(
+                self._product_dir() / f"{root}_bkgsub.fits", data=data, background=sky.background,
+                pedestal=fit.level, tier_bits=sky.tier_bits, source_mask=sky.source_mask, bad=bad,
+                header_cards=[
+                    ("FILENAME", f"{root}_bkgsub.fits", "this file"),
+                    ("INPUT", str(name)[:68], "exposure"),
+                    ("PEDESTAL", float(fit.level), "subtracted pedestal"),
+                    ("PEDMETH", fit.method, "pedestal method"),
+                    ("RNSCALE", float(sky.rnoise_factor) if rescaled else 1.0, "VAR_RNOISE factor"),
+                ],
+            )
+            log.info("%s: wrote %s", name, path)
+        if self.save_plots:
+            path = write_histogram_plot(self._product_dir() / f"{root}_pedestal.png", fit=fit, title=str(name))
+            log.info("%s: wrote %s", name, path)
+        return "COMPLETE"

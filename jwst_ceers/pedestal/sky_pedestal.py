@@ -1,0 +1,158 @@
+"""
+The sky pedestal of one exposure: a Gaussian fitted to the histogram of its sky pixels.
+
+The histogram's bin width and range come from the data (robust sigma of the clipped
+sky), not from fixed MJy/sr values, so the fit works for any filter, unit or depth.
+When the fit is impossible or implausible a robust location is used instead, and the
+result says so (``method``) — the pedestal is never silently 0.
+"""
+
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.optimize import curve_fit
+
+from jwst_ceers.masking.robust import robust_location_scale
+
+__all__ = ["PedestalFit", "fit_pedestal", "biweight_location"]
+
+log = logging.getLogger(__name__)
+
+# minimum number of sky pixels for a histogram fit (fewer: robust fallback)
+MIN_FIT_PIXELS = 2000
+
+
+@dataclass
+class PedestalFit:
+    """
+    Result of :func:`fit_pedestal`.
+
+    Attributes
+    ----------
+    level : float
+        The pedestal (NaN only if there was no finite value at all).
+    method : str
+        'gaussian_fit', or the fallback used: 'biweight_location' (fit failed or was
+        implausible) or 'median' (too few pixels for anything else).
+    sigma : float
+        Gaussian sigma of the fit (robust sigma for fallbacks).
+    npix : int
+        Number of sky pixels used (after clipping).
+    bin_width : float
+        Histogram bin width (NaN for fallbacks without histogram).
+    message : str
+        Why a fallback was used ('' for a good fit).
+    edges, counts : ndarray
+        The fitted histogram (for plots); empty when no histogram was made.
+    amplitude : float
+        Fitted Gaussian peak height (counts per bin).
+    """
+
+    level: float
+    method: str
+    sigma: float
+    npix: int
+    bin_width: float = float("nan")
+    message: str = ""
+    edges: np.ndarray = field(default_factory=lambda: np.empty(0), repr=False)
+    counts: np.ndarray = field(default_factory=lambda: np.empty(0), repr=False)
+    amplitude: float = float("nan")
+
+
+def _gaussian(x, amplitude, mean, sigma):
+    return amplitude * np.exp(-0.5 * ((x - mean) / sigma) ** 2)
+
+
+def biweight_location(values, *, c=6.0, iterations=5):
+    """Tukey biweight location (iterated from the median; MAD scale)."""
+    values = np.asarray(values, dtype=np.float64)
+    location = np.median(values)
+    for _ in range(iterations):
+        mad = np.median(np.abs(values - location))
+        if mad == 0:
+            break
+        u = (values - location) / (c * mad)
+        inside = np.abs(u) < 1
+        weight = (1 - u[inside] ** 2) ** 2
+        location = location + np.sum(weight * (values[inside] - location)) / np.sum(weight)
+    return float(location)
+
+
+def fit_pedestal(values, *, clip_sigma=3.0, fit_halfwidth=2.0, bins_per_sigma=10.0):
+    """
+    Pedestal of a set of sky pixel values from a Gaussian fit to their histogram.
+
+    Steps: iterative ``clip_sigma`` clipping (median / MAD) gives a first location m and
+    sigma s; a histogram with bin width ``s / bins_per_sigma`` (wider if there are too
+    few pixels per bin) over m +- ``clip_sigma`` s is built; a Gaussian is fitted to the
+    bins within ``fit_halfwidth`` sigma of the peak (the core, which faint unmasked
+    sources in the positive wing barely affect), re-centred once on the fitted mean.
+
+    Parameters
+    ----------
+    values : array-like
+        Sky pixel values (sources, bad pixels and NaNs already removed; NaNs ignored).
+    clip_sigma : float, optional
+        Clipping threshold and histogram half-range, in robust sigma.
+    fit_halfwidth : float, optional
+        Half-width of the fitted core, in robust sigma.
+    bins_per_sigma : float, optional
+        Target number of bins per sigma.
+
+    Returns
+    -------
+    PedestalFit
+    """
+    values = np.asarray(values, dtype=np.float32).ravel()
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return PedestalFit(float("nan"), "none", float("nan"), 0, message="no finite sky pixel")
+    # the first location/scale only set the histogram range: a regular subsample will do
+    location, scale = robust_location_scale(values[:: max(1, values.size // 500_000)], clip=clip_sigma)
+    if values.size < MIN_FIT_PIXELS or not scale > 0:
+        why = f"only {values.size} sky pixels" if values.size < MIN_FIT_PIXELS else "zero scatter"
+        level = float(np.median(values)) if values.size < 20 or not scale > 0 else biweight_location(values)
+        method = "median" if values.size < 20 or not scale > 0 else "biweight_location"
+        return PedestalFit(level, method, float(scale), int(values.size), message=why)
+    clipped = values[np.abs(values - location) <= clip_sigma * scale]
+    # bins: s / bins_per_sigma, but at least ~200 pixels per bin at the peak
+    peak_density = clipped.size / (np.sqrt(2 * np.pi) * scale)
+    bin_width = max(scale / bins_per_sigma, 200.0 / peak_density)
+    nbins = max(8, int(np.ceil(2 * clip_sigma * scale / bin_width)))
+    counts, edges = np.histogram(clipped, bins=nbins, range=(location - clip_sigma * scale,
+                                                            location + clip_sigma * scale))
+    centres = 0.5 * (edges[1:] + edges[:-1])
+    params = None
+    message = ""
+    centre = location
+    try:
+        for _ in range(2):
+            core = (np.abs(centres - centre) <= fit_halfwidth * scale) & (counts > 0)
+            if core.sum() < 5:
+                raise RuntimeError(f"only {core.sum()} non-empty bins in the fitted core")
+            guess = (float(counts[core].max()), centre, scale)
+            params, _ = curve_fit(
+                _gaussian, centres[core], counts[core], p0=guess, sigma=np.sqrt(counts[core]), maxfev=2000
+            )
+            centre = float(params[1])
+        amplitude, mean, sigma = (float(p) for p in params)
+        sigma = abs(sigma)
+        if not (np.isfinite(mean) and abs(mean - location) < scale and 0.5 * scale < sigma < 2.0 * scale):
+            message = (
+                f"implausible Gaussian fit (mean {mean:.4g}, sigma {sigma:.4g}; "
+                f"robust location {location:.4g}, sigma {scale:.4g})"
+            )
+            params = None
+    except (RuntimeError, ValueError) as exc:
+        message = f"Gaussian fit failed: {exc}"
+        params = None
+    if params is None:
+        return PedestalFit(
+            biweight_location(clipped), "biweight_location", float(scale), int(clipped.size),
+            bin_width=float(bin_width), message=message, edges=edges, counts=counts,
+        )
+    return PedestalFit(
+        mean, "gaussian_fit", sigma, int(clipped.size), bin_width=float(bin_width),
+        edges=edges, counts=counts, amplitude=amplitude,
+    )
