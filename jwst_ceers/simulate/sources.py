@@ -377,20 +377,23 @@ def load_source_table(path):
 # ---------------------------------------------------------------------------
 
 _FWHM_TO_SIGMA = 1.0 / (2.0 * np.sqrt(2.0 * np.log(2.0)))
-_ENCLOSED_TARGET = 0.995        # stamps reach the radius enclosing this fraction of the light
+_ENCLOSED_TARGET = 0.99         # stamps reach the radius enclosing this fraction of the light
+_ENCLOSED_TARGET_LARGE = 0.997  # ... or this for large galaxies, whose faint wings matter
+_LARGE_REFF_PIX = 10.0
 _MAX_PROFILE_RADIUS_PIX = 1800  # but never further (the light beyond is renormalised in)
 _POINT_SOURCE_REFF_PIX = 0.05   # smaller sources are drawn as pure PSFs
 _CORE_RADIUS_PIX = 0.25         # light inside this (elliptical) radius is drawn as a point source
 _CENTRE_HALF = 2                # central (2*_CENTRE_HALF+1)^2 pixels are supersampled
 _CENTRE_SUB = 8                 # subsampling factor of the centre
 _BATCH_ELEMENTS = 3_000_000     # stamps evaluated together (memory bound)
-_ANALYTIC_HALF_SIZE = 200       # above this, stamps are clipped first and normalised analytically
+_ANALYTIC_HALF_SIZE = 90        # above this, stamps are clipped first and normalised analytically
 _STAMP_HALF_SIZES = np.unique(np.round(4 * np.sqrt(2.0) ** np.arange(0, 24)).astype(int))
 
 
 def _truncation_radius(r_eff, n):
-    """Radius (same units as r_eff) enclosing _ENCLOSED_TARGET of a Sersic profile's light."""
-    x = special.gammaincinv(2.0 * n, _ENCLOSED_TARGET)
+    """Radius (same units as r_eff) enclosing the target fraction of a Sersic profile's light."""
+    target = np.where(r_eff < _LARGE_REFF_PIX, _ENCLOSED_TARGET, _ENCLOSED_TARGET_LARGE)
+    x = special.gammaincinv(2.0 * n, target)
     return r_eff * (x / sersic_b(n)) ** n
 
 
@@ -402,9 +405,9 @@ def _sersic_values(dx, dy, r_eff, n, b, q, cos_t, sin_t, r_max):
     """
     u = dx * cos_t + dy * sin_t
     v = (-dx * sin_t + dy * cos_t) / q
-    r = np.sqrt(u * u + v * v)
-    val = np.exp(-b * (r / r_eff) ** (1.0 / n))
-    val[(r > r_max) | (r < _CORE_RADIUS_PIX)] = 0.0
+    r2 = u * u + v * v
+    val = np.exp(-b * (r2 / (r_eff * r_eff)) ** (0.5 / n))
+    val[(r2 > r_max * r_max) | (r2 < _CORE_RADIUS_PIX**2)] = 0.0
     return val
 
 
@@ -460,18 +463,23 @@ def _render_batch(image, half, x, y, flux, r_eff, n, q, theta, sigma, r_max):
     """Evaluate, PSF-convolve, normalise and add a batch of same-sized stamps."""
     m = len(x)
     xc, yc = np.round(x).astype(int), np.round(y).astype(int)
-    fx, fy = (x - xc)[:, None, None], (y - yc)[:, None, None]
-    offs = np.arange(-half, half + 1, dtype=float)
-    b = sersic_b(n)[:, None, None]
-    cos_t, sin_t = np.cos(theta)[:, None, None], np.sin(theta)[:, None, None]
-    re3, n3, q3, rmax3 = r_eff[:, None, None], n[:, None, None], q[:, None, None], r_max[:, None, None]
+    f32 = np.float32
+
+    def col(a):  # per-source parameter as a float32 (m, 1, 1) column
+        return np.asarray(a, dtype=f32)[:, None, None]
+
+    fx, fy = col(x - xc), col(y - yc)
+    offs = np.arange(-half, half + 1, dtype=f32)
+    b = col(sersic_b(n))
+    cos_t, sin_t = col(np.cos(theta)), col(np.sin(theta))
+    re3, n3, q3, rmax3 = col(r_eff), col(n), col(q), col(r_max)
     stamps = _sersic_values(offs[None, None, :] - fx, offs[None, :, None] - fy, re3, n3, b, q3, cos_t, sin_t, rmax3)
 
     # pixel-integrate the centre (cuspy for large n, steep for small r_eff)
     c = min(_CENTRE_HALF, half)
     sub = (np.arange(_CENTRE_SUB) + 0.5) / _CENTRE_SUB - 0.5
     cen = np.arange(-c, c + 1, dtype=float)
-    sx = (cen[:, None] + sub[None, :]).ravel()  # (2c+1)*SUB
+    sx = (cen[:, None] + sub[None, :]).ravel().astype(f32)  # (2c+1)*SUB
     vals = _sersic_values(sx[None, None, :] - fx, sx[None, :, None] - fy, re3, n3, b, q3, cos_t, sin_t, rmax3)
     k = 2 * c + 1
     vals = vals.reshape(m, k, _CENTRE_SUB, k, _CENTRE_SUB).mean(axis=(2, 4))
@@ -488,17 +496,20 @@ def _render_batch(image, half, x, y, flux, r_eff, n, q, theta, sigma, r_max):
 
 
 def _render_large(image, x, y, flux, r_eff, n, q, theta, sigma, r_max, half):
-    """One large source: evaluate only the part overlapping the image, normalise analytically."""
+    """One large source: evaluate only the part overlapping the image (normalised analytically if clipped)."""
     ny, nx = image.shape
     xc, yc = int(np.round(x)), int(np.round(y))
     pad = int(np.ceil(4 * sigma)) + 1
-    x0, x1 = max(xc - half - pad, 0), min(xc + half + pad + 1, nx)
-    y0, y1 = max(yc - half - pad, 0), min(yc + half + pad + 1, ny)
+    # the truncation ellipse's own x / y extents (smaller than the square stamp when q < 1)
+    hx = min(half, int(np.ceil(r_max * np.hypot(np.cos(theta), q * np.sin(theta)))) + 2)
+    hy = min(half, int(np.ceil(r_max * np.hypot(np.sin(theta), q * np.cos(theta)))) + 2)
+    x0, x1 = max(xc - hx - pad, 0), min(xc + hx + pad + 1, nx)
+    y0, y1 = max(yc - hy - pad, 0), min(yc + hy + pad + 1, ny)
     if x0 >= x1 or y0 >= y1:
         return
     # region computed = overlap grown by the PSF padding so convolution at its edges is right
-    gx0, gx1 = max(xc - half, x0 - pad), min(xc + half + 1, x1 + pad)
-    gy0, gy1 = max(yc - half, y0 - pad), min(yc + half + 1, y1 + pad)
+    gx0, gx1 = max(xc - hx, x0 - pad), min(xc + hx + 1, x1 + pad)
+    gy0, gy1 = max(yc - hy, y0 - pad), min(yc + hy + 1, y1 + pad)
     if gx0 >= gx1 or gy0 >= gy1:
         return
     b = float(sersic_b(n))
@@ -526,7 +537,11 @@ def _render_large(image, x, y, flux, r_eff, n, q, theta, sigma, r_max, half):
     total = (2 * np.pi * q * r_eff**2 * n * special.gamma(two_n) / b**two_n
              * special.gammainc(two_n, b * (r_max / r_eff) ** (1.0 / n)))
     core = float(_core_fraction(r_eff, n, r_max))
-    region *= flux / total
+    whole = (gx0, gx1, gy0, gy1) == (xc - hx, xc + hx + 1, yc - hy, yc + hy + 1)
+    if whole:  # nothing clipped: normalise the pixel sum exactly
+        region *= flux * (1.0 - core) / region.sum(dtype=np.float64)
+    else:      # clipped: the analytic integral stands in for the unseen part
+        region *= flux / total
     oy, ox = y0 - (gy0 - pad), x0 - (gx0 - pad)
     image[y0:y1, x0:x1] += region[oy:oy + (y1 - y0), ox:ox + (x1 - x0)]
     _add_points(image, np.array([x]), np.array([y]), np.array([flux * core]), sigma)
