@@ -215,7 +215,8 @@ def make_source_population(*, ra, dec, width_arcsec, height_arcsec, seed, mag_li
         generator="jwst_ceers.simulate.make_source_population", seed=int(seed),
         ra=float(ra), dec=float(dec), width_arcsec=float(width_arcsec), height_arcsec=float(height_arcsec),
         mag_limit=float(mag_limit), mag_bright=float(mag_bright), star_fraction=float(star_fraction),
-        n_large_galaxies=int(n_large_galaxies), density_scale=float(density_scale), reference_wavelength_um=REFERENCE_WAVELENGTH_UM,
+        n_large_galaxies=int(n_large_galaxies), density_scale=float(density_scale),
+        reference_wavelength_um=REFERENCE_WAVELENGTH_UM,
     ))
     _set_units(table)
     log.debug("source population: %d galaxies, %d stars, %d large galaxies over %.2f arcmin^2",
@@ -496,7 +497,7 @@ def _render_batch(image, half, x, y, flux, r_eff, n, q, theta, sigma, r_max):
 
 
 def _render_large(image, x, y, flux, r_eff, n, q, theta, sigma, r_max, half):
-    """One large source: evaluate only the part overlapping the image (normalised analytically if clipped)."""
+    """One large source: evaluate only where it overlaps the image (analytic normalisation if clipped)."""
     ny, nx = image.shape
     xc, yc = int(np.round(x)), int(np.round(y))
     pad = int(np.ceil(4 * sigma)) + 1
