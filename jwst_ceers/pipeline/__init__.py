@@ -1,0 +1,1 @@
+"""The Image3Ceers pipeline (alias ``calwebb_image3_ceers``)."""
