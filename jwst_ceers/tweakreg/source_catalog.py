@@ -85,13 +85,20 @@ def _gaussian_kernel(fwhm):
     return (kernel / kernel.sum()).astype(np.float32)
 
 
-def _near_excluded(excluded, radius):
-    """True for pixels within ``radius`` pixels (square) of an excluded pixel or the edge."""
+def _near_excluded(excluded, *, radius, edge_width):
+    """True within ``radius`` pixels (square) of an excluded pixel or ``edge_width`` of the border."""
     from scipy.ndimage import maximum_filter
 
-    size = 2 * int(radius) + 1
-    near = maximum_filter(excluded.view(np.uint8), size=size, mode="constant", cval=1)
-    return near.astype(bool)
+    near = excluded.copy()
+    if radius > 0:
+        size = 2 * int(radius) + 1
+        near = maximum_filter(excluded.view(np.uint8), size=size, mode="constant", cval=1).astype(bool)
+    if edge_width > 0:
+        near[:edge_width] = True
+        near[-edge_width:] = True
+        near[:, :edge_width] = True
+        near[:, -edge_width:] = True
+    return near
 
 
 def _sharpness(image, xpeak, ypeak):
@@ -117,6 +124,7 @@ def find_sources(
     deblend=False,
     brightest=200,
     edge_width=8,
+    flagged_radius=2,
     max_peak_fraction=0.7,
     max_sharpness=0.9,
     bkg_boxsize=128,
@@ -135,7 +143,7 @@ def find_sources(
         pixel.
     excluded : ndarray of bool, optional
         True for pixels to ignore (DQ-flagged); they are neither detected nor
-        used in centroids, and sources within ``edge_width`` pixels of them are
+        used in centroids, and sources within ``flagged_radius`` pixels of them are
         rejected.
     snr_threshold : float, optional
         Detection threshold in units of ``rms``.
@@ -149,7 +157,11 @@ def find_sources(
         Keep the ``brightest`` sources by flux (0 keeps all).
     edge_width : int, optional
         Reject sources whose centre lies within this many pixels of the image
-        edge or of an excluded pixel.
+        edge.
+    flagged_radius : int, optional
+        Reject sources whose centre lies within this many pixels of an
+        excluded pixel (a bad pixel in the core biases the centroid; further
+        out, windowed centroids simply ignore it).
     max_peak_fraction : float, optional
         Reject sources whose peak pixel holds more than this fraction of their
         isophotal flux (cosmic rays, hot pixels).
@@ -235,7 +247,7 @@ def find_sources(
     reject("sharp", _sharpness(subtracted, objects["xpeak"], objects["ypeak"]) > max_sharpness)
     reject("truncated", (objects["flag"] & sep.OBJ_TRUNC) != 0)
 
-    near_bad = _near_excluded(bad, edge_width)
+    near_bad = _near_excluded(bad, radius=flagged_radius, edge_width=edge_width)
     ix = np.clip(np.round(objects["x"]).astype(int), 0, nx - 1)
     iy = np.clip(np.round(objects["y"]).astype(int), 0, ny - 1)
     reject("edge_or_flagged", near_bad[iy, ix])
@@ -263,7 +275,9 @@ def find_sources(
     # A windowed centroid that wandered more than a pixel from the isophotal
     # barycentre converged on a neighbour or on noise: not a usable position.
     wandered = np.hypot(x_win - objects["x"], y_win - objects["y"]) > 1.0
-    good = (win_flag == 0) & np.isfinite(x_win) & np.isfinite(y_win) & ~wandered
+    # (a window containing some flagged pixels is fine: they are ignored)
+    unusable = (win_flag & (sep.APER_ALLMASKED | sep.APER_NONPOSITIVE)) != 0
+    good = ~unusable & np.isfinite(x_win) & np.isfinite(y_win) & ~wandered
     reasons["window_centroid"] = int((~good).sum())
 
     if rms_map is not None:

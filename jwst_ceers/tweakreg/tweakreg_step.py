@@ -62,19 +62,20 @@ class CatalogTweakReg(CeersStep):
     save_catalogs = boolean(default=False)  # Write each exposure's source catalog (<exposure>_cat.ecsv in output_dir)
     save_plots = boolean(default=False)  # Write a residual-vector PNG per group (<group>_tweakreg.png in output_dir)
     use_custom_catalogs = boolean(default=True)  # Use association members' tweakreg_catalog entries when present
-    snr_threshold = float(min=0.1, default=5.0)  # Detection threshold in units of the RMS map
+    snr_threshold = float(min=0.1, default=10.0)  # Detection threshold in units of the RMS map
     npixels = integer(min=1, default=5)  # Minimum connected pixels above threshold
     kernel_fwhm = float(min=0, max=20, default=2.0)  # FWHM (pixels) of the Gaussian detection filter; 0 = none
     deblend = boolean(default=False)  # Deblend blended detections
     brightest = integer(min=0, default=400)  # Keep the N brightest sources per exposure (0 = all)
     max_peak_fraction = float(min=0.05, max=1.0, default=0.7)  # Reject sources whose peak pixel holds more than this fraction of their flux (cosmic rays)
     max_sharpness = float(min=0.1, max=1.0, default=0.9)  # Reject sources whose peak pixel exceeds its 4 neighbours' mean by more than this fraction (cosmic rays)
-    edge_width = integer(min=0, max=200, default=8)  # Reject sources within this many pixels of the edge or of DQ-flagged pixels
+    edge_width = integer(min=0, max=200, default=8)  # Reject sources within this many pixels of the image edge
+    flagged_radius = integer(min=0, max=50, default=2)  # Reject sources within this many pixels of a DQ-flagged (DO_NOT_USE) pixel
     bkg_boxsize = integer(min=8, default=128)  # Background mesh size in pixels
     flat_rms = boolean(default=False)  # Detect against one flat RMS (the background RMS, as CEERS) instead of the ERR array
-    searchrad = float(min=0, default=1.0)  # Relative: search radius for a match (arcsec)
-    separation = float(min=0, default=0.5)  # Relative: minimum object separation (arcsec)
-    tolerance = float(min=0, default=0.2)  # Relative: matching tolerance (arcsec)
+    searchrad = float(min=0, default=0.5)  # Relative: search radius for a match (arcsec)
+    separation = float(min=0, default=0.1)  # Relative: minimum object separation (arcsec)
+    tolerance = float(min=0, default=0.05)  # Relative: matching tolerance (arcsec)
     use2dhist = boolean(default=True)  # Relative: use a 2-D histogram to find the initial offset
     fitgeometry = option('shift', 'rshift', 'rscale', 'general', default='shift')  # Relative: fitting geometry
     nclip = integer(min=0, default=3)  # Relative: number of clipping iterations
@@ -253,6 +254,7 @@ class CatalogTweakReg(CeersStep):
             deblend=self.deblend,
             brightest=self.brightest,
             edge_width=self.edge_width,
+            flagged_radius=self.flagged_radius,
             max_peak_fraction=self.max_peak_fraction,
             max_sharpness=self.max_sharpness,
             bkg_boxsize=self.bkg_boxsize,
