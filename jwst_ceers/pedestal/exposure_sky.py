@@ -70,7 +70,7 @@ def measure_exposure_sky(
     add_internal_masks=False,
     tiers=CEERS_EXPOSURE_TIERS,
     var_rnoise=None,
-    flatten_box=256,
+    flatten_box=128,
     tier_background_box=128,
     min_sky_fraction=0.05,
     block=7,

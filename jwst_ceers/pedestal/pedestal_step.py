@@ -48,7 +48,7 @@ class PedestalSkySub(ExposureStep):
     rescale_rnoise = boolean(default=True)  # Rescale VAR_RNOISE so its robust sky mean equals the 7x7-block sky variance
     save_bkgsub = boolean(default=False)  # Write <root>_bkgsub.fits (SCI - pedestal - 2D background, BKG, MASK) to output_dir
     save_plots = boolean(default=False)  # Write <root>_pedestal.png (sky histogram with the fit) to output_dir
-    flatten_box = integer(min=0, max=4096, default=256)  # Block size (px) of the smooth background removed before the fit; 0 = none
+    flatten_box = integer(min=0, max=4096, default=128)  # Block size (px) of the smooth background removed before the fit; 0 = none
     tier_kernel_fwhm = float_list(min=1, max=12, default=list(24.0, 10.0, 4.0, 2.0))  # Internal mask tiers: Gaussian kernel FWHM (px)
     tier_nsigma = float_list(min=1, max=12, default=list(3.5, 3.5, 3.5, 4.0))  # Internal mask tiers: threshold in sigma of the smoothed image
     tier_npixels = int_list(min=1, max=12, default=list(15, 10, 5, 2))  # Internal mask tiers: minimum connected pixels

@@ -21,6 +21,9 @@ log = logging.getLogger(__name__)
 
 # minimum number of sky pixels for a histogram fit (fewer: robust fallback)
 MIN_FIT_PIXELS = 2000
+# maximum rms deviation (beyond Poisson noise) of the fitted core histogram from the
+# Gaussian, relative to its peak (simulated skies: < 1%; a bimodal histogram: > 10%)
+MAX_MISFIT = 0.05
 
 
 @dataclass
@@ -138,11 +141,19 @@ def fit_pedestal(values, *, clip_sigma=3.0, fit_halfwidth=2.0, bins_per_sigma=10
             centre = float(params[1])
         amplitude, mean, sigma = (float(p) for p in params)
         sigma = abs(sigma)
+        # shape check: rms deviation of the core histogram from the fit beyond Poisson noise,
+        # relative to the peak
+        model = _gaussian(centres[core], *params)
+        excess = np.mean((counts[core] - model) ** 2) - np.mean(np.clip(model, 0, None))
+        misfit = float(np.sqrt(max(excess, 0.0)) / amplitude)
         if not (np.isfinite(mean) and abs(mean - location) < scale and 0.5 * scale < sigma < 2.0 * scale):
             message = (
                 f"implausible Gaussian fit (mean {mean:.4g}, sigma {sigma:.4g}; "
                 f"robust location {location:.4g}, sigma {scale:.4g})"
             )
+            params = None
+        elif misfit > MAX_MISFIT:
+            message = f"histogram is not Gaussian (rms misfit {misfit:.3f} of the peak > {MAX_MISFIT})"
             params = None
     except (RuntimeError, ValueError) as exc:
         message = f"Gaussian fit failed: {exc}"

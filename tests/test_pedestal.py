@@ -1,0 +1,277 @@
+"""
+PedestalSkySub (ceers_pedestal) against injected truth of simulated NIRCam exposures.
+
+Truth used for the sky variance: the CEERS statistic applied to the INJECTED noise,
+i.e. the variance of 7x7-block sums / 49 of (SCI - true sources - true sky) over
+source-free good blocks of the same exposure. It includes the correlated 1/f striping
+on the 7x7 scale (which the white per-pixel ``truth.sky_variance`` does not). The
+simulator's expected value ``49 * truth.block7_variance`` differs from a single
+realisation by up to ~5% with striping (few independent stripes per exposure), so it is
+only compared on average.
+"""
+
+import logging
+
+import numpy as np
+import pytest
+from astropy.io import fits
+
+from jwst_ceers.errors import CeersFileError, CeersParameterError
+from jwst_ceers.masking import CEERS_EXPOSURE_TIERS
+from jwst_ceers.pedestal import exposure_root, fit_pedestal, read_mask_file
+from jwst_ceers.pedestal.pedestal_step import PedestalSkySub
+
+# the simulator names 1024^2 subarrays SUB1024 (not in the NIRCam schema); harmless here
+pytestmark = pytest.mark.filterwarnings("ignore:.*is not valid under any of the given schemas")
+
+RA, DEC, PA = 214.9, 52.9, 130.0
+SIZE = None  # full 2048^2 frames: ~55000 7x7 blocks, 0.6% statistical error on the variance
+PARAMETER_FILE = __import__("pathlib").Path(__file__).resolve().parents[1] / "parameter_files" / "ceers_pedestal.asdf"
+
+
+@pytest.fixture(scope="module")
+def population():
+    from jwst_ceers.simulate.sources import make_source_population
+
+    # density 2: ~10% of the pixels get > 0.1 sigma of source flux, ~15-20% > 0.05 sigma
+    return make_source_population(
+        ra=RA, dec=DEC, width_arcsec=240, height_arcsec=240, seed=2, density_scale=2.0, n_large_galaxies=3
+    )
+
+
+def simulate(population, *, seed, detector="NRCA1", filter_name="F150W", size=SIZE, **kwargs):
+    """One exposure with a random gradient; returns (model, truth, sigma, realised 7x7 variance)."""
+    from jwst_ceers.simulate.exposures import simulate_exposure
+    from jwst_ceers.simulate.nircam_geometry import detector_pointing
+
+    ra_ref, dec_ref, roll_ref = detector_pointing(detector, ra=RA, dec=DEC, pa_v3=PA)
+    gradient = tuple(np.random.default_rng(100 + seed).uniform(-0.01, 0.01, 2))
+    options = dict(gradient=gradient, rnoise_scale_error=1.3, one_over_f=0.3, cosmic_ray_rate=0.0)
+    options.update(kwargs)
+    model, truth = simulate_exposure(
+        filter_name=filter_name, detector=detector, ra_ref=ra_ref, dec_ref=dec_ref, roll_ref=roll_ref,
+        sources=population, seed=seed, size=size, keep_source_image=True, **options,
+    )
+    model.meta.subarray.name = "GENERIC"  # SUB1024 is not a valid NIRCam subarray name for saving
+    sigma = float(np.sqrt(truth.sky_variance))
+    n = model.data.shape[0]
+    u = (np.arange(n) - (n - 1) / 2.0) / n
+    gx, gy = truth.gradient
+    sky = truth.pedestal + gx * u[None, :] + gy * u[:, None]
+    noise = model.data - truth.source_image - sky
+    usable = np.isfinite(noise) & (truth.source_image < 0.02 * sigma)
+    nb = n // 7
+    sums = np.where(usable, noise, 0)[: nb * 7, : nb * 7].reshape(nb, 7, nb, 7).sum(axis=(1, 3))
+    complete = usable[: nb * 7, : nb * 7].reshape(nb, 7, nb, 7).all(axis=(1, 3))
+    realised = float(np.var(sums[complete]) / 49.0)
+    return model, truth, sigma, realised
+
+
+def sky_pixels(model, truth, sigma):
+    return np.isfinite(model.data) & (truth.source_image < 0.02 * sigma) & (model.var_rnoise > 0)
+
+
+def write_exposure(model, truth, directory, *, product="cal", mask_suffix="1fmask"):
+    path = directory / f"{truth.root}_{product}.fits"
+    model.meta.filename = path.name
+    model.save(path)
+    if mask_suffix:
+        fits.PrimaryHDU(truth.segmentation.astype(np.int32)).writeto(directory / f"{truth.root}_rate_{mask_suffix}.fits")
+    return path
+
+
+@pytest.mark.parametrize(
+    "seed, detector, filter_name",
+    [(0, "NRCA1", "F150W"), (1, "NRCALONG", "F356W"), (2, "NRCA1", "F150W"), (3, "NRCALONG", "F356W")],
+)
+def test_internal_masks_pedestal_and_rnoise_vs_truth(population, seed, detector, filter_name, caplog):
+    model, truth, sigma, realised = simulate(population, seed=seed, detector=detector, filter_name=filter_name)
+    before = model.data.copy()
+    rnoise_before = model.var_rnoise.copy()
+    coverage = (truth.source_image > 0.05 * sigma)[np.isfinite(model.data)].mean()
+    assert 0.1 <= coverage <= 0.3  # sources including their extended wings
+    with caplog.at_level(logging.INFO, logger="jwst_ceers"):
+        result = PedestalSkySub(mask_suffix="").run(model)
+
+    # input untouched
+    np.testing.assert_array_equal(model.data, before)
+    np.testing.assert_array_equal(model.var_rnoise, rnoise_before)
+    assert getattr(model.meta.cal_step, "ceers_pedestal", None) is None
+
+    level = result.meta.background.level
+    assert abs(level - truth.pedestal) < 0.05 * sigma
+    assert result.meta.background.subtracted is True
+    assert result.meta.background.method == "local"
+    assert result.meta.cal_step.ceers_pedestal == "COMPLETE"
+    assert result.meta.ceers_pedestal.method == "gaussian_fit"
+    assert "internal" in result.meta.ceers_pedestal.mask
+    assert "internal tiered masks" in caplog.text
+    good = np.isfinite(before)
+    np.testing.assert_allclose(result.data[good], before[good] - np.float32(level), atol=1e-6)
+
+    # rescaled VAR_RNOISE: its robust mean over true sky pixels = the 7x7 sky variance
+    sky = sky_pixels(model, truth, sigma)
+    assert np.mean(result.var_rnoise[sky]) == pytest.approx(realised, rel=0.03)
+    # the statistic matters: white per-pixel variance and the file's VAR_RNOISE are far off
+    assert abs(truth.sky_variance / realised - 1) > 0.2
+    assert abs(np.mean(rnoise_before[sky]) / realised - 1) > 0.3
+    factor = result.meta.ceers_pedestal.rnoise_scale
+    np.testing.assert_allclose(result.var_rnoise[sky], rnoise_before[sky] * np.float32(factor), rtol=1e-6)
+    # the simulator's expected value: one realisation of the striping differs by up to ~5%
+    assert np.mean(result.var_rnoise[sky]) == pytest.approx(49 * truth.block7_variance, rel=0.07)
+
+
+def test_mask_files_on_disk_library(population, tmp_path):
+    """On-disk ModelLibrary from an association; masks found beside it by exposure root."""
+    paths, truths = [], []
+    for seed, detector, filter_name in [(7, "NRCA1", "F150W"), (8, "NRCALONG", "F356W")]:
+        model, truth, sigma, realised = simulate(population, seed=seed, detector=detector, filter_name=filter_name)
+        # a later product name: the mask is still found through the exposure root
+        paths.append(write_exposure(model, truth, tmp_path, product="a3001_crf"))
+        truths.append((truth, sigma, realised))
+    originals = [fits.getdata(p, "SCI").copy() for p in paths]
+    from jwst.associations.asn_from_list import asn_from_list
+    from jwst.associations.lib.rules_level3_base import DMS_Level3_Base
+
+    asn = asn_from_list([p.name for p in paths], rule=DMS_Level3_Base, product_name="pedestal_test")
+    asn_path = tmp_path / "pedestal_asn.json"
+    asn_path.write_text(asn.dump()[1])
+    library = PedestalSkySub(in_memory=False).run(str(asn_path))
+    with library:
+        for index, (truth, sigma, realised) in enumerate(truths):
+            out = library.borrow(index)
+            try:
+                assert abs(out.meta.background.level - truth.pedestal) < 0.05 * sigma
+                assert f"{truth.root}_rate_1fmask.fits" in out.meta.ceers_pedestal.mask
+                assert out.meta.cal_step.ceers_pedestal == "COMPLETE"
+                sky = np.isfinite(out.data) & (truth.source_image < 0.02 * sigma) & (out.var_rnoise > 0)
+                assert np.mean(out.var_rnoise[sky]) == pytest.approx(realised, rel=0.03)
+            finally:
+                library.shelve(out, index, modify=False)
+    for path, original in zip(paths, originals):
+        np.testing.assert_array_equal(fits.getdata(path, "SCI"), original)  # inputs untouched
+
+
+def test_mask_file_alone_found_beside_single_file_input(population, tmp_path, caplog):
+    model, truth, sigma, _ = simulate(population, seed=9)
+    path = write_exposure(model, truth, tmp_path)
+    with caplog.at_level(logging.INFO, logger="jwst_ceers"):
+        result = PedestalSkySub(add_internal_masks=False).run(str(path))
+    assert abs(result.meta.background.level - truth.pedestal) < 0.05 * sigma
+    assert result.meta.ceers_pedestal.mask == f"file {tmp_path / (truth.root + '_rate_1fmask.fits')}"
+    assert "_rate_1fmask.fits" in caplog.text
+    # the given mask is the truth segmentation: its source fraction is what was masked
+    assert result.meta.ceers_pedestal.source_fraction == pytest.approx(
+        (truth.segmentation != 0)[np.isfinite(model.data)].mean(), abs=1e-6
+    )
+
+
+def test_fallback_is_recorded_never_zero(population, tmp_path, caplog):
+    model, truth, sigma, _ = simulate(population, seed=10, size=640)
+    path = write_exposure(model, truth, tmp_path, mask_suffix="")
+    # a mask hiding all but ~1000 pixels: too few for a histogram fit
+    mask = np.ones(model.data.shape, np.uint8)
+    rng = np.random.default_rng(1)
+    sky_only = np.flatnonzero((truth.source_image < 0.01 * sigma).ravel())
+    mask.flat[rng.choice(sky_only, 1000, replace=False)] = 0
+    fits.PrimaryHDU(mask).writeto(tmp_path / f"{truth.root}_srcmask.fits")
+    with caplog.at_level(logging.WARNING, logger="jwst_ceers"):
+        result = PedestalSkySub(
+            mask_suffix="srcmask", add_internal_masks=False, min_sky_fraction=0.0, rescale_rnoise=False
+        ).run(str(path))
+    record = result.meta.ceers_pedestal
+    assert record.method == "biweight_location"
+    assert "sky pixels" in record.fallback_reason
+    assert "fallback" in caplog.text
+    assert result.meta.background.level != 0
+    assert abs(result.meta.background.level - truth.pedestal) < 0.15 * sigma
+    assert record.rnoise_rescaled is False
+    np.testing.assert_array_equal(result.var_rnoise, model.var_rnoise)
+
+
+def test_fit_pedestal_fallback_for_non_gaussian_histogram():
+    rng = np.random.default_rng(3)
+    bimodal = np.concatenate([rng.normal(0, 1, 50_000), rng.normal(6, 1, 50_000)]).astype(np.float32)
+    fit = fit_pedestal(bimodal)
+    assert fit.method == "biweight_location" and fit.message
+    gaussian = rng.normal(5.0, 2.0, 200_000)
+    fit = fit_pedestal(gaussian)
+    assert fit.method == "gaussian_fit"
+    assert fit.level == pytest.approx(5.0, abs=0.02)
+    assert fit.sigma == pytest.approx(2.0, rel=0.02)
+    assert fit_pedestal(np.full(10, np.nan)).method == "none"
+
+
+def test_mask_file_shape_mismatch_and_formats(tmp_path):
+    bad = tmp_path / "x_1fmask.fits"
+    fits.PrimaryHDU(np.zeros((10, 12), np.int32)).writeto(bad)
+    with pytest.raises(CeersFileError, match="x_1fmask.fits.*does not match"):
+        read_mask_file(bad, (10, 10))
+    boolean = tmp_path / "b.fits"
+    data = np.zeros((4, 5), np.float32)
+    data[1, 2] = 1.0
+    data[3, 4] = np.nan
+    fits.HDUList([fits.PrimaryHDU(), fits.ImageHDU(data, name="MASK")]).writeto(boolean)
+    mask = read_mask_file(boolean, (4, 5))
+    assert mask.sum() == 1 and mask[1, 2]
+
+
+@pytest.mark.parametrize(
+    "name, root",
+    [
+        ("jw01345001001_02101_00001_nrca1_a3001_crf.fits", "jw01345001001_02101_00001_nrca1"),
+        ("jw01345001001_02101_00001_nrcalong_cal.fits", "jw01345001001_02101_00001_nrcalong"),
+        ("jw01345001001_02101_00001_nrcb4_rate.fits", "jw01345001001_02101_00001_nrcb4"),
+        ("/data/jw01345001001_02101_00001_nrca1_tweakreg.fits", "jw01345001001_02101_00001_nrca1"),
+        ("my_exposure_a3001_crf.fits", "my_exposure"),
+        ("my_exposure_cal.fits", "my_exposure"),
+    ],
+)
+def test_exposure_root(name, root):
+    assert exposure_root(name) == root
+
+
+def test_products_written_atomically(population, tmp_path):
+    model, truth, sigma, _ = simulate(population, seed=11, size=640)
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    result = PedestalSkySub(mask_suffix="", save_bkgsub=True, save_plots=True, output_dir=str(out_dir)).run(model)
+    names = sorted(p.name for p in out_dir.iterdir())
+    assert names == [f"{truth.root}_bkgsub.fits", f"{truth.root}_pedestal.png"]
+    assert (out_dir / f"{truth.root}_pedestal.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with fits.open(out_dir / f"{truth.root}_bkgsub.fits") as hdul:
+        assert hdul[0].header["PEDESTAL"] == pytest.approx(result.meta.background.level)
+        sci, bkg, mask = hdul["SCI"].data, hdul["BKG"].data, hdul["MASK"].data
+    n = model.data.shape[0]
+    u = (np.arange(n) - (n - 1) / 2.0) / n
+    true_sky = truth.pedestal + truth.gradient[0] * u[None, :] + truth.gradient[1] * u[:, None]
+    good = np.isfinite(sci)
+    # the 2D background follows the injected sky (pedestal + gradient) to a fraction of sigma
+    assert np.median(np.abs(bkg - true_sky)[good]) < 0.15 * sigma
+    assert np.all(mask[~np.isfinite(model.data)] & 1)
+
+
+def test_parameter_file_and_bad_parameters():
+    step = PedestalSkySub.from_config_file(str(PARAMETER_FILE))
+    assert step.mask_suffix == "1fmask" and step.rescale_rnoise is True
+    assert tuple(step._tiers()) == CEERS_EXPOSURE_TIERS
+    defaults = PedestalSkySub()
+    assert tuple(defaults._tiers()) == CEERS_EXPOSURE_TIERS
+    with pytest.raises(CeersParameterError, match="same length"):
+        PedestalSkySub(tier_nsigma=[3.0]).run(_tiny_model())
+    with pytest.raises(CeersParameterError, match="nsigma"):
+        PedestalSkySub(tier_nsigma=[3.0, 0.0, 3.0, 3.0]).run(_tiny_model())
+
+
+def _tiny_model():
+    from stdatamodels.jwst.datamodels import ImageModel
+
+    return ImageModel(data=np.random.default_rng(0).normal(size=(64, 64)).astype(np.float32))
+
+
+def test_all_bad_exposure_is_skipped():
+    model = _tiny_model()
+    model.data[:] = np.nan
+    result = PedestalSkySub(mask_suffix="").run(model)
+    assert result.meta.cal_step.ceers_pedestal == "SKIPPED"
+    assert result.meta.background.level is None
