@@ -6,6 +6,7 @@ redoes exactly what is needed. Exit status: 0 all products done or up to date,
 1 some product failed, 2 bad configuration.
 """
 
+import logging
 import sys
 import time
 
@@ -37,23 +38,37 @@ def add_parser(parser):
     )
     parser.add_argument("--force", action="store_true", help="remake every product, even up-to-date ones")
     parser.add_argument(
+        "--dry-run", action="store_true", help="only list the products that are out of date and why; run nothing"
+    )
+    parser.add_argument(
         "--rehash", action="store_true", help="re-read every input to hash it (ignore the size+mtime shortcut)"
     )
 
 
+def _quiet_dask(record):
+    """Logging filter: drop dask's own INFO chatter (cluster start, connections)."""
+    return record.levelno >= logging.WARNING or not record.name.startswith(("distributed", "dask"))
+
+
 def _local_cluster(workers, memory_limit):
+    import importlib.util
+
     import psutil
     from distributed import Client, LocalCluster
 
     if memory_limit is None:
         memory_limit = int(psutil.virtual_memory().total * 0.9 / workers)
+    has_dashboard = importlib.util.find_spec("bokeh") is not None
     cluster = LocalCluster(
         n_workers=workers,
         threads_per_worker=1,
         processes=True,
         memory_limit=memory_limit,
-        dashboard_address=None,
+        # without bokeh there is no dashboard: take any free port for the scheduler's http server
+        dashboard_address=":8787" if has_dashboard else ":0",
     )
+    if has_dashboard:
+        print(f"jwst-ceers survey: dask dashboard at {cluster.dashboard_link}")
     limit = memory_limit if isinstance(memory_limit, str) else f"{memory_limit / 1e9:.1f} GB"
     return Client(cluster), f"local cluster: {workers} workers x 1 thread, {limit} each"
 
@@ -66,6 +81,10 @@ def run(args):
     from jwst_ceers.errors import CeersParameterError
     from jwst_ceers.survey import format_summary, load_survey_config, plan_survey, run_products
 
+    if not getattr(args, "verbose", False):
+        # the product logs hold the pipeline messages; keep the console to the progress lines
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(_quiet_dask)
     config = load_survey_config(args.config)
     tasks = plan_survey(config)
     if args.workers is not None and args.workers < 1:
@@ -75,6 +94,10 @@ def run(args):
     start = time.perf_counter()
     client = None
     try:
+        if args.dry_run:
+            results = run_products(tasks, dry_run=True, rehash=args.rehash, force=args.force)
+            print(format_summary(results))
+            return 0
         if args.serial:
             where = "serial, in this process"
         elif args.scheduler:

@@ -66,6 +66,7 @@ log = logging.getLogger(__name__)
 
 EVENT_TOPIC = "jwst-ceers-survey"
 DONE, SKIPPED, FAILED, FAILED_DEPENDENCY = "done", "skipped", "failed", "failed-dependency"
+OUT_OF_DATE = "out-of-date"  # dry runs only
 _OK = (DONE, SKIPPED)
 _STEP_RUNNING = re.compile(r"^Step (?:%s|\S+) running")
 _NAME_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
@@ -123,7 +124,8 @@ class ProductResult:
     reason: str = ""
     outputs: list = dataclasses.field(default_factory=list)
     worker: str = ""
-    peak_rss_mb: float = 0.0
+    peak_rss_mb: float = 0.0  # peak resident memory of the worker process during this task
+    cpu_s: float = 0.0  # CPU time of the worker process during this task
 
     @property
     def ok(self):
@@ -138,9 +140,21 @@ def _import_function(dotted):
     return getattr(import_module(module_name), attr)
 
 
+def _reset_peak_rss():
+    """Reset this process's peak-RSS counter (Linux >= 4.0), so each task reports its own peak."""
+    with contextlib.suppress(OSError):
+        Path("/proc/self/clear_refs").write_text("5")
+
+
 def _peak_rss_mb():
-    # ru_maxrss is in KiB on Linux: the peak of this (worker) process so far
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    """Peak resident memory of this process since the last reset, in MiB."""
+    # VmHWM starts afresh at exec (unlike ru_maxrss, which a spawned worker inherits
+    # from its parent) and is reset by _reset_peak_rss.
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
 
 
 def _worker_name():
@@ -166,25 +180,30 @@ class _NotHandledByStream(logging.Filter):
         return True
 
 
+def _send_event(key, step):
+    """Tell the dask client (if any) what a product is doing now."""
+    try:
+        from distributed import get_worker
+
+        worker = get_worker()
+    except (ImportError, ValueError):
+        return
+    with contextlib.suppress(Exception):
+        worker.log_event(EVENT_TOPIC, {"key": key, "step": step})
+
+
 class _StepEvents(logging.Handler):
     """Forward stpipe's "Step X running" messages to the dask client as live progress."""
 
     def __init__(self, key):
         super().__init__(logging.INFO)
         self._key = key
-        try:
-            from distributed import get_worker
-
-            self._worker = get_worker()
-        except (ImportError, ValueError):
-            self._worker = None
 
     def emit(self, record):
-        if self._worker is None or not _STEP_RUNNING.match(str(record.msg)):
+        if not _STEP_RUNNING.match(str(record.msg)):
             return
         step = record.args[0] if record.args else str(record.msg).split()[1]
-        with contextlib.suppress(Exception):
-            self._worker.log_event(EVENT_TOPIC, {"key": self._key, "step": str(step)})
+        _send_event(self._key, str(step))
 
 
 @contextlib.contextmanager
@@ -251,7 +270,7 @@ def _failure_reason(exc):
     return f"{type(exc).__name__}: {message}"[:300]
 
 
-def execute_product(task, *upstream, rehash=False, force=False):
+def execute_product(task, *upstream, rehash=False, force=False, dry_run=False):
     """
     Make one product if it is out of date (runs on a dask worker or in-process).
 
@@ -265,6 +284,9 @@ def execute_product(task, *upstream, rehash=False, force=False):
         Re-read every input to hash it (ignore the size+mtime shortcut).
     force : bool
         Remake the product even when it is up to date.
+    dry_run : bool
+        Only say whether the product is up to date (status ``out-of-date`` and
+        the reason otherwise); write nothing.
 
     Returns
     -------
@@ -272,14 +294,21 @@ def execute_product(task, *upstream, rehash=False, force=False):
         Never raises for a failure of the task itself: the reason is returned.
     """
     start = time.perf_counter()
+    cpu_start = time.process_time()
+    _reset_peak_rss()
+    _send_event(task.key, "")
     result = ProductResult(task.key, task.pointing, task.label, FAILED, worker=_worker_name())
 
     def finish(status, reason=""):
         result.status, result.reason = status, reason
         result.elapsed_s = time.perf_counter() - start
+        result.cpu_s = time.process_time() - cpu_start
         result.peak_rss_mb = _peak_rss_mb()
         return result
 
+    pending = [dep.key for dep in upstream if dep.status == OUT_OF_DATE]
+    if dry_run and pending:
+        return finish(OUT_OF_DATE, "after " + ", ".join(pending))
     failed_deps = [dep.key for dep in upstream if not dep.ok]
     if failed_deps:
         return finish(FAILED_DEPENDENCY, "needs " + ", ".join(failed_deps))
@@ -311,6 +340,8 @@ def execute_product(task, *upstream, rehash=False, force=False):
         ]
         return finish(SKIPPED, "up to date")
     result.reason = reason or "forced"
+    if dry_run:
+        return finish(OUT_OF_DATE, result.reason)
 
     output_dir.mkdir(parents=True, exist_ok=True)
     staging = _staging_dir(output_dir, task.name)
@@ -353,7 +384,11 @@ def execute_product(task, *upstream, rehash=False, force=False):
                 versions=versions,
                 outputs=outputs,
                 elapsed_s=elapsed,
-                extra={"worker": result.worker, "peak_rss_mb": round(_peak_rss_mb(), 1)},
+                extra={
+                    "worker": result.worker,
+                    "peak_rss_mb": round(_peak_rss_mb(), 1),
+                    "cpu_s": round(time.process_time() - cpu_start, 2),
+                },
             )
             print(f"jwst_ceers survey: {task.key} done in {elapsed:.1f} s", file=stream)
     except (OSError, ValueError) as exc:
@@ -425,13 +460,16 @@ class _Progress:
                 self._state[key] = "run"
 
     def step(self, key, step):
-        self._step[key] = step
+        if self._state.get(key) == "wait":
+            self._state[key] = "run"
+        if step:
+            self._step[key] = step
 
     def finished(self, result):
         self._count += 1
         self._state[result.key] = result.status
         status = {SKIPPED: "up to date"}.get(result.status, result.status)
-        detail = f"  {result.reason}" if result.status not in _OK and result.reason else ""
+        detail = f"  {result.reason}" if result.status != SKIPPED and result.reason else ""
         self._clear()
         print(
             f"[{self._count:>{len(str(len(self._tasks)))}}/{len(self._tasks)}] "
@@ -448,7 +486,7 @@ class _Progress:
     def refresh(self):
         if not self._live:
             return
-        marks = {"wait": ".", "run": "~", DONE: "+", SKIPPED: "=", FAILED: "x", FAILED_DEPENDENCY: "x"}
+        marks = {"wait": ".", "run": "~", DONE: "+", SKIPPED: "=", FAILED: "x", FAILED_DEPENDENCY: "x", OUT_OF_DATE: "!"}
         parts, pointing_parts = [], {}
         for task in self._tasks:
             state = self._state[task.key]
@@ -469,7 +507,7 @@ class _Progress:
         self._clear()
 
 
-def run_products(tasks, *, client=None, rehash=False, force=False, stream=None, live=None):
+def run_products(tasks, *, client=None, rehash=False, force=False, dry_run=False, stream=None, live=None):
     """
     Make every product of the graph, skipping those that are up to date.
 
@@ -483,6 +521,8 @@ def run_products(tasks, *, client=None, rehash=False, force=False, stream=None, 
         Re-read all inputs to hash them.
     force : bool
         Remake every product.
+    dry_run : bool
+        Only report which products are out of date and why (runs serially).
     stream : file, optional
         Where progress lines go (default ``sys.stdout``); None output with ``stream=False``.
     live : bool, optional
@@ -500,12 +540,12 @@ def run_products(tasks, *, client=None, rehash=False, force=False, stream=None, 
     progress = _Progress(ordered, stream, live)
     results = {}
     try:
-        if client is None:
+        if client is None or dry_run:
             for task in ordered:
                 progress.running([task.key])
                 progress.refresh()
                 deps = [results[d] for d in task.depends]
-                results[task.key] = execute_product(task, *deps, rehash=rehash, force=force)
+                results[task.key] = execute_product(task, *deps, rehash=rehash, force=force, dry_run=dry_run)
                 progress.finished(results[task.key])
         else:
             _run_on_client(client, ordered, results, progress, rehash=rehash, force=force)
@@ -548,9 +588,6 @@ def _run_on_client(client, ordered, results, progress, *, rehash, force):
             if pending.has_ready():
                 finished = pending.next_batch(block=False)
             else:
-                with contextlib.suppress(Exception):
-                    processing = client.processing()
-                    progress.running(key_of[k] for keys in processing.values() for k in keys if k in key_of)
                 progress.refresh()
                 time.sleep(0.5)
                 continue
@@ -604,7 +641,9 @@ def format_summary(results):
         counts[r.status] = counts.get(r.status, 0) + 1
     lines.append(
         f"{len(results)} products: "
-        + ", ".join(f"{counts.get(s, 0)} {s}" for s in (DONE, SKIPPED, FAILED, FAILED_DEPENDENCY))
+        + ", ".join(
+            f"{counts.get(s, 0)} {s}" for s in (DONE, SKIPPED, FAILED, FAILED_DEPENDENCY, OUT_OF_DATE) if s != OUT_OF_DATE or s in counts
+        )
     )
     peaks = {}
     for r in results:
