@@ -475,3 +475,23 @@ def test_simulated_survey_two_workers_bitwise_equal_to_serial(tmp_path):
             mask = a[(f"{name}/{name}_merged_mask.fits", "PRIMARY")].astype(bool)
             sky = bkgsub[~mask & (bkgsub != 0) & np.isfinite(bkgsub)]
             assert sky.size > 1000 and abs(np.median(sky)) < 0.01
+
+
+def test_cli_dry_run_and_lock(survey, capsys, monkeypatch):
+    import fcntl
+
+    import jwst_ceers.cli as cli
+
+    monkeypatch.setattr(cli, "COMMANDS", {"survey": cli.COMMANDS["survey"]})
+    root, _ = survey
+    path = write_config(root)
+    assert cli.main(["survey", str(path), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("out-of-date") >= 6 and "no manifest" in out
+    assert not list((root / "products").glob("*/*.manifest.json"))  # nothing made
+
+    with open(root / "products" / ".survey.lock", "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # as another run would
+        assert cli.main(["survey", str(path), "--serial"]) == 2
+    assert "another jwst-ceers survey is running" in capsys.readouterr().err
+    assert cli.main(["survey", str(path), "--serial"]) == 0

@@ -6,6 +6,7 @@ redoes exactly what is needed. Exit status: 0 all products done or up to date,
 1 some product failed, 2 bad configuration.
 """
 
+import contextlib
 import logging
 import sys
 import time
@@ -45,6 +46,26 @@ def add_parser(parser):
     )
 
 
+@contextlib.contextmanager
+def _exclusive(output_root):
+    """Hold ``<output_root>/.survey.lock`` so two runs never make the same products at once."""
+    import fcntl
+
+    from jwst_ceers.errors import CeersFileError
+
+    output_root.mkdir(parents=True, exist_ok=True)
+    path = output_root / ".survey.lock"
+    with open(path, "a") as stream:
+        try:
+            fcntl.flock(stream, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            raise CeersFileError(f"{output_root}: another jwst-ceers survey is running on this output_root") from exc
+        try:
+            yield
+        finally:
+            fcntl.flock(stream, fcntl.LOCK_UN)
+
+
 def _quiet_dask(record):
     """Logging filter: drop dask's own INFO chatter (cluster start, connections)."""
     return record.levelno >= logging.WARNING or not record.name.startswith(("distributed", "dask"))
@@ -75,11 +96,8 @@ def _local_cluster(workers, memory_limit):
 
 def run(args):
     """Run the survey; print progress and the summary table."""
-    import os
-
-    from jwst_ceers.atomic_io import write_text_atomic
     from jwst_ceers.errors import CeersParameterError
-    from jwst_ceers.survey import format_summary, load_survey_config, plan_survey, run_products
+    from jwst_ceers.survey import load_survey_config, plan_survey
 
     if not getattr(args, "verbose", False):
         # the product logs hold the pipeline messages; keep the console to the progress lines
@@ -92,6 +110,16 @@ def run(args):
     n_pointings = len(config.pointings)
     print(f"jwst-ceers survey: {len(tasks)} products in {n_pointings} pointing(s) -> {config.output_root}")
     start = time.perf_counter()
+    with _exclusive(config.output_root):
+        return _run_locked(args, config, tasks, start)
+
+
+def _run_locked(args, config, tasks, start):
+    import os
+
+    from jwst_ceers.atomic_io import write_text_atomic
+    from jwst_ceers.survey import format_summary, run_products
+
     client = None
     try:
         if args.dry_run:
@@ -117,7 +145,6 @@ def run(args):
                 cluster.close()
     summary = format_summary(results) + f"\nwall time {time.perf_counter() - start:.1f} s"
     print(summary)
-    config.output_root.mkdir(parents=True, exist_ok=True)
     write_text_atomic(summary + "\n", config.output_root / "survey_summary.txt")
     sys.stdout.flush()
     return 0 if all(r.ok for r in results) else 1
