@@ -75,7 +75,7 @@ def photutils_reference(image, coverage, tiers):
         kernel = Gaussian2DKernel(tier.kernel_fwhm * FWHM_TO_SIGMA)
         smoothed = convolve_fft(filled, kernel, allow_huge=True)
         rms = biweight_scale(smoothed[~coverage][::17])
-        segm = detect_sources(smoothed, tier.nsigma * rms, npixels=tier.npixels, mask=coverage)
+        segm = detect_sources(smoothed, tier.nsigma * rms, n_pixels=tier.npixels, mask=coverage)
         if segm is None:
             continue
         mask = segm.make_source_mask(footprint=circular_footprint(int(tier.dilate)))
