@@ -103,8 +103,10 @@ def run_survey(config_path, workers):
         start = time.perf_counter()
         results = run_products(tasks, client=None, stream=sys.stdout, live=False)
         return results, 0.0, time.perf_counter() - start
+    import dask
     from distributed import Client, LocalCluster
 
+    dask.config.set({"distributed.scheduler.worker-saturation": 1.0})  # as jwst-ceers survey does
     t0 = time.perf_counter()
     with LocalCluster(
         n_workers=workers, threads_per_worker=1, processes=True, memory_limit="10GB", dashboard_address=None

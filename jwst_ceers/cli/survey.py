@@ -74,12 +74,16 @@ def _quiet_dask(record):
 def _local_cluster(workers, memory_limit):
     import importlib.util
 
+    import dask
     import psutil
     from distributed import Client, LocalCluster
 
     if memory_limit is None:
         memory_limit = int(psutil.virtual_memory().total * 0.9 / workers)
     has_dashboard = importlib.util.find_spec("bokeh") is not None
+    # A worker holds only the product it runs (no queued spare): when a worker dies
+    # (memory limit, crash) dask fails the tasks it held, and no bystander goes with it.
+    dask.config.set({"distributed.scheduler.worker-saturation": 1.0})
     cluster = LocalCluster(
         n_workers=workers,
         threads_per_worker=1,

@@ -5,6 +5,23 @@
 - :func:`run_products` makes the out-of-date products (on a ``distributed.Client``
   or serially), writing a manifest beside each product and provenance keywords
   in its FITS headers; :func:`format_summary` prints the final table.
+
+On a SLURM cluster (``pip install dask-jobqueue``; every node must see the input
+and output folders at the same paths and have jwst_ceers installed)::
+
+    from dask_jobqueue import SLURMCluster
+    from distributed import Client
+    from jwst_ceers.survey import format_summary, load_survey_config, plan_survey, run_products
+
+    cluster = SLURMCluster(cores=1, processes=1, memory="16GB", walltime="04:00:00",
+                           queue="normal", account="myproject",
+                           job_script_prologue=["export STPIPE_DISABLE_CRDS_STEPPARS=true"])
+    cluster.adapt(minimum_jobs=1, maximum_jobs=40)   # one product per job at a time
+    results = run_products(plan_survey(load_survey_config("survey.toml")), client=Client(cluster))
+    print(format_summary(results))
+
+or keep such a cluster running and point the command at its scheduler:
+``jwst-ceers survey survey.toml --scheduler tcp://<host>:<port>``.
 """
 
 __all__ = [

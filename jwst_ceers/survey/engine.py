@@ -267,6 +267,8 @@ def _publish(staging, output_dir, *, task, params_sha, inputs_sha, versions):
 def _failure_reason(exc):
     text = str(exc).strip().splitlines()
     message = text[-1] if text else ""
+    if type(exc).__name__ == "KilledWorker":  # a worker process died (memory limit, crash)
+        message = message.split(". ")[0] + " (see the workers' logs; memory limit?)"
     return f"{type(exc).__name__}: {message}"[:300]
 
 
@@ -593,23 +595,18 @@ def _run_on_client(client, ordered, results, progress, *, rehash, force):
                 continue
             for future in finished:
                 task = by_key[key_of[future.key]]
-                if future.status == "finished":
+                try:
+                    # blocks only if the result was lost with a worker and is being recomputed
+                    # (a recomputation finds the product up to date and skips it)
                     result = future.result()
-                else:
-                    # the task itself never raises: this is a lost worker or an upstream loss
+                except Exception as exc:  # noqa: BLE001 - the task never raises: a worker died
                     bad_deps = [d for d in task.depends if d in results and not results[d].ok]
                     if bad_deps:
                         result = ProductResult(
                             task.key, task.pointing, task.label, FAILED_DEPENDENCY, reason="needs " + ", ".join(bad_deps)
                         )
                     else:
-                        try:
-                            exc = future.exception()
-                        except Exception as err:  # noqa: BLE001 - cancelled futures raise here
-                            exc = err
-                        result = ProductResult(
-                            task.key, task.pointing, task.label, FAILED, reason=_failure_reason(exc)
-                        )
+                        result = ProductResult(task.key, task.pointing, task.label, FAILED, reason=_failure_reason(exc))
                 results[task.key] = result
                 progress.finished(result)
     finally:
