@@ -10,14 +10,16 @@ import logging
 import re
 from pathlib import Path
 
-from jwst.datamodels import ModelLibrary
+from configobj import ConfigObjError
 from jwst.stpipe import Step
+from stpipe.exceptions import ValidationError as StpipeValidationError
 from jwst.stpipe.utilities import record_step_status
 from stdatamodels.jwst.datamodels import JwstDataModel
 
-from jwst_ceers.inputs import open_image_model
+from jwst_ceers.errors import CeersError, CeersFileError, CeersParameterError
+from jwst_ceers.inputs import check_image_model, has_usable_pixels, open_image_model, open_library
 
-__all__ = ["CeersStep", "ExposureStep"]
+__all__ = ["ParameterErrors", "CeersStep", "ExposureStep"]
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +30,49 @@ CEERS_SUFFIXES = ("varfill", "pedestal", "mosaic_bkg", "bkgsub")
 _CEERS_SUFFIX_REGEX = re.compile(rf"^(?P<root>.+?)(?P<sep>[_-])(?:{'|'.join(CEERS_SUFFIXES)})$")
 
 
-class CeersStep(Step):
+class ParameterErrors:
+    """
+    Mixin: stpipe's parameter and parameter-file errors become `CeersParameterError`.
+
+    stpipe raises its own ``ValidationError`` (out-of-range value, unknown key) and
+    configobj/asdf errors (malformed file); the message then names the step and the
+    parameter file, and the type is the one jwst_ceers users catch for user errors.
+    """
+
+    def __init__(self, *args, **kwargs):
+        try:
+            super().__init__(*args, **kwargs)
+        except StpipeValidationError as exc:
+            raise CeersParameterError(f"{_step_label(type(self))}: {exc}") from exc
+
+    @classmethod
+    def from_config_section(cls, config, parent=None, name=None, config_file=None):
+        """As stpipe's, with invalid parameters reported as CeersParameterError."""
+        try:
+            return super().from_config_section(config, parent=parent, name=name, config_file=config_file)
+        except StpipeValidationError as exc:
+            where = f" (parameter file {config_file})" if config_file else ""
+            raise CeersParameterError(f"{_step_label(cls)}{where}: {exc}") from exc
+
+    @classmethod
+    def build_config(cls, input, **kwargs):  # noqa: A002 (stpipe's signature)
+        """As stpipe's, with unreadable parameter files reported as CeersParameterError."""
+        config_file = kwargs.get("config_file")
+        try:
+            return super().build_config(input, **kwargs)
+        except CeersError:
+            raise
+        except (ValueError, ConfigObjError, StpipeValidationError) as exc:
+            raise CeersParameterError(
+                f"{_step_label(cls)}: parameter file {config_file} cannot be used ({exc})"
+            ) from exc
+
+
+def _step_label(cls):
+    return getattr(cls, "class_alias", None) or cls.__name__
+
+
+class CeersStep(ParameterErrors, Step):
     """A jwst step whose ``jwst_ceers`` log messages are configured by stpipe."""
 
     @staticmethod
@@ -70,14 +114,15 @@ class ExposureStep(CeersStep):
         if isinstance(output, JwstDataModel):
             self._run_one(output)
             return output
-        library = (
-            output
-            if isinstance(output, ModelLibrary)
-            else ModelLibrary(output, on_disk=not self.in_memory)
-        )
+        library = open_library(output, on_disk=not self.in_memory)
         with library:
             for index in range(len(library)):
-                model = library.borrow(index)
+                try:
+                    model = library.borrow(index)
+                except CeersError:
+                    raise
+                except Exception as exc:  # a member that does not open as a jwst model
+                    raise CeersFileError(f"{_member_name(library, index)}: cannot be read ({exc})") from exc
                 try:
                     self._run_one(model)
                 finally:
@@ -87,7 +132,15 @@ class ExposureStep(CeersStep):
     def _run_one(self, model):
         status = "FAILED"
         try:
-            status = self.process_exposure(model)
+            check_image_model(model)
+            if has_usable_pixels(model):
+                status = self.process_exposure(model)
+            else:
+                log.warning(
+                    "%s: no usable pixel (all NaN or DO_NOT_USE); %s SKIPPED",
+                    model.meta.filename or "model", self.class_alias,
+                )
+                status = "SKIPPED"
         finally:
             record_step_status(model, self.class_alias, status=status)
 
@@ -106,3 +159,11 @@ class ExposureStep(CeersStep):
             "COMPLETE" or "SKIPPED".
         """
         raise NotImplementedError
+
+
+def _member_name(library, index):
+    """File name of library member ``index`` (for messages)."""
+    try:
+        return library.asn["products"][0]["members"][index]["expname"]
+    except (AttributeError, KeyError, IndexError, TypeError):
+        return f"input member {index}"

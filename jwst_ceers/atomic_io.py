@@ -44,6 +44,10 @@ def atomic_output(path):
         raise CeersFileError(f"{path}: cannot write output in {directory}: {exc.strerror or exc}") from exc
     os.close(fd)
     tmp = Path(tmp)
+    # mkstemp creates 0600 files; products get the usual permissions (0666 minus umask)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
     try:
         yield tmp
         os.replace(tmp, path)
@@ -62,10 +66,24 @@ def write_fits_atomic(hdulist, path):
 
 
 def write_model_atomic(model, path):
-    """Save a jwst datamodel to ``path`` atomically (overwriting)."""
-    with atomic_output(path) as tmp:
-        model.save(tmp, overwrite=True)
-    return Path(path)
+    """
+    Save a jwst datamodel to ``path`` (``.fits`` or ``.asdf``) atomically (overwriting).
+
+    The model is written through an open file handle, so that its ``FILENAME``
+    (``meta.filename``) is the final name and never the temporary one, which
+    ``model.save(temporary_path)`` would record.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in (".fits", ".asdf"):
+        raise CeersFileError(f"{path}: a datamodel can only be saved as .fits or .asdf")
+    model.meta.filename = path.name
+    with atomic_output(path) as tmp, open(tmp, "wb") as handle:
+        if suffix == ".fits":
+            model.to_fits(handle, overwrite=True)
+        else:
+            model.to_asdf(handle)
+    return path
 
 
 def write_text_atomic(text, path):

@@ -521,7 +521,8 @@ def _fill_meta(model, *, filt, detector, size, start, n, root, observation, acti
     meta.pointing.dec_v1 = wcsinfo["dec_ref"]
     meta.pointing.pa_v3 = wcsinfo["roll_ref"]
     meta.velocity_aberration.scale_factor = 1.0
-    meta.subarray.name = "FULL" if n == FULL_SIZE else f"SUB{n}"
+    # centred test cut-outs are not real NIRCam subarrays: GENERIC is the schema's name for those
+    meta.subarray.name = "FULL" if n == FULL_SIZE else "GENERIC"
     meta.subarray.xstart = start + 1
     meta.subarray.ystart = start + 1
     meta.subarray.xsize = n
