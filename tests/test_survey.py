@@ -8,6 +8,7 @@ known truth computed from the injected data.
 import dataclasses
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -495,3 +496,24 @@ def test_cli_dry_run_and_lock(survey, capsys, monkeypatch):
         assert cli.main(["survey", str(path), "--serial"]) == 2
     assert "another jwst-ceers survey is running" in capsys.readouterr().err
     assert cli.main(["survey", str(path), "--serial"]) == 0
+
+
+def test_step_and_parameter_names_are_checked(survey):
+    from jwst_ceers.survey import check_step_parameters
+
+    root, _ = survey
+    base = 'output_root = "o"\n[[pointings]]\nname = "a"\ninputs = ["cal/p1/*.fits"]\n'
+    cases = [
+        ("[image3.steps.tweekreg]\nsearchrad = 1.0\n", "image3.steps.tweekreg: unknown step"),
+        ("[image3.steps.tweakreg]\nserchrad = 1.0\n", "image3.steps.tweakreg.serchrad: unknown parameter"),
+        ("[image3.filters.F150W.steps.resample]\npixfrak = 1.0\n", "image3.filters.F150W.steps.resample.pixfrak"),
+        ("[mosaic_bkg.params]\nbkg_box = 64\n", "mosaic_bkg.params.bkg_box: unknown parameter"),
+    ]
+    for extra, message in cases:
+        path = root / "steps.toml"
+        path.write_text(base + extra)
+        with pytest.raises(CeersParameterError, match=re.escape(message)) as info:
+            check_step_parameters(load_survey_config(path))
+        assert str(path) in str(info.value)
+    path.write_text(base + "[image3.steps.tweakreg]\nabs_searchrad = 1.0\n[mosaic_bkg.params]\nbkg_box_size = 32\n")
+    check_step_parameters(load_survey_config(path))  # valid names pass

@@ -101,13 +101,14 @@ def _local_cluster(workers, memory_limit):
 def run(args):
     """Run the survey; print progress and the summary table."""
     from jwst_ceers.errors import CeersParameterError
-    from jwst_ceers.survey import load_survey_config, plan_survey
+    from jwst_ceers.survey import check_step_parameters, load_survey_config, plan_survey
 
     if not getattr(args, "verbose", False):
         # the product logs hold the pipeline messages; keep the console to the progress lines
         for handler in logging.getLogger().handlers:
             handler.addFilter(_quiet_dask)
     config = load_survey_config(args.config)
+    check_step_parameters(config)
     tasks = plan_survey(config)
     if args.workers is not None and args.workers < 1:
         raise CeersParameterError(f"--workers {args.workers}: must be >= 1")

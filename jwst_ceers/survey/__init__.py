@@ -28,6 +28,7 @@ __all__ = [
     "ProductResult",
     "ProductTask",
     "SurveyConfig",
+    "check_step_parameters",
     "execute_product",
     "format_summary",
     "load_survey_config",
@@ -35,6 +36,6 @@ __all__ = [
     "run_products",
 ]
 
-from jwst_ceers.survey.config import SurveyConfig, load_survey_config
+from jwst_ceers.survey.config import SurveyConfig, check_step_parameters, load_survey_config
 from jwst_ceers.survey.engine import ProductResult, ProductTask, execute_product, format_summary, run_products
 from jwst_ceers.survey.plan import plan_survey

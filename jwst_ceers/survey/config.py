@@ -50,7 +50,7 @@ from pathlib import Path
 
 from jwst_ceers.errors import CeersFileError, CeersParameterError
 
-__all__ = ["PointingConfig", "SurveyConfig", "filter_of", "load_survey_config"]
+__all__ = ["PointingConfig", "SurveyConfig", "check_step_parameters", "filter_of", "load_survey_config"]
 
 DEFAULT_IMAGE3_TASK = "jwst_ceers.survey.tasks:image3_ceers"
 DEFAULT_MOSAIC_BKG_TASK = "jwst_ceers.survey.tasks:mosaic_background"
@@ -355,3 +355,41 @@ def load_survey_config(path):
         mosaic_bkg_task=bkg_task,
         pointings=tuple(pointings),
     )
+
+
+def _unknown(names, known, where, path, what):
+    for name in names:
+        if name not in known:
+            raise CeersParameterError(
+                f"{path}: {where}.{name}: unknown {what} (known: {', '.join(sorted(known))})"
+            )
+
+
+def check_step_parameters(config):
+    """
+    Check the step and parameter names of the configuration against the steps' specs.
+
+    Only for the default task functions (``Image3Ceers``, ``MosaicBackground``); the
+    values themselves are validated by stpipe when the step runs. Imports jwst.
+
+    Raises
+    ------
+    CeersParameterError
+        Naming the configuration file and the key, e.g.
+        ``image3.steps.tweakreg.serchrad: unknown parameter``.
+    """
+    if config.image3_task == DEFAULT_IMAGE3_TASK:
+        from jwst_ceers.pipeline.image3_ceers import Image3Ceers
+
+        step_specs = Image3Ceers.load_spec_file()["steps"]
+        tables = [("image3.steps", config.image3_steps)]
+        tables += [(f"image3.filters.{f}.steps", v["steps"]) for f, v in config.image3_filters.items()]
+        for where, steps in tables:
+            _unknown(steps, step_specs, where, config.path, "step of Image3Ceers")
+            for step, params in steps.items():
+                _unknown(params, step_specs[step], f"{where}.{step}", config.path, f"parameter of step {step}")
+    if config.mosaic_background and config.mosaic_bkg_task == DEFAULT_MOSAIC_BKG_TASK:
+        from jwst_ceers.mosaic_bkg.mosaic_bkg_step import MosaicBackground
+
+        known = MosaicBackground.load_spec_file()
+        _unknown(config.mosaic_bkg_params, known, "mosaic_bkg.params", config.path, "parameter of MosaicBackground")

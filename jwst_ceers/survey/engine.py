@@ -367,9 +367,13 @@ def execute_product(task, *upstream, rehash=False, force=False, dry_run=False):
                 return finish(FAILED, "task wrote no output file")
             with contextlib.suppress(FileNotFoundError):
                 manifest_file.unlink()  # the old manifest must never describe new files
-            finals = _publish(
-                staging, output_dir, task=task, params_sha=params_sha, inputs_sha=inputs_sha, versions=versions
-            )
+            try:
+                finals = _publish(
+                    staging, output_dir, task=task, params_sha=params_sha, inputs_sha=inputs_sha, versions=versions
+                )
+            except (OSError, ValueError) as exc:  # e.g. a *.fits output that is not FITS
+                traceback.print_exc(file=stream)
+                return finish(FAILED, _failure_reason(exc))
             outputs = [file_record(p) for p in finals]
             final_set = {str(p) for p in finals}
             for stale in (old or {}).get("outputs", []):  # outputs the new run no longer makes
