@@ -105,8 +105,9 @@ def run_demo(out_dir, *, seed=2023, size=1024, progress=_progress):
     sim = simulate_pointing(
         dirs["sim"], filters=("F150W", "F356W"), sw_detectors=("NRCA1", "NRCA2"),
         lw_detectors=("NRCALONG",), n_dithers=3, size=size, seed=seed,
-        # ~1.2e6 sources/deg^2 to AB 28.5, as deep NIRCam fields show
-        source_density_scale=3.0,
+        # ~1.2e6 sources/deg^2 to AB 28.5, as deep NIRCam fields show, and a reference
+        # catalog as deep as CEERS's HST F160W one (~180 sources/arcmin^2, to ~27.5)
+        source_density_scale=3.0, refcat_mag_limit=27.5,
     )
     report.timings["simulate"] = time.perf_counter() - clock
 
