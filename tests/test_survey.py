@@ -190,9 +190,11 @@ def test_plan_groups_by_filter_and_merges_parameters(survey):
     root, truth = survey
     refcat = root / "ref.ecsv"
     refcat.write_text("# %ECSV 1.0\nra dec\n1 2\n")
+    (root / "sky.asdf").write_text("#ASDF 1.0.0\n")
     path = write_config(
         root,
-        extra='abs_refcat = "ref.ecsv"\n[image3.steps.tweakreg]\nabs_tolerance = 0.1\nsearchrad = 2.0',
+        extra='abs_refcat = "ref.ecsv"\n[image3.steps.tweakreg]\nabs_tolerance = 0.1\nsearchrad = 2.0\n'
+        '[image3.steps.skymatch]\nparameter_file = "sky.asdf"',
         per_filter="[image3.filters.F356W.steps.tweakreg]\nsearchrad = 3.0",
     )
     tasks = {t.key: t for t in plan_survey(load_survey_config(path))}
@@ -204,6 +206,13 @@ def test_plan_groups_by_filter_and_merges_parameters(survey):
     assert tasks["p1/F150W"].params["steps"]["tweakreg"] == {"abs_tolerance": 0.1, "searchrad": 2.0}
     assert tasks["p1/F356W"].params["steps"]["tweakreg"] == {"abs_tolerance": 0.1, "searchrad": 3.0}
     assert tasks["p1/F356W"].params["steps"]["resample"] == {"crval": [214.9, 52.9], "pixel_scale": 0.03}
+    assert tasks["p1/F356W"].inputs["step_parameter_file:skymatch"] == [str(root / "sky.asdf")]
+
+    from jwst_ceers.survey.tasks import _steps_with_files
+
+    steps = _steps_with_files(tasks["p1/F356W"].params, tasks["p1/F356W"].inputs)
+    assert steps["skymatch"] == {"config_file": str(root / "sky.asdf")}
+    assert steps["tweakreg"]["abs_refcat"] == str(refcat)
 
 
 # ---------------------------------------------------------------- runs

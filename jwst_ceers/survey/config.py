@@ -13,6 +13,7 @@ Layout (paths are relative to the configuration file's folder)::
     parameter_file = "image3.asdf"      # stpipe parameter file of Image3Ceers
     [image3.steps.tweakreg]             # step parameters (override the file)
     abs_tolerance = 0.1
+    parameter_file = "tweakreg.asdf"    # optional parameter file of one step
     [image3.filters.F444W]              # optional, per filter (override the above)
     parameter_file = "image3_lw.asdf"
     [image3.filters.F444W.steps.pedestal]
@@ -209,10 +210,15 @@ def filter_of(path):
 
 
 def _steps_table(check, value, key):
+    """Per-step parameters; a step's ``parameter_file`` becomes an absolute path."""
     check.json_table(value, key)
+    steps = {}
     for step, pars in value.items():
-        check.table(pars, f"{key}.{step}")
-    return value
+        pars = dict(check.table(pars, f"{key}.{step}"))
+        if "parameter_file" in pars:
+            pars["parameter_file"] = str(check.existing_file(pars["parameter_file"], f"{key}.{step}.parameter_file"))
+        steps[step] = pars
+    return steps
 
 
 def _grid(check, value, key):
@@ -387,7 +393,8 @@ def check_step_parameters(config):
         for where, steps in tables:
             _unknown(steps, step_specs, where, config.path, "step of Image3Ceers")
             for step, params in steps.items():
-                _unknown(params, step_specs[step], f"{where}.{step}", config.path, f"parameter of step {step}")
+                known = {*step_specs[step], "parameter_file"}
+                _unknown(params, known, f"{where}.{step}", config.path, f"parameter of step {step}")
     if config.mosaic_background and config.mosaic_bkg_task == DEFAULT_MOSAIC_BKG_TASK:
         from jwst_ceers.mosaic_bkg.mosaic_bkg_step import MosaicBackground
 

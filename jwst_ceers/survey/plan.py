@@ -10,9 +10,10 @@ import copy
 
 from jwst_ceers.survey.engine import ProductTask
 
-__all__ = ["MOSAIC_BKG_LABEL", "image3_product_name", "plan_survey"]
+__all__ = ["MOSAIC_BKG_LABEL", "STEP_PARAMETER_FILE", "image3_product_name", "plan_survey"]
 
 MOSAIC_BKG_LABEL = "mosaic_bkg"
+STEP_PARAMETER_FILE = "step_parameter_file:"  # input role prefix, followed by the step name
 
 
 def image3_product_name(pointing, filt):
@@ -55,6 +56,9 @@ def plan_survey(config):
                 steps = _merge(steps, {"resample": pointing.grid})
             parameter_file = per_filter.get("parameter_file") or config.image3_parameter_file
             inputs = {"members": [str(p) for p in members]}
+            for step, pars in steps.items():  # per-step parameter files are inputs (content-hashed)
+                if "parameter_file" in pars:
+                    inputs[f"{STEP_PARAMETER_FILE}{step}"] = [pars.pop("parameter_file")]
             if config.abs_refcat is not None:
                 inputs["abs_refcat"] = [str(config.abs_refcat)]
             if parameter_file is not None:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from jwst_ceers.atomic_io import write_model_atomic, write_text_atomic
 from jwst_ceers.errors import CeersDataError
+from jwst_ceers.survey.plan import STEP_PARAMETER_FILE
 
 __all__ = [
     "image3_ceers",
@@ -66,8 +67,12 @@ def write_product_association(members, *, product_name, output_dir):
     return write_text_atomic(text, output_dir / f"{product_name}_asn.json")
 
 
-def _steps_with_refcat(params, inputs):
+def _steps_with_files(params, inputs):
+    """The ``steps`` argument of Image3Ceers: parameters plus refcat and per-step parameter files."""
     steps = copy.deepcopy(params.get("steps", {}))
+    for role, paths in inputs.items():
+        if role.startswith(STEP_PARAMETER_FILE):
+            steps.setdefault(role.removeprefix(STEP_PARAMETER_FILE), {})["config_file"] = paths[0]
     if inputs.get("abs_refcat"):
         steps.setdefault("tweakreg", {})["abs_refcat"] = inputs["abs_refcat"][0]
     return steps
@@ -83,15 +88,15 @@ def image3_ceers(*, inputs, upstream, output_dir, name, params):
     """
     Make ``<product>_i2d.fits`` of one (pointing, band) with ``Image3Ceers``.
 
-    ``inputs``: ``members`` (cal files), optional ``abs_refcat`` and
-    ``parameter_file``; ``params``: ``product_name`` and ``steps`` (per-step
+    ``inputs``: ``members`` (cal files), optional ``abs_refcat``,
+    ``parameter_file`` and ``step_parameter_file:<step>``; ``params``: ``product_name`` and ``steps`` (per-step
     parameters, the pointing grid already in ``steps.resample``).
     """
     _offline_stpipe()
     from jwst_ceers.pipeline.image3_ceers import Image3Ceers
 
     asn = write_product_association(inputs["members"], product_name=params["product_name"], output_dir=output_dir)
-    kwargs = {"output_dir": output_dir, "save_results": True, "steps": _steps_with_refcat(params, inputs)}
+    kwargs = {"output_dir": output_dir, "save_results": True, "steps": _steps_with_files(params, inputs)}
     if inputs.get("parameter_file"):
         kwargs["config_file"] = inputs["parameter_file"][0]
     Image3Ceers.call(str(asn), **kwargs)
