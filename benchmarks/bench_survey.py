@@ -70,18 +70,18 @@ def write_config(root, grids, tasks, output_root):
     image3, bkg = TASKS[tasks]
     lines = [
         f'output_root = "{output_root}"',
-        f'abs_refcat = "{grids["nircam1"][1]}"' if tasks == "real" else "",
         "[mosaic_bkg.params]",
         "bkg_box_size = 32",
         "[engine]",
         f'image3_task = "{image3}"',
         f'mosaic_bkg_task = "{bkg}"',
     ]
-    for name, (grid, _) in grids.items():
+    for name, (grid, refcat) in grids.items():
         lines += [
             "[[pointings]]",
             f'name = "{name}"',
             f'inputs = ["cal/{name}/*_cal.fits"]',
+            f'abs_refcat = "{refcat}"' if tasks == "real" else "",
             "[pointings.grid]",
             f"crval = [{grid.crval[0]!r}, {grid.crval[1]!r}]",
             f"crpix = [{grid.crpix[0]!r}, {grid.crpix[1]!r}]",

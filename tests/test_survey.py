@@ -203,6 +203,12 @@ def test_plan_groups_by_filter_and_merges_parameters(survey):
     members = tasks["p2/F356W"].inputs["members"]
     assert len(members) == N_MEMBERS and all("_03101_" in Path(m).name for m in members)
     assert tasks["p2/F356W"].inputs["abs_refcat"] == [str(refcat)]
+    own = root / "cal" / "p1" / "own.ecsv"
+    own.write_text("# %ECSV 1.0\nra dec\n3 4\n")
+    path.write_text(path.read_text().replace('inputs = ["cal/p1/*_cal.fits"]', 'inputs = ["cal/p1/*_cal.fits"]\nabs_refcat = "cal/p1/own.ecsv"'))
+    per_pointing = {t.key: t for t in plan_survey(load_survey_config(path))}
+    assert per_pointing["p1/F150W"].inputs["abs_refcat"] == [str(own)]
+    assert per_pointing["p2/F150W"].inputs["abs_refcat"] == [str(refcat)]
     assert tasks["p1/F150W"].params["steps"]["tweakreg"] == {"abs_tolerance": 0.1, "searchrad": 2.0}
     assert tasks["p1/F356W"].params["steps"]["tweakreg"] == {"abs_tolerance": 0.1, "searchrad": 3.0}
     assert tasks["p1/F356W"].params["steps"]["resample"] == {"crval": [214.9, 52.9], "pixel_scale": 0.03}

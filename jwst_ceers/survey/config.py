@@ -30,6 +30,7 @@ Layout (paths are relative to the configuration file's folder)::
     filters = ["F150W", "F356W"]        # optional: default all found
     hst_mosaics = ["hst/egs_f160w_*.fits"]   # optional, given to MosaicBackground
     edit_regions = ["regions/nircam1.reg"]   # optional, given to MosaicBackground
+    abs_refcat = "refcat_nircam1.ecsv"  # optional, overrides the survey's abs_refcat
     [pointings.grid]                    # as resample's parameters (crpix 0-based)
     crval = [214.98, 52.98]
     crpix = [5299.5, 2399.5]
@@ -57,7 +58,7 @@ DEFAULT_IMAGE3_TASK = "jwst_ceers.survey.tasks:image3_ceers"
 DEFAULT_MOSAIC_BKG_TASK = "jwst_ceers.survey.tasks:mosaic_background"
 
 _TOP_KEYS = {"output_root", "abs_refcat", "mosaic_background", "image3", "mosaic_bkg", "pointings", "engine"}
-_POINTING_KEYS = {"name", "inputs", "filters", "grid", "hst_mosaics", "edit_regions"}
+_POINTING_KEYS = {"name", "inputs", "filters", "grid", "hst_mosaics", "edit_regions", "abs_refcat"}
 _GRID_KEYS = {"crval", "crpix", "rotation", "pixel_scale", "pixel_scale_ratio", "output_shape"}
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 _DOTTED = re.compile(r"^[A-Za-z_][\w.]*(:[A-Za-z_]\w*)?$")
@@ -72,6 +73,7 @@ class PointingConfig:
     grid: dict
     hst_mosaics: tuple = ()
     edit_regions: tuple = ()
+    abs_refcat: Path | None = None  # overrides the survey's abs_refcat
 
 
 @dataclasses.dataclass(frozen=True)
@@ -263,12 +265,14 @@ def _pointing(check, value, key):
     grid = _grid(check, value.get("grid", {}), f"{key}.grid")
     hst = check.globbed_files(value["hst_mosaics"], f"{key}.hst_mosaics") if "hst_mosaics" in value else ()
     regions = check.globbed_files(value["edit_regions"], f"{key}.edit_regions") if "edit_regions" in value else ()
+    refcat = check.existing_file(value["abs_refcat"], f"{key}.abs_refcat") if "abs_refcat" in value else None
     return PointingConfig(
         name=name,
         members_by_filter={f: tuple(sorted(p)) for f, p in sorted(by_filter.items())},
         grid=grid,
         hst_mosaics=hst,
         edit_regions=regions,
+        abs_refcat=refcat,
     )
 
 

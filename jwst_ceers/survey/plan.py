@@ -59,8 +59,9 @@ def plan_survey(config):
             for step, pars in steps.items():  # per-step parameter files are inputs (content-hashed)
                 if "parameter_file" in pars:
                     inputs[f"{STEP_PARAMETER_FILE}{step}"] = [pars.pop("parameter_file")]
-            if config.abs_refcat is not None:
-                inputs["abs_refcat"] = [str(config.abs_refcat)]
+            refcat = pointing.abs_refcat or config.abs_refcat
+            if refcat is not None:
+                inputs["abs_refcat"] = [str(refcat)]
             if parameter_file is not None:
                 inputs["parameter_file"] = [str(parameter_file)]
             name = image3_product_name(pointing.name, filt)
