@@ -7,6 +7,7 @@ hand in: one model or file, a list, an association file or a ModelLibrary.
 """
 
 import logging
+import os
 import re
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from stpipe.exceptions import ValidationError as StpipeValidationError
 from jwst.stpipe.utilities import record_step_status
 from stdatamodels.jwst.datamodels import JwstDataModel
 
+from jwst_ceers.atomic_io import ensure_output_directory
 from jwst_ceers.errors import CeersError, CeersFileError, CeersParameterError
 from jwst_ceers.inputs import check_image_model, has_usable_pixels, open_image_model, open_library
 
@@ -37,6 +39,8 @@ class ParameterErrors:
     stpipe raises its own ``ValidationError`` (out-of-range value, unknown key) and
     configobj/asdf errors (malformed file); the message then names the step and the
     parameter file, and the type is the one jwst_ceers users catch for user errors.
+    An unusable ``output_dir`` (e.g. below a regular file) is a `CeersFileError`
+    naming it, raised before any work is done.
     """
 
     def __init__(self, *args, **kwargs):
@@ -44,6 +48,12 @@ class ParameterErrors:
             super().__init__(*args, **kwargs)
         except StpipeValidationError as exc:
             raise CeersParameterError(f"{_step_label(type(self))}: {exc}") from exc
+
+    def run(self, *args, **kwargs):
+        """As stpipe's, after checking that ``output_dir`` is (or can be made) a directory."""
+        if self.output_dir:
+            ensure_output_directory(os.path.expandvars(os.path.expanduser(self.output_dir)), what="output_dir")
+        return super().run(*args, **kwargs)
 
     @classmethod
     def from_config_section(cls, config, parent=None, name=None, config_file=None):

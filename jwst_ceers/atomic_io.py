@@ -13,7 +13,26 @@ from pathlib import Path
 
 from jwst_ceers.errors import CeersFileError
 
-__all__ = ["atomic_output", "write_fits_atomic", "write_model_atomic", "write_text_atomic"]
+__all__ = ["ensure_output_directory", "atomic_output", "write_fits_atomic", "write_model_atomic", "write_text_atomic"]
+
+
+def ensure_output_directory(path, *, what="output directory"):
+    """
+    Create directory ``path`` (and its parents) if needed; return it as a Path.
+
+    Raises
+    ------
+    CeersFileError
+        If ``path`` (or a parent) is a regular file or cannot be created.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise CeersFileError(f"{what} {path}: exists and is not a directory")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CeersFileError(f"{what} {path}: cannot be created ({exc.strerror or exc})") from exc
+    return path
 
 
 @contextlib.contextmanager

@@ -1,10 +1,60 @@
-"""Opening user inputs with errors that name the file and the problem."""
+"""Opening and checking user inputs, with errors that name the file and the problem.
 
+Every step checks its inputs here, before any algorithm runs, so that a bad file
+ends in a `~jwst_ceers.errors.CeersError` naming it (instead of a traceback from
+deep inside numpy or astropy hours into a run):
+
+- :func:`read_association` / :func:`check_input_files`: association JSON readable,
+  with members that exist and start like a FITS or ASDF file;
+- :func:`open_image_model` / :func:`open_library`: files that open as jwst models;
+- :func:`check_image_model`: a non-empty 2-D science array in surface-brightness
+  units (MJy/sr) when units are recorded;
+- :func:`has_usable_pixels`: False for an all-NaN or all-DO_NOT_USE exposure (steps
+  then record SKIPPED with a warning rather than fail the whole association);
+- :func:`check_wcs`: a WCS is present where one is needed.
+"""
+
+import json
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+
+import numpy as np
 
 from jwst_ceers.errors import CeersDataError, CeersFileError
 
-__all__ = ["open_image_model", "check_image_model"]
+__all__ = [
+    "SURFACE_BRIGHTNESS_UNITS",
+    "open_image_model",
+    "check_image_model",
+    "has_usable_pixels",
+    "check_wcs",
+    "read_association",
+    "check_input_files",
+    "open_library",
+]
+
+# bunit_data values accepted as MJy/sr (the unit of Level-2 cal and Level-3 i2d data)
+SURFACE_BRIGHTNESS_UNITS = ("mjy/sr", "mjy sr-1", "mjy / sr", "mjy.sr-1", "mjy sr^-1")
+
+# DQ bits that make a pixel unusable (as jwst: DO_NOT_USE, NON_SCIENCE)
+_UNUSABLE_DQ = 1 | 512
+
+# First bytes of the file kinds a jwst model can be read from
+_MAGIC = (b"SIMPLE  =", b"#ASDF")
+
+
+def _check_readable_model_file(path, *, what):
+    path = Path(path)
+    if not path.is_file():
+        raise CeersFileError(f"{path}: {what} does not exist")
+    try:
+        with path.open("rb") as handle:
+            start = handle.read(16)
+    except OSError as exc:
+        raise CeersFileError(f"{path}: {what} cannot be read ({exc.strerror or exc})") from exc
+    if not start.startswith(_MAGIC):
+        raise CeersFileError(f"{path}: {what} is not a FITS or ASDF file")
+    return path
 
 
 def open_image_model(path):
@@ -18,9 +68,7 @@ def open_image_model(path):
     """
     from stdatamodels.jwst import datamodels
 
-    path = Path(path)
-    if not path.is_file():
-        raise CeersFileError(f"{path}: input file does not exist")
+    path = _check_readable_model_file(path, what="input file")
     try:
         model = datamodels.open(path)
     except Exception as exc:  # astropy/asdf raise many types for corrupt files
@@ -32,20 +80,179 @@ def open_image_model(path):
     return model
 
 
-def check_image_model(model, *, what="input"):
+def check_image_model(model, *, what="input", units=SURFACE_BRIGHTNESS_UNITS):
     """
     Check that ``model`` holds a usable 2-D science array.
+
+    Parameters
+    ----------
+    model : `~stdatamodels.jwst.datamodels.JwstDataModel`
+        The exposure or mosaic.
+    what : str, optional
+        Name used in messages when the model has no ``meta.filename``.
+    units : sequence of str or None, optional
+        Accepted ``meta.bunit_data`` values (case and spaces ignored). A model
+        without ``bunit_data`` passes. None: no unit check.
+
+    Returns
+    -------
+    model
 
     Raises
     ------
     CeersDataError
-        If the data are not 2-D or hold no finite pixel.
+        If the science array is missing, not 2-D or empty, or its unit is not one of
+        ``units`` (e.g. a ``*_rate.fits`` in DN/s given instead of a ``*_cal.fits``).
     """
-    import numpy as np
-
-    name = model.meta.filename or what
-    if model.data is None or np.ndim(model.data) != 2:
-        raise CeersDataError(f"{name}: science array is not 2-D")
-    if not np.isfinite(model.data).any():
-        raise CeersDataError(f"{name}: science array has no finite pixel")
+    name = getattr(model.meta, "filename", None) or what
+    data = model.data if model.hasattr("data") else None
+    if data is None or np.ndim(data) != 2:
+        shape = None if data is None else np.shape(data)
+        raise CeersDataError(f"{name}: science array is not 2-D (shape {shape})")
+    if 0 in np.shape(data):
+        raise CeersDataError(f"{name}: science array is empty (shape {np.shape(data)})")
+    unit = getattr(model.meta, "bunit_data", None)
+    if units is not None and unit:
+        normalised = " ".join(str(unit).lower().split())
+        if normalised not in units:
+            raise CeersDataError(
+                f"{name}: science array unit is {unit!r}, expected MJy/sr "
+                "(a *_cal.fits, *_crf.fits or *_i2d.fits product, not a *_rate.fits)"
+            )
     return model
+
+
+def has_usable_pixels(model):
+    """
+    True if the science array has at least one finite pixel not flagged DO_NOT_USE/NON_SCIENCE.
+
+    Parameters
+    ----------
+    model : `~stdatamodels.jwst.datamodels.ImageModel`
+
+    Returns
+    -------
+    bool
+    """
+    data = np.asarray(model.data)
+    good = np.isfinite(data)
+    dq = model.dq if model.hasattr("dq") else None
+    if dq is not None and np.shape(dq) == data.shape:
+        good &= (np.asarray(dq) & _UNUSABLE_DQ) == 0
+    return bool(good.any())
+
+
+def check_wcs(model, *, what="input"):
+    """
+    Raise CeersDataError naming the file unless ``model.meta.wcs`` is set.
+
+    Returns
+    -------
+    model
+    """
+    if getattr(model.meta, "wcs", None) is None:
+        name = getattr(model.meta, "filename", None) or what
+        raise CeersDataError(f"{name}: has no WCS (meta.wcs); run assign_wcs (calwebb_image2) first")
+    return model
+
+
+def read_association(path, *, exptypes=("science",)):
+    """
+    Read an association JSON file and check its members.
+
+    Parameters
+    ----------
+    path : str or Path
+        The association file.
+    exptypes : sequence of str, optional
+        Member ``exptype`` values that must exist as files (others are not used by
+        the steps and are not checked). A member without ``exptype`` is science.
+
+    Returns
+    -------
+    dict
+        The association.
+
+    Raises
+    ------
+    CeersFileError
+        If the file is missing or not JSON, has no product or member, or a member
+        file is missing or is not a FITS/ASDF file; the message names the file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CeersFileError(f"{path}: association file does not exist")
+    try:
+        asn = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise CeersFileError(f"{path}: association file is not readable JSON ({exc})") from exc
+    products = asn.get("products") if isinstance(asn, Mapping) else None
+    if not products or not isinstance(products, Sequence) or not isinstance(products[0], Mapping):
+        raise CeersFileError(f"{path}: association has no 'products' entry")
+    nmembers = 0
+    for product in products:
+        members = product.get("members") if isinstance(product, Mapping) else None
+        if not isinstance(members, Sequence):
+            raise CeersFileError(f"{path}: association product has no 'members' list")
+        for member in members:
+            if not isinstance(member, Mapping) or not member.get("expname"):
+                raise CeersFileError(f"{path}: association member without 'expname': {member!r}")
+            if str(member.get("exptype", "science")).lower() not in exptypes:
+                continue
+            nmembers += 1
+            _check_readable_model_file(path.parent / member["expname"], what=f"member of association {path.name}")
+    if nmembers == 0:
+        raise CeersFileError(f"{path}: association has no {'/'.join(exptypes)} member")
+    return asn
+
+
+def check_input_files(input_data):
+    """
+    Check the files named by a step input (association path, file path or list of them).
+
+    Models, dicts and ModelLibraries are passed through unchecked (they are already
+    open). Raises CeersFileError naming the first missing or unreadable file.
+    """
+    if isinstance(input_data, (str, Path)):
+        path = Path(input_data)
+        if path.suffix.lower() in (".json", ".yaml", ".yml"):
+            read_association(path)
+        else:
+            _check_readable_model_file(path, what="input file")
+    elif isinstance(input_data, Sequence):
+        for item in input_data:
+            if isinstance(item, (str, Path)):
+                _check_readable_model_file(item, what="input file")
+    return input_data
+
+
+def open_library(input_data, *, on_disk=False):
+    """
+    A `~jwst.datamodels.ModelLibrary` of the input, with input files checked first.
+
+    Parameters
+    ----------
+    input_data : str, Path, list, dict or ModelLibrary
+        An association file, a list of files or models, or a library (returned as is).
+    on_disk : bool, optional
+        Keep models on disk between uses (ModelLibrary ``on_disk``).
+
+    Raises
+    ------
+    CeersFileError
+        If a file is missing or unreadable; the message names it.
+    """
+    from jwst.datamodels import ModelLibrary
+
+    if isinstance(input_data, ModelLibrary):
+        return input_data
+    check_input_files(input_data)
+    if isinstance(input_data, Path):
+        input_data = str(input_data)
+    try:
+        return ModelLibrary(input_data, on_disk=on_disk)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        if isinstance(exc, CeersFileError):
+            raise
+        where = input_data if isinstance(input_data, str) else "input list"
+        raise CeersFileError(f"{where}: cannot open the input as jwst models ({exc})") from exc

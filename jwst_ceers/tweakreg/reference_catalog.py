@@ -53,10 +53,10 @@ def load_reference_catalog(path, *, mag_range=None):
     Raises
     ------
     CeersFileError
-        If the file is missing or unreadable, or has no RA/DEC (or, with
-        ``mag_range``, no magnitude) column.
+        If the file is missing or unreadable, has no RA/DEC (or, with
+        ``mag_range``, no magnitude) column, or no row with finite RA/DEC.
     CeersParameterError
-        If ``mag_range`` is not two increasing numbers.
+        If ``mag_range`` is not two increasing numbers or keeps no source.
     """
     path = Path(path)
     if not path.is_file():
@@ -87,6 +87,10 @@ def load_reference_catalog(path, *, mag_range=None):
             raise CeersFileError(f"abs_refcat {path}: abs_mag_range given but the catalog has no magnitude column")
         good &= (out["MAG"] >= mag_range[0]) & (out["MAG"] <= mag_range[1])
     out = out[good]
+    if len(out) == 0:
+        if mag_range is not None and np.isfinite(np.asarray(table[ra_name], dtype=np.float64)).any():
+            raise CeersParameterError(f"abs_mag_range={list(mag_range)} keeps no source of abs_refcat {path}")
+        raise CeersFileError(f"abs_refcat {path}: holds no source with finite RA/DEC")
     out.meta["name"] = path.name
     log.info("Reference catalog %s: %d sources", path.name, len(out))
     return out

@@ -13,11 +13,11 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
-from jwst.datamodels import ModelLibrary
 from jwst.stpipe.utilities import record_step_status
 
 from jwst_ceers._step import CeersStep
 from jwst_ceers.errors import CeersParameterError
+from jwst_ceers.inputs import check_image_model, check_wcs, open_library
 from jwst_ceers.tweakreg.alignment import AlignmentImage, FitParameters, align_group, check_fit_parameters
 from jwst_ceers.tweakreg.fit_results import FitRecord, write_results_table
 from jwst_ceers.tweakreg.reference_catalog import load_reference_catalog
@@ -104,7 +104,7 @@ class CatalogTweakReg(CeersStep):
     def process(self, input_data):
         """Align the exposures; see the class docstring."""
         output = self.prepare_output(input_data, open_models=False)
-        library = output if isinstance(output, ModelLibrary) else ModelLibrary(output, on_disk=not self.in_memory)
+        library = open_library(output, on_disk=not self.in_memory)
         if len(library) == 0:
             raise CeersParameterError("ceers_tweakreg: the input holds no exposure")
 
@@ -218,6 +218,8 @@ class CatalogTweakReg(CeersStep):
         return records
 
     def _alignment_image(self, model, index, member_catalogs):
+        check_image_model(model, what=f"exposure {index}")
+        check_wcs(model, what=f"exposure {index}")
         name = exposure_root(model.meta.filename or f"exposure{index}")
         catalog_path = member_catalogs.get(model.meta.filename)
         if catalog_path is None and self.use_custom_catalogs:
