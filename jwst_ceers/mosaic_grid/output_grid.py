@@ -42,6 +42,8 @@ __all__ = [
 # Relative tolerance for "the pixel-scale ratio is an integer" and for a
 # rotation-only (no skew, standard parity) CD matrix.
 _RATIO_TOLERANCE = 1e-6
+# A grid larger than this (16 GiB per float32 array) is a mistake (e.g. a pixel scale in deg, not arcsec)
+MAX_GRID_PIXELS = 2**32
 _MATRIX_TOLERANCE = 1e-6
 
 
@@ -78,10 +80,22 @@ class OutputGrid:
         object.__setattr__(self, "output_shape", tuple(int(v) for v in self.output_shape))
         if len(self.crpix) != 2 or len(self.crval) != 2 or len(self.output_shape) != 2:
             raise CeersParameterError("crpix, crval and output_shape must each have two values")
-        if not self.pixel_scale > 0:
+        if not (math.isfinite(self.pixel_scale) and self.pixel_scale > 0):
             raise CeersParameterError(f"pixel_scale={self.pixel_scale}: must be > 0")
+        if not math.isfinite(self.rotation):
+            raise CeersParameterError(f"rotation={self.rotation}: must be a finite angle in degrees")
+        ra, dec = self.crval
+        if not (math.isfinite(ra) and math.isfinite(dec) and -90.0 <= dec <= 90.0):
+            raise CeersParameterError(f"crval={list(self.crval)}: must be finite (RA, Dec) with -90 <= Dec <= 90")
+        if not all(math.isfinite(v) for v in self.crpix):
+            raise CeersParameterError(f"crpix={list(self.crpix)}: must be finite")
         if min(self.output_shape) < 2:
             raise CeersParameterError(f"output_shape={list(self.output_shape)}: each size must be >= 2")
+        if self.output_shape[0] * self.output_shape[1] > MAX_GRID_PIXELS:
+            raise CeersParameterError(
+                f"output_shape={list(self.output_shape)}: more than {MAX_GRID_PIXELS:.0e} pixels "
+                f"(pixel_scale={self.pixel_scale:g} arcsec too small?)"
+            )
 
     @classmethod
     def from_mapping(cls, mapping):
