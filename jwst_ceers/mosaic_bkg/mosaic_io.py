@@ -169,6 +169,11 @@ def read_mosaic(item):
     nodata = ~np.isfinite(data)
     if wht is not None and np.shape(wht) == data.shape:
         nodata |= ~(np.asarray(wht) > 0)
+    try:
+        _check_some_data(nodata, path)
+    except CeersDataError:
+        hdul.close()
+        raise
     telescope = str(hdul[0].header.get("TELESCOP", header.get("TELESCOP", "HST"))).upper()
     return Mosaic(
         name=product_name(path),
@@ -193,6 +198,7 @@ def _from_model(model, source):
     nodata = ~np.isfinite(data)
     if wht is not None and np.shape(wht) == data.shape:
         nodata |= ~(np.asarray(wht) > 0)
+    _check_some_data(nodata, source)
     header = _header_from_wcsinfo(model)
     if "CRPIX1" not in header:
         raise CeersFileError(f"{source}: model has no FITS-like wcsinfo (crpix/crval/pc)")
@@ -211,6 +217,11 @@ def _from_model(model, source):
         telescope="JWST",
         model=model,
     )
+
+
+def _check_some_data(nodata, source):
+    if nodata.size == 0 or nodata.all():
+        raise CeersDataError(f"{source}: mosaic has no usable pixel (all NaN or zero weight)")
 
 
 def check_same_grid(mosaics, *, tolerance_pix=0.01):
