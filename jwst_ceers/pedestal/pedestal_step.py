@@ -19,6 +19,8 @@ log = logging.getLogger(__name__)
 
 # DQ bits that make a pixel unusable for the sky (as jwst skymatch's default good bits)
 _BAD_DQ = 1 | 512  # DO_NOT_USE | NON_SCIENCE
+# fewer usable pixels than this: no meaningful pedestal (the step records SKIPPED)
+MIN_USABLE_PIXELS = 100
 
 
 class PedestalSkySub(ExposureStep):
@@ -85,6 +87,12 @@ class PedestalSkySub(ExposureStep):
             bad |= (np.asarray(model.dq) & _BAD_DQ) != 0
         if bad.all():
             log.warning("%s: no usable pixel (all NaN or DQ-flagged); pedestal not measured", name)
+            return "SKIPPED"
+        if np.count_nonzero(~bad) < MIN_USABLE_PIXELS:
+            log.warning(
+                "%s: only %d usable pixels (< %d); pedestal not measured, exposure left unchanged",
+                name, np.count_nonzero(~bad), MIN_USABLE_PIXELS,
+            )
             return "SKIPPED"
 
         source_mask, mask_label = None, "internal tiered masks"

@@ -122,7 +122,10 @@ def fit_pedestal(values, *, clip_sigma=3.0, fit_halfwidth=2.0, bins_per_sigma=10
     # bins: s / bins_per_sigma, but at least ~200 pixels per bin at the peak
     peak_density = clipped.size / (np.sqrt(2 * np.pi) * scale)
     bin_width = max(scale / bins_per_sigma, 200.0 / peak_density)
-    nbins = max(8, int(np.ceil(2 * clip_sigma * scale / bin_width)))
+    # rounded before ceil: 2*clip*scale/width is an integer in exact arithmetic for the default
+    # width, and float noise must not flip the bin count (the pedestal must shift exactly with
+    # the data when a constant is added)
+    nbins = max(8, int(np.ceil(round(2 * clip_sigma * scale / bin_width, 6))))
     counts, edges = np.histogram(clipped, bins=nbins, range=(location - clip_sigma * scale,
                                                             location + clip_sigma * scale))
     centres = 0.5 * (edges[1:] + edges[:-1])
