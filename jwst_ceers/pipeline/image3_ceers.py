@@ -10,13 +10,15 @@ calwebb_image3 does.
 """
 
 import logging
+from pathlib import Path
 
 from jwst.pipeline.calwebb_image3 import Image3Pipeline
 from jwst.skymatch.skymatch_step import SkyMatchStep
 from jwst.lib.exposure_types import is_moving_target
 from stdatamodels.jwst import datamodels
 
-from jwst_ceers._step import CeersStep
+from jwst_ceers._step import CeersStep, ParameterErrors
+from jwst_ceers.inputs import check_input_files
 from jwst_ceers.pedestal.pedestal_step import PedestalSkySub
 from jwst_ceers.tweakreg.tweakreg_step import CatalogTweakReg
 from jwst_ceers.varfill.varfill_step import VarianceHoleFill
@@ -40,7 +42,7 @@ class SkyMatchRecordOnly(SkyMatchStep):
     """  # noqa: E501
 
 
-class Image3Ceers(Image3Pipeline):
+class Image3Ceers(ParameterErrors, Image3Pipeline):
     """
     CEERS NIRCam Stage 3: align, match, flag outliers, remove pedestals, drizzle.
 
@@ -70,6 +72,13 @@ class Image3Ceers(Image3Pipeline):
             if self.source_catalog.skip:
                 raise
             self._source_catalog_unavailable = f"{type(exc).__name__}: {exc}"
+
+    def _load_input_as_library(self, input_data):
+        """Stock loading, after checking the association and its member files (CeersFileError naming them)."""
+        check_input_files(input_data)
+        if isinstance(input_data, Path):
+            input_data = str(input_data)
+        return super()._load_input_as_library(input_data)
 
     def process(self, input_data):
         """
