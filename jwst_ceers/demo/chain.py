@@ -168,7 +168,8 @@ def _exposure_quality(sim, dirs):
         fitted, _ = load_wcs_solution(dirs["wcs"] / f"{root}_tweakreg.asdf")
         with asdf.open(truth.true_wcs_file, lazy_load=False, memmap=False) as handle:
             true_wcs = handle.tree["wcs"]
-        with datamodels.open(dirs["exposures"] / f"{root}_pedestal.fits") as model:
+        (product,) = dirs["exposures"].glob(f"{root}*_pedestal.fits")  # crf names may carry _a3001
+        with datamodels.open(product) as model:
             shape = model.data.shape
             level = model.meta.background.level
             details = model.meta.instance.get("ceers_pedestal", {})

@@ -9,6 +9,8 @@ Moving-target associations use ``assign_mtwcs`` instead of ``tweakreg``, as stoc
 calwebb_image3 does.
 """
 
+import copy
+import json
 import logging
 from pathlib import Path
 
@@ -23,21 +25,26 @@ from jwst_ceers.pedestal.pedestal_step import PedestalSkySub
 from jwst_ceers.tweakreg.tweakreg_step import CatalogTweakReg
 from jwst_ceers.varfill.varfill_step import VarianceHoleFill
 
-__all__ = ["Image3Ceers", "SkyMatchRecordOnly"]
+__all__ = ["Image3Ceers", "SkyMatchRecordOnly", "per_image_association"]
 
 log = logging.getLogger(__name__)
 
 
 class SkyMatchRecordOnly(SkyMatchStep):
     """
-    Stock ``skymatch`` whose ``subtract`` defaults to False.
+    Stock ``skymatch`` that only records each image's own sky level.
 
     CEERS runs skymatch only to record sky values in ``meta.background``; the sky
-    is removed later, per exposure, by ``pedestal``. Users can still set
-    ``--steps.skymatch.subtract=True``.
+    is removed later, per exposure, by ``pedestal``. The recorded levels matter:
+    ``outlier_detection`` subtracts them before building its median and adds them
+    back to the blotted median. NIRCam detectors have different pedestals, so one
+    level per exposure (``match``) flagged 20-78% of the sky pixels of some detectors
+    as outliers in simulated data; each image's own ``local`` level flags ~0.01%.
+    Users can still set ``--steps.skymatch.subtract=True`` or another ``skymethod``.
     """
 
     spec = """
+    skymethod = option('local', 'global', 'match', 'global+match', default='local')  # Sky computation method (CEERS: each image's own level)
     subtract = boolean(default=False)  # Subtract computed sky from image data (CEERS: False)
     """  # noqa: E501
 
@@ -63,6 +70,24 @@ class Image3Ceers(ParameterErrors, Image3Pipeline):
 
     get_stpipe_loggers = staticmethod(CeersStep.get_stpipe_loggers)
 
+    def _load_input_as_library(self, input_data):
+        """
+        Load the association with one group per image (exposure and detector).
+
+        Stock libraries group the detectors of an exposure together, so skymatch
+        records one sky level for detectors whose pedestals differ. Alignment groups
+        are set by ``tweakreg``'s own ``group_by``, not by association group ids.
+        Association and member files are checked first (CeersFileError naming them).
+        """
+        check_input_files(input_data)
+        if isinstance(input_data, Path):
+            input_data = str(input_data)
+        if isinstance(input_data, (str, Path)) and Path(input_data).suffix.lower() == ".json":
+            input_data = per_image_association(input_data)
+        elif isinstance(input_data, dict):
+            input_data = per_image_association(input_data)
+        return super()._load_input_as_library(input_data)
+
     def _precache_references(self, input_file):
         """Prefetch reference files; offline, only source_catalog needs any, so skip it."""
         self._source_catalog_unavailable = None
@@ -72,13 +97,6 @@ class Image3Ceers(ParameterErrors, Image3Pipeline):
             if self.source_catalog.skip:
                 raise
             self._source_catalog_unavailable = f"{type(exc).__name__}: {exc}"
-
-    def _load_input_as_library(self, input_data):
-        """Stock loading, after checking the association and its member files (CeersFileError naming them)."""
-        check_input_files(input_data)
-        if isinstance(input_data, Path):
-            input_data = str(input_data)
-        return super()._load_input_as_library(input_data)
 
     def process(self, input_data):
         """
@@ -138,3 +156,46 @@ class Image3Ceers(ParameterErrors, Image3Pipeline):
             )
             return
         self.source_catalog.run(result)
+
+
+def per_image_association(asn):
+    """
+    Return a copy of a Level-3 association in which every member is its own group.
+
+    Parameters
+    ----------
+    asn : str, Path or dict
+        Association file or dictionary. Relative member names of a file are made
+        absolute (relative to the file's folder) so the copy can be used anywhere.
+
+    Returns
+    -------
+    dict
+        The association; ``table_name`` is kept or set to the file name.
+    """
+    from jwst.associations import load_asn
+
+    from jwst_ceers.errors import CeersFileError
+
+    if isinstance(asn, dict):
+        data, base = copy.deepcopy(asn), Path(".")
+    else:
+        path = Path(asn)
+        try:
+            with path.open() as handle:
+                data = load_asn(handle)
+        except (OSError, ValueError, json.JSONDecodeError) as exc:
+            raise CeersFileError(f"{path}: cannot be read as an association ({exc})") from exc
+        data = dict(data)
+        data.setdefault("table_name", path.name)
+        base = path.parent
+    try:
+        members = data["products"][0]["members"]
+    except (KeyError, IndexError, TypeError) as exc:
+        raise CeersFileError(f"{asn}: association has no products/members ({exc})") from exc
+    for member in members:
+        expname = Path(member["expname"])
+        if not expname.is_absolute():
+            member["expname"] = str((base / expname).resolve())
+        member["group_id"] = expname.name.rsplit("_", 1)[0]
+    return data
