@@ -125,6 +125,8 @@ class ExposureStep(CeersStep):
             self._run_one(output)
             return output
         library = open_library(output, on_disk=not self.in_memory)
+        if len(library) == 0:
+            raise CeersParameterError(f"{self.class_alias}: the input holds no exposure")
         with library:
             for index in range(len(library)):
                 try:

@@ -269,6 +269,20 @@ def test_association_without_members(tmp_path, guard):
         VarianceHoleFill().run(str(bad))
 
 
+def test_varfill_empty_input_list():
+    from jwst_ceers import VarianceHoleFill
+
+    with raises(CeersParameterError, "ceers_varfill", "no exposure"):
+        VarianceHoleFill().run([])
+
+
+def test_varfill_parameter_list_too_long():
+    from jwst_ceers import VarianceHoleFill
+
+    with raises(CeersParameterError, "ceers_varfill", "arrays", "too long"):
+        VarianceHoleFill(arrays=["var_rnoise"] * 4)
+
+
 def test_varfill_wrong_units(pointing):
     from jwst_ceers import VarianceHoleFill
 
@@ -442,6 +456,13 @@ def _write_parameter_file(path, class_name, name, parameters, steps=None):
 
 
 # ====================================================================== tweakreg
+def test_tweakreg_empty_input_list():
+    from jwst_ceers import CatalogTweakReg
+
+    with raises(CeersParameterError, "ceers_tweakreg", "no exposure"):
+        CatalogTweakReg().run([])
+
+
 def test_tweakreg_refcat_missing(pointing, tmp_path):
     from jwst_ceers import CatalogTweakReg
 
@@ -640,6 +661,13 @@ def test_pipeline_association_not_json(pointing, tmp_path, guard):
     guard.track(tmp_path / "asn.json")
     with raises(CeersFileError, "asn.json", "json"):
         run_pipeline(tmp_path / "asn.json", tmp_path / "out", pointing["refcat"])
+
+
+def test_pipeline_input_of_another_kind(pointing, tmp_path, guard):
+    (tmp_path / "exposures.txt").write_text("\n".join(pointing["cal"]))
+    guard.track(tmp_path / "exposures.txt")
+    with raises(CeersFileError, "exposures.txt", "not a FITS or ASDF file"):
+        run_pipeline(tmp_path / "exposures.txt", tmp_path / "out", pointing["refcat"])
 
 
 def test_pipeline_member_without_wcs(pointing, tmp_path, guard):
@@ -924,6 +952,22 @@ def test_cli_grid_output_under_a_regular_file(cli, pointing, tmp_path, guard):
     guard.track(tmp_path / "afile")
     cli_error(cli("grid", *pointing["cal"], "--pixel-scale", "0.03", "-o", tmp_path / "afile" / "g.asdf"),
               "grid", "afile")
+
+
+def test_cli_survey_config_missing(cli, tmp_path):
+    cli_error(cli("survey", tmp_path / "survey.toml"), "survey", "survey.toml", "cannot read")
+
+
+def test_cli_survey_config_not_toml(cli, tmp_path, guard):
+    (tmp_path / "survey.toml").write_text('output_root = "p"\n[[pointings]\nname=\n')
+    guard.track(tmp_path / "survey.toml")
+    cli_error(cli("survey", tmp_path / "survey.toml"), "survey", "survey.toml", "toml")
+
+
+def test_cli_survey_config_unknown_key(cli, tmp_path, guard):
+    (tmp_path / "survey.toml").write_text('output_root = "p"\nbogus_key = 1\n')
+    guard.track(tmp_path / "survey.toml")
+    cli_error(cli("survey", tmp_path / "survey.toml"), "survey", "survey.toml", "bogus_key")
 
 
 # ============================================================ atomic outputs
