@@ -390,6 +390,7 @@ def test_two_workers_give_the_same_products_as_serial(survey, tmp_path_factory):
     with distributed.LocalCluster(
         n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0", memory_limit="2GB"
     ) as cluster, distributed.Client(cluster) as client:
+        client.wait_for_workers(2)
         client.run(lambda p: sys.path.insert(0, p), str(Path(__file__).parent))
         results = run_products(plan_survey(config), client=client, stream=False)
     assert {r.status for r in results} == {"done"}
@@ -473,6 +474,7 @@ def test_simulated_survey_two_workers_bitwise_equal_to_serial(tmp_path):
     with distributed.LocalCluster(
         n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0", memory_limit="4GB"
     ) as cluster, distributed.Client(cluster) as client:
+        client.wait_for_workers(2)
         parallel = run_products(plan_survey(load_survey_config(parallel_cfg)), client=client, stream=False)
     assert {r.status for r in parallel} == {"done"}
     assert len({r.worker for r in parallel}) == 2
