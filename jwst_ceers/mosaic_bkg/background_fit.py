@@ -12,7 +12,7 @@ import logging
 
 import numpy as np
 
-from jwst_ceers.mosaic_bkg.grid_resampling import block_samples, fill_invalid_nearest, upsample_cubic
+from jwst_ceers.mosaic_bkg.grid_resampling import block_samples, fill_invalid_smooth, upsample_cubic
 
 __all__ = ["box_statistics", "fit_background"]
 
@@ -55,7 +55,7 @@ def box_statistics(samples, *, sigma=3.0, iterations=3, min_pixels=16):
     return location, count
 
 
-def fit_background(data, exclude, *, box_size=64, filter_size=5, sigma=3.0, stride=2, min_fraction=0.1):
+def fit_background(data, exclude, *, box_size=128, filter_size=3, sigma=3.0, stride=2, min_fraction=0.1):
     """
     Fit a smooth background to the pixels of ``data`` not in ``exclude``.
 
@@ -74,7 +74,8 @@ def fit_background(data, exclude, *, box_size=64, filter_size=5, sigma=3.0, stri
     stride : int
         Pixel subsampling step for the statistics.
     min_fraction : float
-        Boxes with fewer usable pixels than this fraction are filled from neighbours.
+        Boxes with fewer usable pixels than this fraction are filled from their
+        neighbours by a thin-plate surface (:func:`fill_invalid_smooth`).
 
     Returns
     -------
@@ -92,7 +93,8 @@ def fit_background(data, exclude, *, box_size=64, filter_size=5, sigma=3.0, stri
     valid = np.isfinite(location)
     if not valid.any():
         raise ValueError("fit_background: no box has enough unmasked pixels")
-    grid = fill_invalid_nearest(location, valid)
+    # masked holes (large galaxies) are bridged by a thin-plate surface, not by steps
+    grid = fill_invalid_smooth(location, valid)
     # linear extrapolation by a few boxes keeps gradients at the edges (no flattening by
     # the median filter or by clamping in the interpolation)
     pad = max(2, filter_size // 2 + 1)

@@ -26,7 +26,8 @@ class MosaicBackground(CeersStep):
     grid: jwst ``*_i2d.fits`` ImageModels and/or plain FITS (e.g. HST) mosaics. Per
     mosaic: a ring-median pre-filter, tiered source masks (NIRCam or HST tier set);
     the source masks of all mosaics are OR-ed into one merged mask, edited with DS9
-    regions (``edit_regions``: plain shapes add, ``-`` shapes remove), and a smooth
+    regions (``edit_regions``: plain shapes add, ``-`` shapes remove), grown over the
+    faint wings of large galaxies (``wing_*``, all filters together), and a smooth
     background is fitted to the unmasked pixels of every mosaic and subtracted
     (off-footprint pixels become 0).
 
@@ -34,7 +35,7 @@ class MosaicBackground(CeersStep):
     atomically, each with a FITS WCS and FILTER: ``<product>_bkgsub.fits`` (same format
     as the input; ``meta.cal_step.ceers_mosaic_bkg`` or keyword CMBKGSTP set),
     ``<product>_bkg.fits`` (float32), ``<product>_tiermask.fits`` (uint8/uint16: bit 0
-    no data, bit k tier k, bit n+1 size-dependent growth) and
+    no data, bit k tier k, bit n+1 wing / size-dependent growth) and
     ``<pointing>_merged_mask.fits`` (uint8, 1 = masked). Inputs are never modified.
     ``process`` returns a dict of the output paths.
     """
@@ -55,8 +56,12 @@ class MosaicBackground(CeersStep):
     ring_width = float(min=1, max=100, default=4.0)  # Ring-median pre-filter: ring width, pixels
     ring_clip_nsigma = float(min=1, max=100, default=5.0)  # Ceiling (sigma over a coarse background) applied before the ring median
     grow_factor = float(min=0, max=10, default=0.0)  # Grow each merged-mask region by this times its equivalent radius beyond 40 px (0: off)
-    bkg_box_size = integer(min=4, max=2048, default=64)  # Background fit: box size, pixels (even)
-    bkg_filter_size = integer(min=1, max=15, default=5)  # Background fit: median filter size, boxes (odd)
+    wing_iterations = integer(min=0, max=10, default=3)  # Wing growth of the merged mask: fit/detect/grow cycles (0: off)
+    wing_kernel_fwhm = float(min=8, max=1024, default=64.0)  # Wing growth: Gaussian FWHM of the smoothed 8x8-block residual, pixels
+    wing_nsigma = float(min=0.5, max=10, default=1.5)  # Wing growth: threshold in sigma of the smoothed residual (hysteresis from the mask)
+    wing_box_size = integer(min=32, max=4096, default=256)  # Wing growth: background box of the fits made while growing, pixels
+    bkg_box_size = integer(min=4, max=2048, default=128)  # Background fit: box size, pixels (even)
+    bkg_filter_size = integer(min=1, max=15, default=3)  # Background fit: median filter size, boxes (odd)
     bkg_clip_sigma = float(min=1, max=10, default=3.0)  # Background fit: sigma-clipping threshold
     edit_regions = string_list(default=list())  # DS9 region files editing the merged mask: plain shapes add, '-' shapes remove
     save_plots = boolean(default=False)  # Write <pointing>_mosaic_bkg.png previews
@@ -102,7 +107,7 @@ class MosaicBackground(CeersStep):
     def process(self, input_data):
         """Run the algorithm on all mosaics of the pointing; see the class docstring."""
         from jwst_ceers.mosaic_bkg.mosaic_io import check_same_grid, read_mosaic
-        from jwst_ceers.mosaic_bkg.pointing_background import pointing_background
+        from jwst_ceers.mosaic_bkg.pointing_background import WingGrowth, pointing_background
         from jwst_ceers.mosaic_bkg.region_edits import apply_region_edits, read_region_edits
 
         start = time.perf_counter()
@@ -148,6 +153,12 @@ class MosaicBackground(CeersStep):
             filter_size=self.bkg_filter_size,
             clip_sigma=self.bkg_clip_sigma,
             grow_factor=self.grow_factor,
+            wing_growth=WingGrowth(
+                iterations=self.wing_iterations,
+                kernel_fwhm=self.wing_kernel_fwhm,
+                nsigma=self.wing_nsigma,
+                box_size=self.wing_box_size,
+            ),
             threads=self.threads,
         )
         outputs = self._write(mosaics, result, out_dir, pointing, tiers)
@@ -179,7 +190,7 @@ class MosaicBackground(CeersStep):
             bit_doc = {"BIT0": "no data"}
             for k, tier in enumerate(tier_set, start=1):
                 bit_doc[f"BIT{k}"] = f"tier fwhm {tier.kernel_fwhm:g} nsig {tier.nsigma:g} npix {tier.npixels} dil {tier.dilate:g}"
-            bit_doc[f"BIT{len(tier_set) + 1}"] = "size-dependent growth"
+            bit_doc[f"BIT{len(tier_set) + 1}"] = "wing / size-dependent growth (all filters)"
             outputs["tiermask"].append(write_image_fits(out_dir / f"{mosaic.name}_tiermask.fits", bits, mosaic, extra=bit_doc))
             good = ~mosaic.nodata
             masked_fraction.append(np.count_nonzero(merged & good) / max(1, np.count_nonzero(good)))

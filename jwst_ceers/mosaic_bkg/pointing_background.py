@@ -4,11 +4,11 @@ For every mosaic (filter): a ring-median pre-filter (:mod:`.ring_median`), tiere
 source masks (:func:`jwst_ceers.masking.tiered_source_mask`, bit 0 = no data,
 bits 1.. = tiers). The source bits of all mosaics (NIRCam and HST) are OR-ed into one
 merged mask, hand edits are applied to it, and a smooth background is fitted to the
-unmasked pixels of every mosaic (:mod:`.background_fit`). A second "wing" pass then
-looks for faint extended light left outside the merged mask on the
-background-subtracted mosaics (block-averaged and heavily smoothed, so that the
-low-surface-brightness wings of large galaxies show up), adds it to the merged mask
-(one more tier bit) and fits the background again.
+unmasked pixels of every mosaic (:mod:`.background_fit`). Before the fit, the merged
+mask is grown over the faint wings of large galaxies
+(:func:`~jwst_ceers.mosaic_bkg.mask_growth.grow_wing_mask`: iterated large-box fits,
+detection of extended light on block-averaged residuals, hysteresis growth from the
+mask, all filters together); the added pixels get one more tier bit.
 """
 
 import logging
@@ -18,35 +18,38 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from jwst_ceers.mosaic_bkg.background_fit import fit_background
-from jwst_ceers.mosaic_bkg.mask_growth import grow_masks_by_size
+from jwst_ceers.mosaic_bkg.mask_growth import grow_masks_by_size, grow_wing_mask
 from jwst_ceers.mosaic_bkg.ring_median import ring_median_background
 
-__all__ = ["PointingBackground", "WingPass", "pointing_background", "merge_source_masks"]
+__all__ = ["PointingBackground", "WingGrowth", "pointing_background", "merge_source_masks"]
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class WingPass:
+class WingGrowth:
     """
-    Second masking pass for faint extended light, run on background-subtracted mosaics.
+    Growth of the merged mask over faint extended light (see :func:`grow_wing_mask`).
 
     Attributes
     ----------
+    iterations : int
+        Fit / detect / grow cycles; 0 disables the growth.
     kernel_fwhm : float
-        Gaussian smoothing FWHM (pixels); 0 disables the pass.
+        Gaussian smoothing FWHM of the block-averaged residual (pixels).
     nsigma : float
-        Threshold in units of the smoothed image's robust rms.
-    npixels : int
-        Minimum connected size (full-resolution pixels).
-    dilate : float
-        Dilation radius (pixels).
+        Threshold in units of the smoothed residual's robust rms.
+    box_size : int
+        Background box (pixels) of the fits made while growing.
+    block : int
+        Block size (pixels) of the working grid.
     """
 
+    iterations: int = 3
     kernel_fwhm: float = 64.0
-    nsigma: float = 3.0
-    npixels: int = 4096
-    dilate: float = 32.0
+    nsigma: float = 1.5
+    box_size: int = 256
+    block: int = 8
 
 
 @dataclass
@@ -59,9 +62,10 @@ class PointingBackground:
     backgrounds : list of ndarray
         float32 background maps, 0 off the footprint.
     tiermasks : list of ndarray
-        Unsigned integer bitmasks: bit 0 no data, bits 1..n tiers, bit n+1 the wing pass.
+        Unsigned integer bitmasks: bit 0 no data, bits 1..n tiers, bit n+1 the mask
+        growth (size-dependent and wing growth, shared by all mosaics).
     merged_mask : ndarray of bool
-        True where any mosaic's tiers or wing pass (after hand edits) mask a source.
+        True where any mosaic's tiers or the growth (after hand edits) mask a source.
     """
 
     backgrounds: list = field(default_factory=list)
@@ -108,10 +112,10 @@ def pointing_background(
     ring_radius=80.0,
     ring_width=4.0,
     clip_nsigma=5.0,
-    box_size=64,
-    filter_size=5,
+    box_size=128,
+    filter_size=3,
     clip_sigma=3.0,
-    wing_pass=None,
+    wing_growth=WingGrowth(),
     grow_factor=0.0,
     grow_min_radius=40.0,
     threads=2,
@@ -128,17 +132,19 @@ def pointing_background(
     tiers : list of sequence of `~jwst_ceers.masking.MaskTier`
         Per mosaic, its detection tiers (e.g. NIRCam or HST sets).
     noise : list of (ndarray or None), optional
-        Per mosaic, a relative per-pixel noise map (ERR or 1/sqrt(WHT)); detections then
+        Per mosaic, a per-pixel noise sigma map (ERR or 1/sqrt(WHT)); detections then
         follow signal-to-noise where the depth varies.
     edit_mask : callable, optional
         ``edit_mask(merged) -> new merged`` (e.g. DS9 region edits), applied to the
-        merged mask before each background fit.
+        merged mask before and after the growth.
     ring_radius, ring_width, clip_nsigma : float
         Ring-median pre-filter (pixels, pixels, sigma).
     box_size, filter_size, clip_sigma :
         Background fit: box (pixels), median filter over boxes, clipping sigma.
-    wing_pass : WingPass or None
-        Second pass for faint extended light (None or kernel_fwhm 0: skipped).
+    wing_growth : WingGrowth or None
+        Growth of the merged mask over faint wings (None or 0 iterations: skipped).
+    grow_factor, grow_min_radius : float
+        Optional geometric growth (:func:`grow_masks_by_size`; 0: off).
     threads : int
         Mosaics processed in parallel (FFTs then use one thread each).
 
@@ -146,8 +152,6 @@ def pointing_background(
     -------
     PointingBackground
     """
-    from jwst_ceers.masking import MaskTier, tiered_source_mask
-
     n = len(images)
     if not (len(nodata) == len(tiers) == n):
         raise ValueError("pointing_background: images, nodata and tiers must have the same length")
@@ -170,12 +174,31 @@ def pointing_background(
         tiers,
     )
     merged = merge_source_masks(tiermasks)
+    grown = np.zeros(merged.shape, dtype=bool)
     if grow_factor > 0:
-        grown = grow_masks_by_size(merged, factor=grow_factor, min_radius=grow_min_radius)
+        grown |= grow_masks_by_size(merged, factor=grow_factor, min_radius=grow_min_radius) & ~merged
+    merged = edit(merged | grown)
+    if wing_growth is not None and wing_growth.iterations > 0:
+        wings = grow_wing_mask(
+            images,
+            nodata=nodata,
+            mask=merged,
+            noise=[_relative_noise(s) for s in noise],
+            block=wing_growth.block,
+            kernel_fwhm=wing_growth.kernel_fwhm,
+            nsigma=wing_growth.nsigma,
+            iterations=wing_growth.iterations,
+            box_size=wing_growth.box_size,
+            workers=2,
+        )
+        no_data_anywhere = np.logical_and.reduce([np.asarray(bad, dtype=bool) for bad in nodata])
+        wings &= ~no_data_anywhere
+        grown |= wings
+        log.info("wing growth added %.1f%% of the grid to the merged mask", 100.0 * wings.mean())
+        merged = edit(merged | wings)
+    if grown.any():
         for index in range(n):
-            tiermasks[index] = _set_bit(tiermasks[index], grown & ~merged & ~nodata[index], len(tiers[index]) + 1)
-        merged = grown
-    merged = edit(merged)
+            tiermasks[index] = _set_bit(tiermasks[index], grown & ~nodata[index], len(tiers[index]) + 1)
 
     def fit(data, bad):
         background, _ = fit_background(
@@ -184,28 +207,6 @@ def pointing_background(
         return background
 
     backgrounds = run(fit, images, nodata)
-
-    if wing_pass is not None and wing_pass.kernel_fwhm > 0:
-        wing_tier = (MaskTier(wing_pass.kernel_fwhm, wing_pass.nsigma, int(wing_pass.npixels), wing_pass.dilate),)
-
-        def wings(data, bad, bkg, sigma_map):
-            bits = tiered_source_mask(
-                data,
-                coverage=bad | merged,
-                tiers=wing_tier,
-                noise=_relative_noise(sigma_map),
-                background=bkg,
-                workers=fft_workers,
-            )
-            return (bits >> 1).astype(bool)
-
-        wing_masks = run(wings, images, nodata, backgrounds, noise)
-        for index, wing in enumerate(wing_masks):
-            bit = len(tiers[index]) + 2
-            tiermasks[index] = _set_bit(tiermasks[index], wing & ~nodata[index], bit)
-        merged = edit(merge_source_masks(tiermasks))
-        backgrounds = run(fit, images, nodata)
-
     for background, bad in zip(backgrounds, nodata, strict=True):
         background[bad] = 0
     return PointingBackground(backgrounds=backgrounds, tiermasks=tiermasks, merged_mask=merged)
