@@ -144,10 +144,10 @@ def _run_locked(args, config, tasks, start):
         results = run_products(tasks, client=client, rehash=args.rehash, force=args.force)
     finally:
         if client is not None:
-            cluster = getattr(client, "cluster", None)
-            client.close()
-            if cluster is not None and not args.scheduler:
-                cluster.close()
+            if args.scheduler:
+                client.close()  # leave the user's cluster running
+            else:
+                client.shutdown()  # scheduler and workers of our local cluster
     summary = format_summary(results) + f"\nwall time {time.perf_counter() - start:.1f} s"
     print(summary)
     write_text_atomic(summary + "\n", config.output_root / "survey_summary.txt")
