@@ -4,7 +4,7 @@
 bright galaxies reach far past any fixed dilation, and a background fitted around
 them is biased high over hundreds of pixels. The mosaics are block-averaged (8 x 8
 pixels: the noise of a block is ~5x lower than a pixel's), a background is fitted to
-the blocks outside the current mask with a LARGE box (so it cannot absorb the wings),
+the blocks outside the current mask (so the wings already masked cannot bias it),
 the residual in pixel-sigma units is smoothed with a wide Gaussian and thresholded
 at a low significance, and only the connected regions above threshold that touch
 the current mask are added to it (hysteresis: wings are contiguous with their
@@ -102,8 +102,8 @@ def grow_wing_mask(
     block=8,
     kernel_fwhm=64.0,
     nsigma=1.5,
-    iterations=3,
-    box_size=256,
+    iterations=5,
+    box_size=128,
     cap=1.0,
     workers=2,
 ):
@@ -132,8 +132,11 @@ def grow_wing_mask(
     iterations : int
         Fit / detect / grow cycles (0: no growth).
     box_size : int
-        Box (pixels) of the background fitted before each detection; must be larger
-        than the wings to be found and smaller than the background's structure.
+        Box (pixels) of the background fitted before each detection. Each fit
+        excludes what is already grown, so the growth creeps outwards one ring per
+        iteration; a box much larger than the final fit's lets the residual of the
+        background's own structure seed spurious growth (measured: 256 px boxes
+        over-mask bumps of a few hundred pixels and bias the final fit low).
     cap : float
         Block residuals above this (pixel sigma) are capped before smoothing, so that
         bright cores do not spread into the surroundings.

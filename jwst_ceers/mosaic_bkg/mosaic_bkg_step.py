@@ -56,10 +56,10 @@ class MosaicBackground(CeersStep):
     ring_width = float(min=1, max=100, default=4.0)  # Ring-median pre-filter: ring width, pixels
     ring_clip_nsigma = float(min=1, max=100, default=5.0)  # Ceiling (sigma over a coarse background) applied before the ring median
     grow_factor = float(min=0, max=10, default=0.0)  # Grow each merged-mask region by this times its equivalent radius beyond 40 px (0: off)
-    wing_iterations = integer(min=0, max=10, default=3)  # Wing growth of the merged mask: fit/detect/grow cycles (0: off)
+    wing_iterations = integer(min=0, max=20, default=5)  # Wing growth of the merged mask: fit/detect/grow cycles (0: off)
     wing_kernel_fwhm = float(min=8, max=1024, default=64.0)  # Wing growth: Gaussian FWHM of the smoothed 8x8-block residual, pixels
     wing_nsigma = float(min=0.5, max=10, default=1.5)  # Wing growth: threshold in sigma of the smoothed residual (hysteresis from the mask)
-    wing_box_size = integer(min=32, max=4096, default=256)  # Wing growth: background box of the fits made while growing, pixels
+    wing_box_size = integer(min=32, max=4096, default=128)  # Wing growth: background box of the fits made while growing, pixels
     bkg_box_size = integer(min=4, max=2048, default=128)  # Background fit: box size, pixels (even)
     bkg_filter_size = integer(min=1, max=15, default=3)  # Background fit: median filter size, boxes (odd)
     bkg_clip_sigma = float(min=1, max=10, default=3.0)  # Background fit: sigma-clipping threshold

@@ -45,10 +45,10 @@ class WingGrowth:
         Block size (pixels) of the working grid.
     """
 
-    iterations: int = 3
+    iterations: int = 5
     kernel_fwhm: float = 64.0
     nsigma: float = 1.5
-    box_size: int = 256
+    box_size: int = 128
     block: int = 8
 
 
