@@ -17,7 +17,7 @@ from stpipe.exceptions import ValidationError as StpipeValidationError
 from jwst.stpipe.utilities import record_step_status
 from stdatamodels.jwst.datamodels import JwstDataModel
 
-from jwst_ceers.atomic_io import ensure_output_directory
+from jwst_ceers.atomic_io import ensure_output_directory, write_model_atomic
 from jwst_ceers.errors import CeersError, CeersFileError, CeersParameterError
 from jwst_ceers.inputs import check_image_model, has_usable_pixels, open_image_model, open_library
 
@@ -94,6 +94,28 @@ class CeersStep(ParameterErrors, Step):
         """Output suffix: the class alias without its ``ceers_`` prefix."""
         alias = getattr(self, "class_alias", None)
         return alias.removeprefix("ceers_") if alias else super().default_suffix()
+
+    def save_model(self, model, suffix=None, idx=None, output_file=None, force=False, **components):
+        """
+        Save like stpipe (same names and conditions), but write single models atomically.
+
+        A product is written to a temporary file beside its final name and renamed
+        when complete, so an interrupted or failed write (disk full) never leaves a
+        half-written ``*_<suffix>.fits`` that a re-run would trust.
+        """
+        if not isinstance(model, JwstDataModel):  # libraries/containers: stpipe calls us per model
+            return super().save_model(model, suffix=suffix, idx=idx, output_file=output_file, force=force, **components)
+        if not output_file:
+            output_file = self.output_file
+        if not force and not self.save_results and not output_file:
+            return None
+        if self.output_use_model or (output_file is None and not self.search_output_file):
+            output_file = model.meta.filename
+            idx = None
+        path = self.make_output_path(basepath=output_file, suffix=suffix, idx=idx, **components)
+        write_model_atomic(model, path)
+        log.info("Saved model in %s", path)
+        return str(path)
 
     def remove_suffix(self, name):
         """Remove a jwst or jwst_ceers suffix from ``name``; return (root, separator)."""

@@ -1070,6 +1070,29 @@ def test_step_product_disk_full_is_a_clear_error(mosaics, tmp_path, monkeypatch)
         fits.getdata(tmp_path / name)
 
 
+def test_step_results_saved_atomically(pointing, tmp_path, monkeypatch):
+    """save_results products of jwst_ceers steps: complete with the final FILENAME, or absent."""
+    from jwst_ceers import VarianceHoleFill
+
+    VarianceHoleFill(output_dir=str(tmp_path), save_results=True).run(pointing["cal"][0])
+    (product,) = tmp_path.iterdir()
+    assert product.name == "jw01345001001_02101_00001_nrca1_varfill.fits"
+    assert fits.getheader(product)["FILENAME"] == product.name
+    with datamodels.open(product) as model:
+        assert model.meta.cal_step.ceers_varfill == "COMPLETE"
+    before = product.read_bytes()
+
+    def full_disk(self, name, *args, **kwargs):
+        Path(getattr(name, "name", name)).write_bytes(b"SIMPLE  = partial")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(fits.HDUList, "writeto", full_disk)
+    with raises(CeersFileError, "_varfill.fits", "no space left"):
+        VarianceHoleFill(output_dir=str(tmp_path), save_results=True).run(pointing["cal"][0])
+    assert [p.name for p in tmp_path.iterdir()] == [product.name]
+    assert product.read_bytes() == before  # the previous complete product is untouched
+
+
 # ============================================================ idempotent re-runs
 def _arrays(path):
     with fits.open(path) as hdul:
