@@ -229,6 +229,92 @@ def test_align_group_without_overlap_is_skipped_not_crashed():
     assert "reference sources overlap" in absolute[0].status
 
 
+def test_merged_dither_catalogs_average_detections_once_per_source():
+    """Each source enters the group catalog once, at the mean of its dithers' positions."""
+    from jwst_ceers.simulate.nircam_geometry import nircam_gwcs
+    from jwst_ceers.tweakreg.alignment import _merge_dither_catalogs, make_corrector
+
+    rng = np.random.default_rng(21)
+    truths, correctors = [], []
+    ra_src = dec_src = None
+    for k in range(3):
+        wcs = nircam_gwcs("NRCA1", ra_ref=214.9 + k * 2e-4, dec_ref=52.9 + k * 1e-4, roll_ref=40.0, subarray=1024)
+        if k == 0:
+            ra_src, dec_src = wcs(*rng.uniform(50, 970, (2, 300)))
+        x, y = wcs.invert(ra_src, dec_src)
+        seen = (x > 5) & (x < 1018) & (y > 5) & (y < 1018)
+        catalog = Table({"x": x[seen] + rng.normal(0, 0.1, seen.sum()), "y": y[seen] + rng.normal(0, 0.1, seen.sum())})
+        catalog["source"] = np.flatnonzero(seen)
+        wcsinfo = {"v2_ref": 0.0, "v3_ref": 0.0, "roll_ref": 40.0}
+        correctors.append(make_corrector(AlignmentImage(f"d{k}", "g", wcs, wcsinfo | _wcsinfo(wcs), catalog)))
+        truths.append(wcs)
+    _merge_dither_catalogs(correctors, radius_arcsec=0.05)
+    merged = [c.meta["catalog"] for c in correctors]
+    sources = np.concatenate([np.asarray(m["source"]) for m in merged])
+    assert len(sources) == len(np.unique(sources)) == 300  # every source once
+    errors, counts = [], []
+    for wcs, catalog in zip(truths, merged, strict=True):
+        ra, dec = wcs(catalog["x"], catalog["y"])
+        errors.append(np.hypot((ra - ra_src[catalog["source"]]) * np.cos(np.deg2rad(dec)), dec - dec_src[catalog["source"]]))
+        counts.append(np.asarray(catalog["n_dithers"]))
+    errors, counts = MAS_PER_DEG * np.concatenate(errors), np.concatenate(counts)
+    single = 0.1 * 31.0 * np.sqrt(2)  # 0.1 px per axis at 31 mas/px
+    three = counts == 3
+    assert three.sum() > 200
+    rms3 = np.sqrt(np.mean(errors[three] ** 2))
+    assert 0.8 * single / np.sqrt(3) < rms3 < 1.2 * single / np.sqrt(3), rms3
+
+
+def test_visit_level_rotation_recovers_injected_roll_error():
+    """A roll error of the whole focal plane: per-detector shifts miss it, the visit-level rotation fixes it."""
+    from jwst_ceers.simulate.nircam_geometry import detector_pointing, module_centre_v2v3, nircam_gwcs
+    from jwst_ceers.tweakreg.alignment import align_groups
+
+    rng = np.random.default_rng(8)
+    ra0, dec0, pa_v3 = 214.9, 52.9, 130.0
+    droll_arcsec = 20.0
+    v2c, v3c = module_centre_v2v3()
+    cosd = np.cos(np.deg2rad(dec0))
+    centres = []
+    for det in ("NRCA1", "NRCA2", "NRCA3", "NRCA4"):
+        ptg = detector_pointing(det, ra=ra0, dec=dec0, pa_v3=pa_v3, v2=v2c, v3=v3c)
+        centres.append(nircam_gwcs(det, ra_ref=ptg[0], dec_ref=ptg[1], roll_ref=ptg[2])(1023.5, 1023.5))
+    ra_mid, dec_mid = np.mean(centres, axis=0)
+    ra_src = ra_mid + rng.uniform(-100, 100, 6000) / 3600 / cosd
+    dec_src = dec_mid + rng.uniform(-100, 100, 6000) / 3600
+    refcat = Table({"RA": ra_src + rng.normal(0, 8, 6000) / MAS_PER_DEG / cosd, "DEC": dec_src + rng.normal(0, 8, 6000) / MAS_PER_DEG})
+    groups, truths = {}, {}
+    for det in ("NRCA1", "NRCA2", "NRCA3", "NRCA4"):
+        true_ptg = detector_pointing(det, ra=ra0, dec=dec0, pa_v3=pa_v3, v2=v2c, v3=v3c)
+        header_ptg = detector_pointing(
+            det, ra=ra0 + 0.15 / 3600 / cosd, dec=dec0 - 0.1 / 3600, pa_v3=pa_v3 + droll_arcsec / 3600, v2=v2c, v3=v3c
+        )
+        true = nircam_gwcs(det, ra_ref=true_ptg[0], dec_ref=true_ptg[1], roll_ref=true_ptg[2])
+        header = nircam_gwcs(det, ra_ref=header_ptg[0], dec_ref=header_ptg[1], roll_ref=header_ptg[2])
+        x, y = true.invert(ra_src, dec_src)
+        on = np.isfinite(x) & (x > 10) & (x < 2037) & (y > 10) & (y < 2037)
+        catalog = Table({"x": x[on] + rng.normal(0, 0.03, on.sum()), "y": y[on] + rng.normal(0, 0.03, on.sum())})
+        from jwst_ceers.simulate.nircam_geometry import siaf_aperture
+
+        ap = siaf_aperture(det)
+        wcsinfo = {"v2_ref": float(ap.V2Ref), "v3_ref": float(ap.V3Ref), "roll_ref": header_ptg[2]}
+        groups[det] = [AlignmentImage(det, det, header, wcsinfo, catalog, visit="v1")]
+        truths[det] = true
+    params = FitParameters(searchrad=1.0, separation=0.3, tolerance=0.1, fitgeometry="shift", minobj=10)
+    errors = {}
+    for visit_geometry in ("none", "rshift"):
+        aligned, records = align_groups(groups, refcat=refcat, absolute=params, visit_fitgeometry=visit_geometry)
+        errors[visit_geometry] = {d: sky_rms_mas(a[0].wcs, truths[d], (2048, 2048)) for d, a in aligned.items()}
+    assert max(errors["none"].values()) > 2.0, errors  # the roll error is visible with shifts only
+    # measured: 2.6-2.7 mas with shifts only, 0.8-1.0 mas with the visit-level rotation
+    assert max(errors["rshift"].values()) < 0.5 * min(errors["none"].values()), errors
+    visit = [r for r in records if r.kind == "visit"]
+    assert len(visit) == 1 and visit[0].status == "SUCCESS"
+    # the header was rolled by +20": the fitted correction is about -20" (measured -14"; the
+    # four per-detector rotations it averages scatter by ~7")
+    assert -30.0 < visit[0].rotation * 3600 < -10.0, visit[0]
+
+
 def test_separation_tolerance_rule():
     from jwst_ceers.tweakreg.alignment import check_fit_parameters
 
@@ -239,12 +325,16 @@ def test_separation_tolerance_rule():
 # ------------------------------------------------ the step on a simulated visit
 # One CEERS-like visit: NRCA1 + NRCA2 (F150W) and NRCALONG (F356W), 3 dithers,
 # full frames, a 0.1-0.3" pointing error per visit plus 5-30 mas per detector.
-# The reference catalog is as dense as the real CEERS HST catalog (~190
-# sources/arcmin^2, measured on the v1.9 file): twice the simulator's default
-# galaxy density and F160W < 27.5. With the simulator's default (F160W < 26,
-# ~33/arcmin^2) a 64" SW detector holds only ~30 reference sources of 5-15 mas
-# noise each, which caps any per-detector absolute fit at ~3-4 mas.
+# Realistic densities: sources 3x the simulator's default counts (~1.2e6
+# galaxies/deg^2 to AB 28.5) and a reference catalog to F160W < 27.5
+# (~210 sources/arcmin^2, median mag 26.1; the real CEERS HST v1.9 catalog has
+# ~180/arcmin^2, median 25.4), with the simulator's 5-15 mas noise per axis.
+# With the default refcat (F160W < 26, ~33/arcmin^2) a 64" SW detector holds
+# ~30 reference sources and no per-detector fit can reach 2 mas.
 SIM_SEED = 3
+# On one LW detector stock and ours fit the same group (stock: rshift, ours: shift);
+# both sit at the reference catalog's floor (~1 mas), so LW is allowed a small tie margin.
+LW_STOCK_MARGIN_MAS = 0.3
 
 
 def _write_asn(path, cal_files, catalogs=None):
@@ -289,13 +379,9 @@ def visit(tmp_path_factory):
     """Simulated visit, one association per filter, and ceers_tweakreg run on both."""
     from jwst_ceers import CatalogTweakReg
     from jwst_ceers.simulate.exposures import simulate_pointing
-    from jwst_ceers.simulate.sources import make_source_population
 
     base = tmp_path_factory.mktemp("tweakreg_visit")
-    sources = make_source_population(
-        ra=214.9, dec=52.9, width_arcsec=260, height_arcsec=260, seed=7, n_large_galaxies=1, density_scale=2.0
-    )
-    pointing = simulate_pointing(base / "sim", seed=SIM_SEED, source_table=sources, refcat_mag_limit=27.5)
+    pointing = simulate_pointing(base / "sim", seed=SIM_SEED, source_density_scale=3.0, refcat_mag_limit=27.5)
     asns = {}
     for band, channel in (("F150W", "sw"), ("F356W", "lw")):
         files = [Path(t.cal_file) for t in pointing.truth.values() if t.filter == band]
@@ -327,36 +413,40 @@ def _rms_vs_truth(pointing, models):
     return errors
 
 
-def test_accuracy_vs_true_wcs_beats_stock_tweakreg(visit, tmp_path, capsys):
-    """Every exposure within 2 mas of its true WCS (or of the reference catalog's own floor); stock is worse."""
+def test_accuracy_vs_true_wcs_beats_stock_tweakreg(visit, capsys):
+    """Every exposure within 2 mas rms of its true WCS; stock TweakRegStep on the same data is worse."""
     from jwst.tweakreg import TweakRegStep
+    from stdatamodels.jwst import datamodels
 
-    from jwst_ceers.tweakreg.source_catalog import write_source_catalog
+    from jwst_ceers import CatalogTweakReg
+    from jwst_ceers.tweakreg.source_catalog import exclusion_mask_from_dq, write_source_catalog
 
     pointing = visit["pointing"]
     ours = _rms_vs_truth(pointing, visit["models"])
 
-    # Baseline: stock TweakRegStep, default grouping, on the same files with
-    # per-member catalogs from our catalog code and the same local abs_refcat.
-    from stdatamodels.jwst import datamodels
-
-    from jwst_ceers.tweakreg.source_catalog import exclusion_mask_from_dq
-
+    # Baseline: stock TweakRegStep, default grouping and geometry, on the same
+    # files with the same per-member catalogs (our catalog code and settings)
+    # and the same local abs_refcat with the same matching tolerances.
     stock = {}
-    for band, (asn, _) in visit["asns"].items():
+    for band, (asn, channel) in visit["asns"].items():
+        params = CatalogTweakReg.from_config_file(str(PARAMETER_FILES / f"ceers_tweakreg_{channel}.asdf"))
         files = [Path(t.cal_file) for t in pointing.truth.values() if t.filter == band]
         catalogs = []
         for f in files:
             with datamodels.open(f) as model:
-                catalog = find_sources(model.data, rms=model.err, excluded=exclusion_mask_from_dq(model.dq), snr_threshold=10)
+                catalog = find_sources(
+                    model.data, rms=model.err, excluded=exclusion_mask_from_dq(model.dq),
+                    snr_threshold=params.snr_threshold, brightest=params.brightest,
+                    kernel_fwhm=params.kernel_fwhm, max_peak_fraction=params.max_peak_fraction,
+                )
             catalogs.append(write_source_catalog(catalog["id", "x", "y", "flux"], f.with_name(f.stem + "_stockcat.ecsv")))
         stock_asn = _write_asn(f.parent / f"{band.lower()}_stock_asn.json", files, catalogs)
         library = TweakRegStep(
             use_custom_catalogs=True,
             abs_refcat=str(pointing.refcat_path),
-            abs_searchrad=2.0,
-            abs_separation=0.3,
-            abs_tolerance=0.1,
+            abs_searchrad=params.abs_searchrad,
+            abs_separation=params.abs_separation,
+            abs_tolerance=params.abs_tolerance,
         ).run(str(stock_asn))
         with library:
             for index, model in enumerate(library):
@@ -372,10 +462,11 @@ def test_accuracy_vs_true_wcs_beats_stock_tweakreg(visit, tmp_path, capsys):
         floor = _catalog_floor_mas(pointing, _true_wcs(truth), shape)
         with capsys.disabled():
             print(f"{root:38s} {ours[root]:8.2f} {stock[root]:15.2f} {floor:15.2f}")
-        assert ours[root] <= max(2.0, floor + 2.0), f"{root}: {ours[root]:.2f} mas from the true WCS"
-    assert np.median(list(ours.values())) <= 2.0
+    assert max(ours.values()) <= 2.0, {k: round(v, 2) for k, v in ours.items()}
     assert max(stock.values()) > max(ours.values()) + 2.0
     assert np.mean(list(stock.values())) > 2 * np.mean(list(ours.values()))
+    lw = [root for root in ours if root.endswith("long")]
+    assert np.mean([ours[r] for r in lw]) <= np.mean([stock[r] for r in lw]) + LW_STOCK_MARGIN_MAS
 
 
 def test_results_table_vs_injected_offsets(visit):
@@ -480,8 +571,10 @@ def test_parameter_files_load_and_alias_resolves():
 
     sw = CatalogTweakReg.from_config_file(str(PARAMETER_FILES / "ceers_tweakreg_sw.asdf"))
     lw = CatalogTweakReg.from_config_file(str(PARAMETER_FILES / "ceers_tweakreg_lw.asdf"))
-    assert (sw.fitgeometry, sw.abs_fitgeometry) == ("shift", "rshift")
-    assert (lw.fitgeometry, lw.abs_fitgeometry) == ("shift", "rscale")
+    # measured (benchmarks/bench_tweakreg.py): per-detector shifts beat rshift/rscale fits
+    assert (sw.fitgeometry, sw.abs_fitgeometry, sw.abs_visit_fitgeometry) == ("shift", "shift", "none")
+    assert (lw.fitgeometry, lw.abs_fitgeometry, lw.abs_visit_fitgeometry) == ("shift", "shift", "none")
+    assert sw.abs_merge_radius == lw.abs_merge_radius == 0.05
     assert sw.group_by == lw.group_by == "detector"
     assert resolve_step_class_alias("ceers_tweakreg") == "jwst_ceers.tweakreg.tweakreg_step.CatalogTweakReg"
     env = dict(os.environ, STPIPE_DISABLE_CRDS_STEPPARS="true")

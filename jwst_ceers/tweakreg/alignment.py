@@ -23,7 +23,7 @@ modified (tweakwcs correctors work on deep copies).
 
 import logging
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from astropy.table import Table
@@ -37,6 +37,7 @@ __all__ = [
     "FitParameters",
     "make_corrector",
     "align_group",
+    "align_groups",
     "check_fit_parameters",
 ]
 
@@ -59,6 +60,8 @@ class AlignmentImage:
         ``v2_ref``, ``v3_ref`` (arcsec) and ``roll_ref`` (deg).
     catalog : `~astropy.table.Table`
         Sources with 0-based pixel ``x``, ``y`` columns.
+    visit : str
+        Name of the visit (and filter) for the visit-level fit ('' = one visit).
     """
 
     name: str
@@ -66,6 +69,7 @@ class AlignmentImage:
     wcs: object
     wcsinfo: dict
     catalog: Table
+    visit: str = ""
 
 
 @dataclass
@@ -98,6 +102,11 @@ class FitParameters:
     """Matching and fitting parameters, with jwst TweakReg's names and meanings.
 
     Distances are in arcsec (tangent plane of the V2/V3 frame).
+    ``refine_tolerance`` > 0 (absolute fits only) adds a second matching and
+    fitting pass from the first solution, with this tighter tolerance and no
+    offset search. ``merge_radius`` > 0 (absolute fits only): detections
+    of one source in several dithers of a group (after the relative pass)
+    closer than this are averaged into one (see `_merge_dither_catalogs`).
     """
 
     searchrad: float = 2.0
@@ -110,6 +119,8 @@ class FitParameters:
     nclip: int = 3
     sigma: float = 3.0
     minobj: int = 15
+    refine_tolerance: float = 0.0
+    merge_radius: float = 0.0
     extra: dict = field(default_factory=dict)
 
 
@@ -126,6 +137,11 @@ def check_fit_parameters(params, *, prefix=""):
         raise CeersParameterError(
             f"{prefix}separation ({params.separation}) must exceed sqrt(2) * {prefix}tolerance "
             f"({params.tolerance}) to avoid source confusion"
+        )
+    if params.refine_tolerance > 0 and params.separation <= math.sqrt(2.0) * params.refine_tolerance:
+        raise CeersParameterError(
+            f"{prefix}separation ({params.separation}) must exceed sqrt(2) * {prefix}refine_tolerance "
+            f"({params.refine_tolerance}) to avoid source confusion"
         )
 
 
@@ -214,8 +230,15 @@ def _relative_pass(images, params):
     return correctors, records, aligned
 
 
-def _absolute_pass(correctors, refcat, params, unit_name, group):
-    """Fit ``correctors`` as one rigid body to ``refcat``; return (ok, record)."""
+def _absolute_pass(correctors, refcat, params, unit_name, group, *, refine=False, kind="absolute"):
+    """
+    Fit ``correctors`` as one rigid body to ``refcat``; return (ok, record).
+
+    ``refine=True`` is a second pass from an existing solution: no 2-D
+    histogram offset search, matching within ``params.refine_tolerance``.
+    A failed fit leaves the correctors' WCSs unchanged (tweakwcs applies a
+    correction only when the fit succeeds).
+    """
     from tweakwcs.imalign import align_wcs
     from tweakwcs.matchutils import XYXYMatch
 
@@ -225,24 +248,34 @@ def _absolute_pass(correctors, refcat, params, unit_name, group):
         corrector.meta.pop("fit_info", None)
     if not any(len(c.meta["catalog"]) for c in correctors):
         return False, FitRecord.failed(
-            "absolute", group, ",".join(names), "SKIPPED: no sources in the group", params.fitgeometry
+            kind, group, ",".join(names), "SKIPPED: no sources in the group", params.fitgeometry
         )
     if len(refcat) < params.minobj:
         return False, FitRecord.failed(
-            "absolute",
+            kind,
             group,
             ",".join(names),
             f"SKIPPED: only {len(refcat)} reference sources overlap the group (abs_minobj={params.minobj})",
             params.fitgeometry,
         )
-    match = XYXYMatch(
-        searchrad=params.searchrad,
-        separation=params.separation,
-        use2dhist=params.use2dhist,
-        tolerance=params.tolerance,
-        xoffset=params.xoffset,
-        yoffset=params.yoffset,
-    )
+    if refine:
+        match = XYXYMatch(
+            searchrad=params.refine_tolerance,
+            separation=params.separation,
+            use2dhist=False,
+            tolerance=params.refine_tolerance,
+            xoffset=0.0,
+            yoffset=0.0,
+        )
+    else:
+        match = XYXYMatch(
+            searchrad=params.searchrad,
+            separation=params.separation,
+            use2dhist=params.use2dhist,
+            tolerance=params.tolerance,
+            xoffset=params.xoffset,
+            yoffset=params.yoffset,
+        )
     error = _catch_alignment_errors(
         align_wcs,
         correctors,
@@ -256,14 +289,29 @@ def _absolute_pass(correctors, refcat, params, unit_name, group):
         sigma=(params.sigma, "rmse"),
     )
     if error:
-        return False, FitRecord.failed("absolute", group, ",".join(names), f"SKIPPED: {error}", params.fitgeometry)
+        return False, FitRecord.failed(kind, group, ",".join(names), f"SKIPPED: {error}", params.fitgeometry)
     fit_info = correctors[0].meta.get("fit_info", {})
     status = fit_info.get("status", "FAILED: no fit performed")
-    record = record_from_fit_info("absolute", group, ",".join(names), fit_info, status=status)
+    record = record_from_fit_info(kind, group, ",".join(names), fit_info, status=status)
     if status != "SUCCESS":
         record.status = f"SKIPPED: {status}"
         return False, record
     return True, record
+
+
+def _add_increment(total, increment):
+    """Fold a later pass's correction into ``total`` (small-angle composition); take its match statistics."""
+    total.xshift += increment.xshift
+    total.yshift += increment.yshift
+    total.rotation = (0.0 if np.isnan(total.rotation) else total.rotation) + (
+        0.0 if np.isnan(increment.rotation) else increment.rotation
+    )
+    total.scale = (1.0 if np.isnan(total.scale) else total.scale) * (
+        1.0 if np.isnan(increment.scale) else increment.scale
+    )
+    if increment.fitgeometry not in total.fitgeometry.split("+"):
+        total.fitgeometry = f"{total.fitgeometry}+{increment.fitgeometry}"
+    total.nmatch, total.rmse, total.mae = increment.nmatch, increment.rmse, increment.mae
 
 
 def _refcat_near(refcat, correctors, margin_arcsec):
@@ -293,18 +341,9 @@ def _refcat_near(refcat, correctors, margin_arcsec):
 
 def align_group(images, *, refcat=None, relative=None, absolute=None):
     """
-    Align one group of images: relative pass, then one absolute fit per group.
+    Align one group of images: relative pass, then one absolute fit of the group.
 
-    Parameters
-    ----------
-    images : list of AlignmentImage
-        The images of the group (all with the same ``group``).
-    refcat : `~astropy.table.Table`, optional
-        Absolute reference catalog (``RA``, ``DEC`` in deg). Without it only
-        the relative pass is done.
-    relative, absolute : FitParameters, optional
-        Parameters of the two passes (``None``: defaults). ``relative=None``
-        with one image skips the relative pass.
+    Same as `align_groups` with a single group and no visit-level fit.
 
     Returns
     -------
@@ -313,48 +352,264 @@ def align_group(images, *, refcat=None, relative=None, absolute=None):
     records : list of FitRecord
         One per relative fit (per image) and one per absolute fit.
     """
+    outcomes, records = align_groups({images[0].group: images}, refcat=refcat, relative=relative, absolute=absolute)
+    return outcomes[images[0].group], records
+
+
+def align_groups(groups, *, refcat=None, relative=None, absolute=None, visit_fitgeometry="none", visits=None):
+    """
+    Align groups of images: relative pass per group, then absolute fits.
+
+    The absolute model has two levels. Every group (normally the dithers of
+    one detector) gets its own solution of geometry ``absolute.fitgeometry``
+    (a shift by default: per-detector offsets are translations). Optionally
+    (``visit_fitgeometry`` 'rshift' or 'rscale'), one rotation (and scale)
+    common to all groups of a visit is fitted to the matches of all its
+    groups together: the header pointing error is one rigid rotation of the
+    whole focal plane, which a single 64" detector measures poorly. The
+    order is: per-group fit (``absolute.tolerance``, 2-D histogram search),
+    visit-level fit, then a per-group refinement with
+    ``absolute.refine_tolerance`` (when > 0).
+
+    Parameters
+    ----------
+    groups : dict
+        ``{group name: [AlignmentImage, ...]}``.
+    refcat : `~astropy.table.Table`, optional
+        Absolute reference catalog (``RA``, ``DEC`` in deg). Without it only
+        the relative pass is done.
+    relative, absolute : FitParameters, optional
+        Parameters of the relative and absolute fits (``None``: defaults).
+    visit_fitgeometry : {'none', 'rshift', 'rscale'}, optional
+        Geometry of the visit-level fit; 'none' skips it.
+    visits : dict, optional
+        ``{group name: visit name}``; groups of one visit share the
+        visit-level fit. Default: the images' ``visit`` attributes.
+
+    Returns
+    -------
+    aligned : dict
+        ``{group name: [AlignedImage, ...]}`` in the groups' input order.
+    records : list of FitRecord
+        Relative fits (one per image), visit-level fits (one per visit) and
+        absolute fits (one per group or lone image; shifts, rotation and
+        scale summed over the passes, nmatch and rmse of the last pass).
+    """
     relative = relative or FitParameters()
     absolute = absolute or FitParameters(searchrad=6.0)
-    group = images[0].group
-    correctors, records, relatively_aligned = _relative_pass(images, relative)
-
+    if visit_fitgeometry not in ("none", "rshift", "rscale"):
+        raise CeersParameterError(f"visit_fitgeometry must be none, rshift or rscale, not {visit_fitgeometry!r}")
+    visits = visits or {group: images[0].visit or "visit" for group, images in groups.items()}
+    records, outcomes, units = [], {}, []
+    for group, images in groups.items():
+        correctors, group_records, relatively_aligned = _relative_pass(images, relative)
+        records.extend(group_records)
+        if refcat is None:
+            outcomes[group] = _relative_only_outcome(images, correctors, relatively_aligned)
+            continue
+        outcomes[group] = [None] * len(images)
+        # Absolute fit units: the relatively aligned images together, each image
+        # that could not be aligned relatively on its own.
+        together = [i for i, ok in enumerate(relatively_aligned) if ok]
+        if together:
+            units.append(_Unit(group, group, together, [correctors[i] for i in together]))
+        units.extend(
+            _Unit(f"{group}:{images[i].name}", group, [i], [correctors[i]])
+            for i in range(len(images))
+            if not relatively_aligned[i]
+        )
     if refcat is None:
-        outcome = []
-        for image, corrector, ok in zip(images, correctors, relatively_aligned, strict=True):
-            fitted = ok and len(images) > 1 and "fit_info" in corrector.meta
-            outcome.append(
-                AlignedImage(
-                    image.name,
-                    group,
-                    corrector.wcs if fitted else None,
-                    "COMPLETE" if fitted else "SKIPPED",
-                    "" if fitted else "relative alignment failed and no abs_refcat",
-                )
-            )
-        return outcome, records
+        return outcomes, records
 
-    # Absolute fit units: the relatively aligned images together, each image
-    # that could not be aligned relatively on its own.
-    units = []
-    together = [i for i, ok in enumerate(relatively_aligned) if ok]
-    if together:
-        units.append((group, together))
-    units.extend((f"{group}:{images[i].name}", [i]) for i in range(len(images)) if not relatively_aligned[i])
-
-    outcome = [None] * len(images)
-    for unit_name, members in units:
-        unit_correctors = [correctors[i] for i in members]
-        nearby = _refcat_near(refcat, unit_correctors, absolute.searchrad + absolute.tolerance)
-        ok, record = _absolute_pass(unit_correctors, nearby, absolute, unit_name, group)
-        records.append(record)
-        if not ok:
-            log.warning("Absolute alignment of %s skipped: %s", unit_name, record.status)
-        for i in members:
-            outcome[i] = AlignedImage(
+    for unit in units:
+        if len(unit.correctors) > 1 and absolute.merge_radius > 0:
+            _merge_dither_catalogs(unit.correctors, radius_arcsec=absolute.merge_radius)
+        unit.refcat = _refcat_near(refcat, unit.correctors, absolute.searchrad + absolute.tolerance)
+        unit.ok, unit.record = _absolute_pass(unit.correctors, unit.refcat, absolute, unit.name, unit.group)
+    refine = absolute
+    if visit_fitgeometry != "none":
+        records.extend(_visit_pass(units, refcat, absolute, visit_fitgeometry, visits))
+        # the common rotation moved each group about its own tangent point: refit the shifts
+        refine = replace(absolute, refine_tolerance=absolute.refine_tolerance or absolute.tolerance)
+    if refine.refine_tolerance > 0:
+        for unit in (u for u in units if u.ok):
+            ok, increment = _absolute_pass(unit.correctors, unit.refcat, refine, unit.name, unit.group, refine=True)
+            if ok:
+                _add_increment(unit.record, increment)
+            else:
+                log.warning("Refinement of %s failed (%s); keeping the first solution", unit.name, increment.status)
+    for unit in units:
+        records.append(unit.record)
+        if not unit.ok:
+            log.warning("Absolute alignment of %s skipped: %s", unit.name, unit.record.status)
+        images = groups[unit.group]
+        for i, corrector in zip(unit.members, unit.correctors, strict=True):
+            outcomes[unit.group][i] = AlignedImage(
                 images[i].name,
-                group,
-                correctors[i].wcs if ok else None,
-                "COMPLETE" if ok else "SKIPPED",
-                "" if ok else record.status,
+                unit.group,
+                corrector.wcs if unit.ok else None,
+                "COMPLETE" if unit.ok else "SKIPPED",
+                "" if unit.ok else unit.record.status,
             )
-    return outcome, records
+    return outcomes, records
+
+
+@dataclass
+class _Unit:
+    """Images fitted together to the reference catalog (a group, or one image of it)."""
+
+    name: str
+    group: str
+    members: list
+    correctors: list
+    refcat: object = None
+    ok: bool = False
+    record: object = None
+
+
+def _relative_only_outcome(images, correctors, relatively_aligned):
+    outcome = []
+    for image, corrector, ok in zip(images, correctors, relatively_aligned, strict=True):
+        fitted = ok and len(images) > 1 and "fit_info" in corrector.meta
+        outcome.append(
+            AlignedImage(
+                image.name,
+                image.group,
+                corrector.wcs if fitted else None,
+                "COMPLETE" if fitted else "SKIPPED",
+                "" if fitted else "relative alignment failed and no abs_refcat",
+            )
+        )
+    return outcome
+
+
+def _merge_dither_catalogs(correctors, *, radius_arcsec):
+    """
+    Replace the dithers' catalogs by one catalog of averaged detections, split among them.
+
+    After the relative pass the dithers of a group share one frame. A source
+    seen in three dithers would otherwise enter the group catalog three
+    times, and the one-to-one matcher would keep only the copy nearest to
+    the reference position *as first guessed*, which biases the fit towards
+    that guess (measured: 1.2 mas on a LW detector). Instead, detections of
+    one source (mutual nearest neighbours within ``radius_arcsec``) are
+    averaged on the sky and each averaged source is given to exactly one
+    dither (the first that saw it), in that dither's pixel frame, so that
+    tweakwcs still fits the dithers as one group. Modifies the correctors'
+    catalogs (their own copies).
+    """
+    from scipy.spatial import cKDTree
+
+    sky = []
+    for corrector in correctors:
+        catalog = corrector.meta["catalog"]
+        if len(catalog):
+            ra, dec = corrector.wcs(np.asarray(catalog["x"]), np.asarray(catalog["y"]), with_bounding_box=False)
+        else:
+            ra = dec = np.zeros(0)
+        sky.append((np.asarray(ra, float), np.asarray(dec, float)))
+    ra0 = float(np.mean(np.concatenate([s[0] for s in sky]))) if any(len(s[0]) for s in sky) else 0.0
+    dec0 = float(np.mean(np.concatenate([s[1] for s in sky]))) if any(len(s[1]) for s in sky) else 0.0
+    cosd = math.cos(math.radians(dec0))
+
+    def plane(ra, dec):
+        return np.column_stack([(ra - ra0) * cosd * 3600.0, (dec - dec0) * 3600.0])
+
+    # running sums of the merged sources: position sums, counts, owning dither, row in its catalog
+    xy_sum = np.zeros((0, 2))
+    count = np.zeros(0, int)
+    owner = np.zeros(0, int)
+    row = np.zeros(0, int)
+    for k, (ra, dec) in enumerate(sky):
+        xy = plane(ra, dec)
+        if not len(xy):
+            continue
+        new = np.ones(len(xy), bool)
+        if len(count):
+            mean_xy = xy_sum / count[:, None]
+            dist, nearest = cKDTree(mean_xy).query(xy, distance_upper_bound=radius_arcsec)
+            back = cKDTree(xy).query(mean_xy)[1]
+            mutual = np.isfinite(dist) & (back[np.minimum(nearest, len(back) - 1)] == np.arange(len(xy)))
+            np.add.at(xy_sum, nearest[mutual], xy[mutual])
+            np.add.at(count, nearest[mutual], 1)
+            new = ~mutual
+        xy_sum = np.vstack([xy_sum, xy[new]])
+        count = np.concatenate([count, np.ones(new.sum(), int)])
+        owner = np.concatenate([owner, np.full(new.sum(), k)])
+        row = np.concatenate([row, np.flatnonzero(new)])
+    mean_xy = xy_sum / np.maximum(count, 1)[:, None]
+    ra_mean = ra0 + mean_xy[:, 0] / 3600.0 / cosd
+    dec_mean = dec0 + mean_xy[:, 1] / 3600.0
+    for k, corrector in enumerate(correctors):
+        mine = owner == k
+        catalog = corrector.meta["catalog"][row[mine]]
+        if mine.any():
+            x, y = corrector.wcs.invert(ra_mean[mine], dec_mean[mine], with_bounding_box=False)
+            catalog["x"] = np.asarray(x, float)
+            catalog["y"] = np.asarray(y, float)
+        # (every dither gets the column: tweakwcs stacks the group's catalogs exactly)
+        catalog["n_dithers"] = count[mine]
+        corrector.meta["catalog"] = catalog
+
+
+def _visit_pass(units, refcat, absolute, fitgeometry, visits):
+    """
+    One rotation (+ scale) per visit from all its aligned groups; return records.
+
+    The model is per-group shifts plus one common rotation/scale. Its
+    least-squares rotation is the match-weighted mean of the rotations that
+    each group measures about its own centre (its shift being free), so each
+    group is fitted with ``fitgeometry`` on a copy, the linear parts are
+    averaged with weights ``nmatch``, and the mean is applied to every group
+    about its own tangent point; the per-group shift is then refitted (by the
+    caller's refinement pass). Rotating all groups as one rigid body about
+    the visit centre would instead fight the per-group shifts already found.
+    """
+    import copy
+
+    by_visit = {}
+    for unit in units:
+        if unit.ok:
+            by_visit.setdefault(visits.get(unit.group, "visit"), []).append(unit)
+    params = replace(absolute, fitgeometry=fitgeometry, refine_tolerance=absolute.refine_tolerance or absolute.tolerance)
+    records = []
+    for visit, members in by_visit.items():
+        matrices, weights, rotations, scales, rmses = [], [], [], [], []
+        for unit in members:
+            trial = copy.deepcopy(unit.correctors)
+            ok, record = _absolute_pass(trial, unit.refcat, params, f"visit:{visit}:{unit.name}", unit.group, refine=True)
+            if ok:
+                matrices.append(np.asarray(trial[0].meta["fit_info"]["matrix"], dtype=float))
+                weights.append(record.nmatch)
+                rotations.append(record.rotation)
+                scales.append(record.scale)
+                rmses.append(record.rmse)
+        names = ",".join(unit.name for unit in members)
+        if not matrices:
+            log.warning("Visit-level %s fit of %s failed: groups keep their own fits", fitgeometry, visit)
+            records.append(FitRecord.failed("visit", visit, names, "SKIPPED: no group could be fitted", fitgeometry))
+            continue
+        weights = np.asarray(weights, dtype=float)
+        matrix = np.tensordot(weights / weights.sum(), np.asarray(matrices), axes=1)
+        record = FitRecord(
+            kind="visit",
+            group=visit,
+            image=names,
+            nmatch=int(weights.sum()),
+            rmse=float(np.average(rmses, weights=weights)),
+            xshift=0.0,
+            yshift=0.0,
+            rotation=float(np.average(rotations, weights=weights)),
+            scale=float(np.average(scales, weights=weights)),
+            fitgeometry=fitgeometry,
+            status="SUCCESS" if len(matrices) == len(members) else f"SUCCESS ({len(matrices)} of {len(members)} groups)",
+        )
+        records.append(record)
+        for unit in members:
+            centre = copy.deepcopy(unit.correctors[0])
+            for corrector in unit.correctors:
+                corrector.set_correction(matrix=matrix, shift=[0.0, 0.0], ref_tpwcs=centre)
+            unit.record.rotation = (0.0 if np.isnan(unit.record.rotation) else unit.record.rotation) + record.rotation
+            unit.record.scale = (1.0 if np.isnan(unit.record.scale) else unit.record.scale) * record.scale
+            unit.record.fitgeometry = f"{unit.record.fitgeometry}+visit-{fitgeometry}"
+    return records

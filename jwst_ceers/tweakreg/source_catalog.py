@@ -78,28 +78,45 @@ def exclusion_mask_from_dq(dq, *, bad_bits=1):
 
 
 def _gaussian_kernel(fwhm):
-    """A normalised 2-D Gaussian kernel of ``fwhm`` pixels (odd size, +-2 fwhm)."""
+    """
+    A normalised 2-D Gaussian kernel of ``fwhm`` pixels (odd size, +-1 fwhm).
+
+    +-1 FWHM (+-2.35 sigma, like Source Extractor's gauss_2.0_5x5) keeps the
+    matched filter's gain within 1% of an untruncated kernel; the earlier
+    +-2 FWHM (9x9 for FWHM 2) made ``sep.extract`` 2.5x slower.
+    """
     sigma = fwhm / _FWHM_PER_SIGMA
-    half = max(1, int(np.ceil(2.0 * fwhm)))
+    half = max(1, int(np.ceil(fwhm)))
     axis = np.arange(-half, half + 1, dtype=np.float64)
     profile = np.exp(-0.5 * (axis / sigma) ** 2)
     kernel = np.outer(profile, profile)
     return (kernel / kernel.sum()).astype(np.float32)
 
 
-def _near_excluded(excluded, *, radius, edge_width):
-    """True within ``radius`` pixels (square) of an excluded pixel or ``edge_width`` of the border."""
-    from scipy.ndimage import maximum_filter
+def _near_excluded_at(excluded, x, y, *, radius, edge_width):
+    """
+    True for positions (integer pixels ``x``, ``y``) within ``radius`` pixels
+    (square) of an excluded pixel, or within ``edge_width`` of the border.
 
-    near = excluded.copy()
+    Uses a summed-area table of ``excluded`` (one cumulative sum of the image)
+    instead of dilating the whole mask: only the source positions are tested.
+    """
+    ny, nx = excluded.shape
+    x = np.asarray(x, dtype=np.intp)
+    y = np.asarray(y, dtype=np.intp)
+    near = (x < edge_width) | (x >= nx - edge_width) | (y < edge_width) | (y >= ny - edge_width)
     if radius > 0:
-        size = 2 * int(radius) + 1
-        near = maximum_filter(excluded.view(np.uint8), size=size, mode="constant", cval=1).astype(bool)
-    if edge_width > 0:
-        near[:edge_width] = True
-        near[-edge_width:] = True
-        near[:, :edge_width] = True
-        near[:, -edge_width:] = True
+        table = np.zeros((ny + 1, nx + 1), dtype=np.int32)
+        np.cumsum(np.cumsum(excluded, axis=0, dtype=np.int32), axis=1, out=table[1:, 1:])
+        r = int(radius)
+        x0, x1 = np.clip(x - r, 0, nx), np.clip(x + r + 1, 0, nx)
+        y0, y1 = np.clip(y - r, 0, ny), np.clip(y + r + 1, 0, ny)
+        count = table[y1, x1] - table[y0, x1] - table[y1, x0] + table[y0, x0]
+        # the image border counts as excluded, as outside pixels are unknown
+        clipped = (x - r < 0) | (x + r >= nx) | (y - r < 0) | (y + r >= ny)
+        near |= (count > 0) | clipped
+    else:
+        near |= excluded[np.clip(y, 0, ny - 1), np.clip(x, 0, nx - 1)]
     return near
 
 
@@ -249,13 +266,17 @@ def find_sources(
     reject("sharp", _sharpness(subtracted, objects["xpeak"], objects["ypeak"]) > max_sharpness)
     reject("truncated", (objects["flag"] & sep.OBJ_TRUNC) != 0)
 
-    near_bad = _near_excluded(bad, radius=flagged_radius, edge_width=edge_width)
     ix = np.clip(np.round(objects["x"]).astype(int), 0, nx - 1)
     iy = np.clip(np.round(objects["y"]).astype(int), 0, ny - 1)
-    reject("edge_or_flagged", near_bad[iy, ix])
+    reject("edge_or_flagged", _near_excluded_at(bad, ix, iy, radius=flagged_radius, edge_width=edge_width))
 
     objects = objects[keep]
     flux = flux[keep]
+    if brightest and len(objects) > 2 * brightest:
+        # centroids only for plausible members of the final top N (some fail the window checks)
+        top = np.argsort(-flux, kind="stable")[: 2 * brightest]
+        objects = objects[top]
+        flux = flux[top]
     if len(objects) == 0:
         empty.meta.update(n_detected=n_detected, rejected=reasons)
         return empty

@@ -18,7 +18,7 @@ from jwst.stpipe.utilities import record_step_status
 from jwst_ceers._step import CeersStep
 from jwst_ceers.errors import CeersParameterError
 from jwst_ceers.inputs import check_image_model, check_wcs, open_library
-from jwst_ceers.tweakreg.alignment import AlignmentImage, FitParameters, align_group, check_fit_parameters
+from jwst_ceers.tweakreg.alignment import AlignmentImage, FitParameters, align_groups, check_fit_parameters
 from jwst_ceers.tweakreg.fit_results import FitRecord, write_results_table
 from jwst_ceers.tweakreg.reference_catalog import load_reference_catalog
 from jwst_ceers.tweakreg.saved_wcs import exposure_root, load_wcs_solution, save_wcs_solution, solution_path
@@ -62,11 +62,11 @@ class CatalogTweakReg(CeersStep):
     save_catalogs = boolean(default=False)  # Write each exposure's source catalog (<exposure>_cat.ecsv in output_dir)
     save_plots = boolean(default=False)  # Write a residual-vector PNG per group (<group>_tweakreg.png in output_dir)
     use_custom_catalogs = boolean(default=True)  # Use association members' tweakreg_catalog entries when present
-    snr_threshold = float(min=0.1, default=10.0)  # Detection threshold in units of the RMS map
+    snr_threshold = float(min=0.1, default=5.0)  # Detection threshold in units of the RMS map
     npixels = integer(min=1, default=5)  # Minimum connected pixels above threshold
     kernel_fwhm = float(min=0, max=20, default=2.0)  # FWHM (pixels) of the Gaussian detection filter; 0 = none
     deblend = boolean(default=False)  # Deblend blended detections
-    brightest = integer(min=0, default=400)  # Keep the N brightest sources per exposure (0 = all)
+    brightest = integer(min=0, default=1000)  # Keep the N brightest sources per exposure (0 = all)
     max_peak_fraction = float(min=0.05, max=1.0, default=0.7)  # Reject sources whose peak pixel holds more than this fraction of their flux (cosmic rays)
     max_sharpness = float(min=0.1, max=1.0, default=0.9)  # Reject sources whose peak pixel exceeds its 4 neighbours' mean by more than this fraction (cosmic rays)
     edge_width = integer(min=0, max=200, default=8)  # Reject sources within this many pixels of the image edge
@@ -74,21 +74,24 @@ class CatalogTweakReg(CeersStep):
     bkg_boxsize = integer(min=8, default=128)  # Background mesh size in pixels
     flat_rms = boolean(default=False)  # Detect against one flat RMS (the background RMS, as CEERS) instead of the ERR array
     searchrad = float(min=0, default=0.5)  # Relative: search radius for a match (arcsec)
-    separation = float(min=0, default=0.1)  # Relative: minimum object separation (arcsec)
-    tolerance = float(min=0, default=0.05)  # Relative: matching tolerance (arcsec)
+    separation = float(min=0, default=0.3)  # Relative: minimum object separation (arcsec)
+    tolerance = float(min=0, default=0.1)  # Relative: matching tolerance (arcsec)
     use2dhist = boolean(default=True)  # Relative: use a 2-D histogram to find the initial offset
     fitgeometry = option('shift', 'rshift', 'rscale', 'general', default='shift')  # Relative: fitting geometry
     nclip = integer(min=0, default=3)  # Relative: number of clipping iterations
     sigma = float(min=0.1, default=3.0)  # Relative: clipping limit in units of the fit rms
     minobj = integer(min=1, default=10)  # Relative: minimum number of matched objects
     abs_searchrad = float(min=0, default=2.0)  # Absolute: search radius for a match (arcsec)
-    abs_separation = float(min=0, default=0.5)  # Absolute: minimum object separation (arcsec)
-    abs_tolerance = float(min=0, default=0.2)  # Absolute: matching tolerance (arcsec)
+    abs_separation = float(min=0, default=0.3)  # Absolute: minimum object separation (arcsec)
+    abs_tolerance = float(min=0, default=0.1)  # Absolute: matching tolerance (arcsec)
     abs_use2dhist = boolean(default=True)  # Absolute: use a 2-D histogram to find the initial offset
-    abs_fitgeometry = option('shift', 'rshift', 'rscale', 'general', default='rshift')  # Absolute: fitting geometry
+    abs_fitgeometry = option('shift', 'rshift', 'rscale', 'general', default='shift')  # Absolute: fitting geometry per group (shift: per-detector offsets are translations)
     abs_nclip = integer(min=0, default=3)  # Absolute: number of clipping iterations
     abs_sigma = float(min=0.1, default=3.0)  # Absolute: clipping limit in units of the fit rms
     abs_minobj = integer(min=1, default=10)  # Absolute: minimum number of matched objects per group
+    abs_merge_radius = float(min=0, default=0.05)  # Absolute: average a source's detections in a group's dithers closer than this (arcsec; 0 = no merging)
+    abs_refine_tolerance = float(min=0, default=0.0)  # Absolute: tolerance of a second per-group pass from the first solution (arcsec; 0 = one pass)
+    abs_visit_fitgeometry = option('none', 'rshift', 'rscale', default='none')  # Absolute: one rotation (+scale) per visit and filter fitted to all its groups ('none' = per-group geometry only)
     sip_approx = boolean(default=True)  # Update the FITS WCS + SIP approximation in meta.wcsinfo
     sip_max_pix_error = float(min=0, default=0.01)  # SIP: maximum forward error (pixels)
     sip_degree = integer(min=1, max=6, default=None)  # SIP: forward degree (None = lowest that fits)
@@ -164,6 +167,8 @@ class CatalogTweakReg(CeersStep):
             nclip=self.abs_nclip,
             sigma=self.abs_sigma,
             minobj=self.abs_minobj,
+            refine_tolerance=self.abs_refine_tolerance,
+            merge_radius=self.abs_merge_radius,
         )
         check_fit_parameters(relative)
         check_fit_parameters(absolute, prefix="abs_")
@@ -195,19 +200,24 @@ class CatalogTweakReg(CeersStep):
             )
 
         outcomes = [None] * len(images)
-        records = []
+        aligned_groups, records = align_groups(
+            {group: [images[i] for i in members] for group, members in groups.items()},
+            refcat=refcat,
+            relative=relative,
+            absolute=absolute,
+            visit_fitgeometry=self.abs_visit_fitgeometry,
+        )
+        for record in records:
+            log.info(
+                "%s fit %s [%s]: nmatch=%d rmse=%.2f mas shift=(%.2f, %.2f) mas rot=%.5f deg: %s",
+                record.kind, record.image, record.group, record.nmatch, 1000 * record.rmse,
+                1000 * record.xshift, 1000 * record.yshift, record.rotation, record.status,
+            )
         for group, members in groups.items():
             group_images = [images[i] for i in members]
-            aligned, group_records = align_group(group_images, refcat=refcat, relative=relative, absolute=absolute)
-            records.extend(group_records)
+            aligned = aligned_groups[group]
             for i, result in zip(members, aligned, strict=True):
                 outcomes[i] = result
-            for record in group_records:
-                log.info(
-                    "%s fit %s [%s]: nmatch=%d rmse=%.2f mas shift=(%.2f, %.2f) mas rot=%.5f deg: %s",
-                    record.kind, record.image, group, record.nmatch, 1000 * record.rmse,
-                    1000 * record.xshift, 1000 * record.yshift, record.rotation, record.status,
-                )
             if self.save_plots and refcat is not None:
                 self._plot_group(group, group_images, aligned, refcat)
 
@@ -236,6 +246,7 @@ class CatalogTweakReg(CeersStep):
         return AlignmentImage(
             name=name,
             group=self._group_name(model, name),
+            visit=self._group_name(model, name, level="visit"),
             wcs=model.meta.wcs,
             wcsinfo={"v2_ref": wcsinfo.v2_ref, "v3_ref": wcsinfo.v3_ref, "roll_ref": wcsinfo.roll_ref},
             catalog=catalog,
@@ -270,8 +281,9 @@ class CatalogTweakReg(CeersStep):
             log.info("%s: wrote source catalog %s", name, path)
         return catalog
 
-    def _group_name(self, model, name):
-        if self.group_by == "exposure":
+    def _group_name(self, model, name, level=None):
+        level = level or self.group_by
+        if level == "exposure":
             return name
         observation = model.meta.observation
         visit = "jw{}{}{}".format(
@@ -281,7 +293,7 @@ class CatalogTweakReg(CeersStep):
             visit = str(getattr(model.meta, "group_id", None) or "visit")
         instrument = model.meta.instrument
         band = "-".join(b for b in (instrument.filter, instrument.pupil) if b and b.upper() != "CLEAR") or "nofilter"
-        if self.group_by == "visit":
+        if level == "visit":
             return f"{visit}_{band}"
         return f"{visit}_{band}_{(instrument.detector or 'nodetector').lower()}"
 
