@@ -306,6 +306,22 @@ def test_package_version_change_redoes(survey, monkeypatch):
     assert fits.getheader(i2d_path(root, "p1", "F150W"))["CEERSJWV"] == "99.0.0"
 
 
+def test_code_change_redoes(survey):
+    root, _ = survey
+    path = write_config(root)
+    run_serial(path)
+    manifest_file = root / "products" / "p1" / "p1_f150w.manifest.json"
+    manifest = json.loads(manifest_file.read_text())
+    assert "atomic_io.py" in manifest["code"]  # the package code loaded when the product was made
+    assert not any(name.startswith(("survey/engine", "cli/")) for name in manifest["code"])
+    manifest["code"]["atomic_io.py"] = "0" * 64  # as if atomic_io.py had been edited since
+    manifest_file.write_text(json.dumps(manifest))
+    results, _ = run_serial(path)
+    assert results["p1/F150W"].status == "done"
+    assert results["p1/F150W"].reason == "jwst_ceers code changed (atomic_io.py)"
+    assert results["p2/F150W"].status == "skipped"
+
+
 def test_failure_is_isolated_and_reported(survey, capsys, monkeypatch):
     import jwst_ceers.cli as cli
 

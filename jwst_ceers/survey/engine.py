@@ -50,7 +50,7 @@ from jwst_ceers.survey.manifest import (
     stale_reason,
     write_manifest,
 )
-from jwst_ceers.survey.provenance import package_versions, stamp_fits_provenance
+from jwst_ceers.survey.provenance import loaded_package_sources, package_versions, stamp_fits_provenance
 
 __all__ = [
     "EVENT_TOPIC",
@@ -391,6 +391,7 @@ def execute_product(task, *upstream, rehash=False, force=False, dry_run=False):
                 outputs=outputs,
                 elapsed_s=elapsed,
                 extra={
+                    "code": loaded_package_sources(),
                     "worker": result.worker,
                     "peak_rss_mb": round(_peak_rss_mb(), 1),
                     "cpu_s": round(time.process_time() - cpu_start, 2),

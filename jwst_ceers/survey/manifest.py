@@ -7,7 +7,9 @@ every output file is in place). It records
   every output of the products it depends on) and one digest over
   ``(role, name, sha256)``;
 - the parameters: the canonical JSON of the task parameters and its SHA-256;
-- the package versions the product was made with;
+- the package versions the product was made with, and the SHA-256 of the
+  jwst_ceers source files loaded when it was made (an editable install keeps
+  its version number while its code changes);
 - the outputs: path (relative to the manifest), size, mtime and SHA-256.
 
 A product is up to date when its manifest exists, parses, has the same task,
@@ -30,6 +32,7 @@ import os
 from pathlib import Path
 
 from jwst_ceers.atomic_io import write_text_atomic
+from jwst_ceers.survey.provenance import changed_sources
 
 __all__ = [
     "MANIFEST_FORMAT",
@@ -179,6 +182,10 @@ def stale_reason(manifest, *, task, inputs, params_sha, versions, base_dir):
         old = manifest.get("versions") or {}
         diff = sorted(k for k in set(old) | set(versions) if old.get(k) != versions.get(k))
         return "package versions changed (" + ", ".join(diff) + ")"
+    code = changed_sources(manifest.get("code"))
+    if code:
+        more = f" +{len(code) - 3} more" if len(code) > 3 else ""
+        return f"jwst_ceers code changed ({', '.join(code[:3])}{more})"
     for output in manifest.get("outputs", []):
         path = Path(base_dir) / output["path"]
         try:

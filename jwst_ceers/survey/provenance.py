@@ -1,11 +1,20 @@
 """Provenance: package versions of a run and the keywords stamped on FITS products."""
 
+import hashlib
+import sys
 from importlib import metadata
 from pathlib import Path
 
 from astropy.io import fits
 
-__all__ = ["PROVENANCE_KEYWORDS", "TRACKED_PACKAGES", "package_versions", "stamp_fits_provenance"]
+__all__ = [
+    "PROVENANCE_KEYWORDS",
+    "TRACKED_PACKAGES",
+    "changed_sources",
+    "loaded_package_sources",
+    "package_versions",
+    "stamp_fits_provenance",
+]
 
 # Distributions whose version change makes every product out of date: the ones
 # whose code computes the pixels (numpy/scipy included: they change float results).
@@ -76,3 +85,54 @@ def stamp_fits_provenance(path, *, product, params_sha, inputs_sha, versions):
         header = hdul[0].header
         for key, value in values.items():
             header[key] = (value, PROVENANCE_KEYWORDS[key])
+
+
+_PACKAGE_ROOT = Path(__file__).resolve().parents[1]  # .../jwst_ceers
+# engine, configuration and command-line code do not compute pixels
+_NOT_PRODUCT_CODE = ("survey/", "cli/")
+_PRODUCT_CODE_EXCEPTIONS = ("survey/tasks.py",)
+
+
+def _is_product_code(relpath):
+    return relpath in _PRODUCT_CODE_EXCEPTIONS or not relpath.startswith(_NOT_PRODUCT_CODE)
+
+
+def _source_sha(relpath):
+    try:
+        return hashlib.sha256((_PACKAGE_ROOT / relpath).read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
+def loaded_package_sources():
+    """
+    SHA-256 of the jwst_ceers source files loaded in this process (the code a task ran).
+
+    A development (editable) install keeps one version number while its code
+    changes; recording the sources the product was made with lets a re-run redo
+    it when that code changed. Engine, configuration and CLI modules are left out.
+
+    Returns
+    -------
+    dict
+        ``{path relative to the package: sha256}``.
+    """
+    sources = {}
+    for module in list(sys.modules.values()):
+        file = getattr(module, "__file__", None)
+        if not file or not file.endswith(".py"):
+            continue
+        try:
+            relpath = Path(file).resolve().relative_to(_PACKAGE_ROOT).as_posix()
+        except ValueError:
+            continue
+        if _is_product_code(relpath):
+            sha = _source_sha(relpath)
+            if sha is not None:
+                sources[relpath] = sha
+    return dict(sorted(sources.items()))
+
+
+def changed_sources(recorded):
+    """Return the recorded jwst_ceers source files whose content changed (or vanished)."""
+    return sorted(relpath for relpath, sha in (recorded or {}).items() if _source_sha(relpath) != sha)
