@@ -2,25 +2,40 @@
 Everything PedestalSkySub measures on one exposure, on plain arrays.
 
 1. source mask: given (from a file) or built with tiered masks;
-2. a smooth background (blocks of ``flatten_box`` pixels) fitted on sky pixels removes
-   gradients without changing the mean level over the exposure;
-3. the pedestal is fitted to the histogram of the flattened sky pixels;
+2. a sky plane (pedestal + gradient) is fitted to the LOWER envelope of block medians
+   of the unmasked pixels (`fit_sky_plane`): blocks raised by extended low-surface-
+   brightness light that no source mask catches (galaxy wings) are rejected;
+3. the pedestal is fitted to the histogram of the sky pixels of the accepted blocks,
+   after removing the plane's zero-mean gradient (Gaussian fitted mostly to the
+   negative side of the peak, see `fit_pedestal`);
 4. the sky variance on the 7x7-block scale and the VAR_RNOISE rescaling factor are
-   measured on the flattened, pedestal-subtracted sky.
+   measured on the pedestal- and gradient-subtracted sky of the accepted blocks, minus
+   a smooth (128-px) background, using only 7x7 blocks at least 3 pixels away from any
+   masked source (their edges carry source light and its Poisson noise).
 """
 
 import logging
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.ndimage
 
 from jwst_ceers.masking import CEERS_EXPOSURE_TIERS, coarse_background, tiered_source_mask
 from jwst_ceers.pedestal.rnoise_scale import rnoise_scale_factor
-from jwst_ceers.pedestal.sky_pedestal import PedestalFit, fit_pedestal
+from jwst_ceers.pedestal.sky_pedestal import MIN_FIT_PIXELS, PedestalFit, fit_pedestal
+from jwst_ceers.pedestal.sky_plane import SkyPlane, fit_sky_plane
 
 __all__ = ["ExposureSky", "measure_exposure_sky"]
 
 log = logging.getLogger(__name__)
+
+# blocks more than this many block-sigma above the sky plane hold extended emission
+PLANE_REJECT = 1.5
+# 7x7 blocks of the variance statistic keep this distance (px) from masked sources
+SOURCE_CLEARANCE = 3
+# smooth background (block size, px) removed before the 7x7-block variance: >> 7 px, so
+# it takes out leftover extended light without absorbing block-scale noise
+VARIANCE_BACKGROUND_BOX = 128
 
 
 @dataclass
@@ -41,8 +56,13 @@ class ExposureSky:
     sky_selection : str
         'unmasked' or 'all_good_pixels' (fallback when too few unmasked pixels).
     background : ndarray (float32)
-        Smooth 2-D background with zero mean over the good pixels (add the pedestal to
-        get the full sky model).
+        The fitted sky gradient, with zero mean over the array (add the pedestal to get
+        the full sky model).
+    plane : SkyPlane or None
+        The sky plane and its accepted blocks (None without ``flatten_box`` or when too
+        few blocks could be measured).
+    fit_pixels : ndarray of bool
+        Pixels whose histogram gave the pedestal (sky pixels of the accepted blocks).
     rnoise_factor, sky_variance, mean_rnoise : float
         VAR_RNOISE rescaling factor, 7x7-block sky variance, robust mean VAR_RNOISE
         before rescaling (NaN when not measured).
@@ -56,6 +76,8 @@ class ExposureSky:
     sky: np.ndarray
     sky_selection: str
     background: np.ndarray
+    plane: SkyPlane = None
+    fit_pixels: np.ndarray = None
     rnoise_factor: float = float("nan")
     sky_variance: float = float("nan")
     mean_rnoise: float = float("nan")
@@ -70,7 +92,7 @@ def measure_exposure_sky(
     add_internal_masks=False,
     tiers=CEERS_EXPOSURE_TIERS,
     var_rnoise=None,
-    flatten_box=128,
+    flatten_box=64,
     tier_background_box=128,
     min_sky_fraction=0.05,
     block=7,
@@ -94,7 +116,8 @@ def measure_exposure_sky(
     var_rnoise : ndarray, optional
         VAR_RNOISE; when given, the rescaling factor is measured.
     flatten_box : int, optional
-        Block size of the smooth background removed before the fit (0: none).
+        Block size of the sky plane fit and of the rejection of blocks with extended
+        emission (0: neither; the pedestal is fitted to all sky pixels as they are).
     tier_background_box : int, optional
         Block size of the background re-fitted before each internal mask tier.
     min_sky_fraction : float, optional
@@ -130,21 +153,47 @@ def measure_exposure_sky(
         sky, sky_selection = good, "all_good_pixels"
 
     background = np.zeros(data.shape, dtype=np.float32)
+    fit_pixels = sky
+    plane = None
     if flatten_box:
-        smooth = coarse_background(data, exclude=~sky, box=int(flatten_box))
-        if smooth is not None:
-            background = smooth - np.float32(np.mean(smooth[good], dtype=np.float64))
+        plane = fit_sky_plane(data, sky, box=int(flatten_box), reject=PLANE_REJECT)
+        if plane is None:
+            log.warning("too few %d-px blocks with sky pixels for a sky plane: no gradient removed", flatten_box)
+        else:
+            background = plane.slope_image(data.shape)
+            in_accepted = sky & plane.accepted_pixels(data.shape)
+            if np.count_nonzero(in_accepted) >= MIN_FIT_PIXELS:
+                fit_pixels = in_accepted
+            else:
+                log.warning(
+                    "only %d sky pixels in blocks at the sky level: pedestal fitted to all sky pixels",
+                    np.count_nonzero(in_accepted),
+                )
     flattened = data - background
-    fit = fit_pedestal(flattened[sky])
+    fit = fit_pedestal(flattened[fit_pixels])
     result = ExposureSky(
         pedestal=fit, source_mask=source_mask, tier_bits=tier_bits, sky=sky,
-        sky_selection=sky_selection, background=background,
+        sky_selection=sky_selection, background=background, plane=plane, fit_pixels=fit_pixels,
     )
     if var_rnoise is not None and np.isfinite(fit.level):
-        usable = sky & np.isfinite(np.asarray(var_rnoise))
-        factor, sky_variance, mean_rnoise, nblocks = rnoise_scale_factor(
-            flattened - np.float32(fit.level), usable, var_rnoise, block=block
-        )
+        residual = flattened - np.float32(fit.level)
+        smooth = coarse_background(residual, exclude=~sky, box=VARIANCE_BACKGROUND_BOX)
+        if smooth is not None:
+            residual -= smooth
+        usable = fit_pixels & np.isfinite(np.asarray(var_rnoise))
+        if sky_selection == "unmasked":
+            near_source = scipy.ndimage.maximum_filter(good & ~sky, size=2 * SOURCE_CLEARANCE + 1)
+            clear = usable & ~near_source
+            # crowded fields: fall back to all usable blocks when too few clear ones remain
+            if _complete_blocks(clear, block) >= 50:
+                usable = clear
+        factor, sky_variance, mean_rnoise, nblocks = rnoise_scale_factor(residual, usable, var_rnoise, block=block)
         result.rnoise_factor, result.sky_variance = factor, sky_variance
         result.mean_rnoise, result.nblocks = mean_rnoise, nblocks
     return result
+
+
+def _complete_blocks(usable, block):
+    """Number of block x block blocks whose pixels are all usable."""
+    ny, nx = (s - s % block for s in usable.shape)
+    return int(usable[:ny, :nx].reshape(ny // block, block, nx // block, block).all(axis=(1, 3)).sum())

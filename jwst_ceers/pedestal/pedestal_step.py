@@ -21,6 +21,9 @@ log = logging.getLogger(__name__)
 _BAD_DQ = 1 | 512  # DO_NOT_USE | NON_SCIENCE
 # fewer usable pixels than this: no meaningful pedestal (the step records SKIPPED)
 MIN_USABLE_PIXELS = 100
+# fewer sky-plane blocks at the sky level than this fraction: warn (measured: < 0.4 only
+# when one galaxy's halo covers most of the detector)
+LOW_SKY_BLOCK_FRACTION = 0.4
 
 
 class PedestalSkySub(ExposureStep):
@@ -30,8 +33,10 @@ class PedestalSkySub(ExposureStep):
     CEERS (Bagley et al. 2023, sec. 3.3.2): sources are masked (with
     ``<exposure-root>_<mask_suffix>.fits`` segmentation/boolean maps found beside the
     input, or with internal tiered source masks), DQ-flagged and NaN pixels excluded;
-    a Gaussian fitted to the histogram of the remaining sky pixels (after removing a
-    smooth zero-mean large-scale background) gives the pedestal, which is subtracted and
+    a sky plane is fitted to the lower envelope of ``flatten_box`` block medians, blocks
+    raised by extended emission (galaxy wings no mask reaches) are rejected, and a
+    Gaussian fitted (mostly to the negative side of the peak) to the histogram of the
+    remaining sky pixels, gradient removed, gives the pedestal, which is subtracted and
     recorded in ``meta.background`` (``level``, ``subtracted=True``, ``method='local'``).
     If the fit fails, a biweight location is used, logged and recorded.
 
@@ -50,7 +55,7 @@ class PedestalSkySub(ExposureStep):
     rescale_rnoise = boolean(default=True)  # Rescale VAR_RNOISE so its robust sky mean equals the 7x7-block sky variance
     save_bkgsub = boolean(default=False)  # Write <root>_bkgsub.fits (SCI - pedestal - 2D background, BKG, MASK) to output_dir
     save_plots = boolean(default=False)  # Write <root>_pedestal.png (sky histogram with the fit) to output_dir
-    flatten_box = integer(min=0, max=4096, default=128)  # Block size (px) of the smooth background removed before the fit; 0 = none
+    flatten_box = integer(min=0, max=4096, default=64)  # Block size (px) of the sky-plane fit; blocks above the plane (extended emission) are not used; 0 = none
     tier_kernel_fwhm = float_list(min=1, max=12, default=list(24.0, 10.0, 4.0, 2.0))  # Internal mask tiers: Gaussian kernel FWHM (px)
     tier_nsigma = float_list(min=1, max=12, default=list(3.5, 3.5, 3.5, 4.0))  # Internal mask tiers: threshold in sigma of the smoothed image
     tier_npixels = int_list(min=1, max=12, default=list(15, 10, 5, 2))  # Internal mask tiers: minimum connected pixels
@@ -115,6 +120,13 @@ class PedestalSkySub(ExposureStep):
             return "SKIPPED"
         if fit.method != "gaussian_fit":
             log.warning("%s: pedestal from the %s fallback: %s", name, fit.method, fit.message)
+        plane = sky.plane
+        if plane is not None and plane.accepted_fraction < LOW_SKY_BLOCK_FRACTION:
+            log.warning(
+                "%s: only %.0f%% of the %d-px sky blocks are at the sky level: extended emission "
+                "(e.g. a large galaxy's halo) may cover most of the detector and bias the pedestal high",
+                name, 100.0 * plane.accepted_fraction, plane.box,
+            )
         log.info(
             "%s: pedestal %.6g (%s, sigma %.4g, %d sky pixels = %.1f%% of the good ones)",
             name, fit.level, fit.method, fit.sigma, fit.npix, 100.0 * sky.sky.sum() / max(1, (~bad).sum()),
@@ -161,6 +173,9 @@ class PedestalSkySub(ExposureStep):
             "sky_variance_7x7": float(sky.sky_variance) if np.isfinite(sky.sky_variance) else -1.0,
             "rnoise_mean_before": float(sky.mean_rnoise) if np.isfinite(sky.mean_rnoise) else -1.0,
             "n_blocks_7x7": int(sky.nblocks),
+            "sky_block_fraction": float(plane.accepted_fraction) if plane is not None else -1.0,
+            "gradient_x": float(plane.slope_x) if plane is not None else 0.0,
+            "gradient_y": float(plane.slope_y) if plane is not None else 0.0,
         }
 
         root = exposure_root(name)

@@ -3,6 +3,9 @@ The sky pedestal of one exposure: a Gaussian fitted to the histogram of its sky 
 
 The histogram's bin width and range come from the data (robust sigma of the clipped
 sky), not from fixed MJy/sr values, so the fit works for any filter, unit or depth.
+The Gaussian is fitted to an ASYMMETRIC core: the negative side of the peak to
+``fit_lower`` sigma and the positive side only to ``fit_upper`` sigma, because faint
+undetected sources only ever add flux (they skew the histogram to the positive side).
 When the fit is impossible or implausible a robust location is used instead, and the
 result says so (``method``) — the pedestal is never silently 0.
 """
@@ -82,15 +85,16 @@ def biweight_location(values, *, c=6.0, iterations=5):
     return float(location)
 
 
-def fit_pedestal(values, *, clip_sigma=3.0, fit_halfwidth=2.0, bins_per_sigma=10.0):
+def fit_pedestal(values, *, clip_sigma=3.0, fit_lower=2.0, fit_upper=1.0, bins_per_sigma=10.0):
     """
     Pedestal of a set of sky pixel values from a Gaussian fit to their histogram.
 
     Steps: iterative ``clip_sigma`` clipping (median / MAD) gives a first location m and
     sigma s; a histogram with bin width ``s / bins_per_sigma`` (wider if there are too
     few pixels per bin) over m +- ``clip_sigma`` s is built; a Gaussian is fitted to the
-    bins within ``fit_halfwidth`` sigma of the peak (the core, which faint unmasked
-    sources in the positive wing barely affect), re-centred once on the fitted mean.
+    bins from ``fit_lower`` s below to ``fit_upper`` s above the peak (the core, mostly
+    its negative side, which faint unmasked sources barely affect), re-centred once on
+    the fitted mean.
 
     Parameters
     ----------
@@ -98,8 +102,9 @@ def fit_pedestal(values, *, clip_sigma=3.0, fit_halfwidth=2.0, bins_per_sigma=10
         Sky pixel values (sources, bad pixels and NaNs already removed; NaNs ignored).
     clip_sigma : float, optional
         Clipping threshold and histogram half-range, in robust sigma.
-    fit_halfwidth : float, optional
-        Half-width of the fitted core, in robust sigma.
+    fit_lower, fit_upper : float, optional
+        Extent of the fitted core below and above the peak, in robust sigma (2 and 1
+        were chosen on simulated deep fields, see ``benchmarks/bench_pedestal.py``).
     bins_per_sigma : float, optional
         Target number of bins per sigma.
 
@@ -134,7 +139,7 @@ def fit_pedestal(values, *, clip_sigma=3.0, fit_halfwidth=2.0, bins_per_sigma=10
     centre = location
     try:
         for _ in range(2):
-            core = (np.abs(centres - centre) <= fit_halfwidth * scale) & (counts > 0)
+            core = (centres >= centre - fit_lower * scale) & (centres <= centre + fit_upper * scale) & (counts > 0)
             if core.sum() < 5:
                 raise RuntimeError(f"only {core.sum()} non-empty bins in the fitted core")
             guess = (float(counts[core].max()), centre, scale)

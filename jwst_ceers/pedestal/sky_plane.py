@@ -1,0 +1,168 @@
+"""
+The sky plane of one exposure, fitted to the LOWER envelope of block medians.
+
+Why: in deep fields the light of large galaxies reaches far beyond any source mask
+(low-surface-brightness wings at 0.02-0.5 sigma per pixel over hundreds of pixels).
+Faint as it is per pixel, it covers so much of a detector that a histogram of all
+unmasked pixels peaks 0.1-0.2 sigma above the sky, and a smooth background map (block
+medians, box >> sources) absorbs it into the "gradient". But such light only ever adds
+flux and is spatially coherent: averaged over blocks of ``box`` x ``box`` unmasked
+pixels it stands out from the block noise, while the sky itself is smooth (a constant
+pedestal plus a gradient). So a plane ``a + gx * u + gy * v`` is fitted to the block
+medians with ASYMMETRIC rejection: the block-median scatter is measured from the blocks
+BELOW the plane (which wings cannot reach), blocks more than ``reject`` of that scatter
+above the plane are dropped, and the fit is repeated until the accepted set is stable.
+The pedestal is then measured only on pixels of the accepted blocks.
+
+Coordinates: ``u = (x - (nx - 1) / 2) / nx`` and ``v = (y - (ny - 1) / 2) / ny``, so the
+plane's slope term has zero mean over the array and ``a`` is the sky averaged over the
+whole array.
+
+Limit (measured, see ``benchmarks/bench_pedestal.py``): when one galaxy's halo covers
+essentially the whole detector (> ~85% of the pixels above 0.05 sigma), there is no
+sky-level block left; the accepted fraction then drops (< 40%) and the step warns.
+"""
+
+from dataclasses import dataclass
+
+import bottleneck as bn
+import numpy as np
+
+__all__ = ["SkyPlane", "fit_sky_plane"]
+
+# blocks with fewer usable pixels than this fraction of box**2 are not used
+MIN_BLOCK_FRACTION = 0.1
+# negative outliers (beyond this many block sigma below the plane: e.g. a missed bad
+# column) are dropped too
+NEGATIVE_REJECT = 5.0
+
+
+@dataclass
+class SkyPlane:
+    """
+    Result of :func:`fit_sky_plane`.
+
+    Attributes
+    ----------
+    level : float
+        Plane value at the array centre (= its mean over the array), from block medians.
+    slope_x, slope_y : float
+        Gradient coefficients ``gx, gy`` (change of the sky across the whole array).
+    accepted : ndarray of bool
+        Block grid (ny_blocks, nx_blocks): True for blocks at the sky level.
+    measured : ndarray of bool
+        Block grid: True for blocks with enough unmasked pixels to be measured.
+    box : int
+        Block size in pixels.
+    block_scatter : float
+        Robust scatter of the accepted block medians about the plane (data units, for a
+        block with ``box**2`` usable pixels).
+    """
+
+    level: float
+    slope_x: float
+    slope_y: float
+    accepted: np.ndarray
+    measured: np.ndarray
+    box: int
+    block_scatter: float
+
+    @property
+    def accepted_fraction(self):
+        """Fraction of the measured blocks that are at the sky level."""
+        return float(self.accepted.sum() / max(1, self.measured.sum()))
+
+    def slope_image(self, shape):
+        """Zero-mean gradient ``gx * u + gy * v`` over an array of ``shape`` (float32)."""
+        ny, nx = shape
+        u = ((np.arange(nx) - (nx - 1) / 2.0) / nx).astype(np.float32)
+        v = ((np.arange(ny) - (ny - 1) / 2.0) / ny).astype(np.float32)
+        return np.float32(self.slope_x) * u[None, :] + np.float32(self.slope_y) * v[:, None]
+
+    def accepted_pixels(self, shape):
+        """Pixel mask (True inside accepted blocks) for an array of ``shape``."""
+        ny, nx = shape
+        full = np.repeat(np.repeat(self.accepted, self.box, axis=0), self.box, axis=1)
+        return full[:ny, :nx]
+
+
+def _block_medians(data, sky, box):
+    """Median, number of usable pixels and centre (u, v) of each box x box block."""
+    ny, nx = data.shape
+    nby, nbx = -(-ny // box), -(-nx // box)
+    padded = np.full((nby * box, nbx * box), np.nan, dtype=np.float32)
+    padded[:ny, :nx] = np.where(sky, data, np.nan)
+    blocks = padded.reshape(nby, box, nbx, box).transpose(0, 2, 1, 3).reshape(nby, nbx, box * box)
+    count = (~np.isnan(blocks)).sum(axis=2)
+    medians = bn.nanmedian(blocks, axis=2)
+    # centres of the part of each block inside the array (edge blocks may be partial)
+    y0 = np.arange(nby) * box
+    x0 = np.arange(nbx) * box
+    yc = 0.5 * (y0 + np.minimum(y0 + box, ny) - 1)
+    xc = 0.5 * (x0 + np.minimum(x0 + box, nx) - 1)
+    v = (yc - (ny - 1) / 2.0) / ny
+    u = (xc - (nx - 1) / 2.0) / nx
+    uu, vv = np.meshgrid(u, v)
+    return medians, count, uu, vv
+
+
+def fit_sky_plane(data, sky, *, box=64, reject=1.5, iterations=30):
+    """
+    Plane fitted to the lower envelope of block medians of the sky pixels.
+
+    Parameters
+    ----------
+    data : ndarray
+        2-D image.
+    sky : ndarray of bool
+        True for usable sky pixels (not masked, not bad).
+    box : int, optional
+        Block size in pixels.
+    reject : float, optional
+        Blocks more than ``reject`` times the block scatter ABOVE the plane are rejected
+        (the scatter is measured from blocks below the plane).
+    iterations : int, optional
+        Maximum number of fit / reject iterations.
+
+    Returns
+    -------
+    SkyPlane or None
+        None when fewer than 3 blocks have enough sky pixels.
+    """
+    data = np.asarray(data, dtype=np.float32)
+    sky = np.asarray(sky, dtype=bool)
+    box = int(box)
+    medians, count, uu, vv = _block_medians(data, sky, box)
+    measured = (count >= MIN_BLOCK_FRACTION * box * box) & np.isfinite(medians)
+    if measured.sum() < 3:
+        return None
+    # weights: the noise of a median of n pixels scales as 1 / sqrt(n)
+    weight = np.sqrt(np.where(measured, count, 0)).astype(np.float64)
+    design = np.stack([np.ones_like(uu), uu, vv], axis=-1)
+    accepted = measured.copy()
+    coefficients = np.array([float(np.median(medians[measured])), 0.0, 0.0])
+    scatter = float("nan")
+    for _ in range(iterations):
+        # a plane needs blocks spread in both directions; with few blocks fit a constant
+        columns = 3 if accepted.sum() >= 6 else 1
+        a = design[accepted][:, :columns] * weight[accepted, None]
+        b = medians[accepted] * weight[accepted]
+        solution, *_ = np.linalg.lstsq(a, b, rcond=None)
+        coefficients = np.zeros(3)
+        coefficients[:columns] = solution
+        normalised = np.where(measured, (medians - design @ coefficients) * weight, np.nan)
+        below = normalised[accepted & (normalised < 0)]
+        if below.size < 2:
+            break
+        scatter = float(np.sqrt(np.mean(below**2)))
+        if not scatter > 0:
+            break
+        new = measured & (normalised < reject * scatter) & (normalised > -NEGATIVE_REJECT * scatter)
+        if new.sum() < 3 or np.array_equal(new, accepted):
+            break
+        accepted = new
+    block_scatter = scatter / box if np.isfinite(scatter) else float("nan")
+    return SkyPlane(
+        level=float(coefficients[0]), slope_x=float(coefficients[1]), slope_y=float(coefficients[2]),
+        accepted=accepted, measured=measured, box=box, block_scatter=float(block_scatter),
+    )
