@@ -148,12 +148,14 @@ def main(argv=None):
     parser.add_argument("--full", action="store_true", help="also run the step on 10600 x 4800")
     parser.add_argument("--full-reference", action="store_true", help="and the reference there (slow)")
     parser.add_argument("--reference-filters", type=int, default=2, help="filters given to the reference")
+    parser.add_argument("--no-reference", action="store_true", help="step only (e.g. after a change of the step)")
     parser.add_argument("--seed", type=int, default=2023)
     parser.add_argument("--workdir", default=None)
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(dir=args.workdir) as workdir:
         for size in args.sizes:
-            bench((size, size), seed=args.seed, reference=True, reference_filters=args.reference_filters, workdir=workdir)
+            bench((size, size), seed=args.seed, reference=not args.no_reference,
+                  reference_filters=args.reference_filters, workdir=workdir)
         if args.full:
             bench((4800, 10600), seed=args.seed, reference=args.full_reference,
                   reference_filters=args.reference_filters, workdir=workdir)

@@ -79,13 +79,71 @@ def test_background_accuracy_against_truth(pointing):
         resid = (fits.getdata(bkg_path) - truth["background"]) / truth["noise_sigma"]
         rms = np.sqrt(np.mean(resid[good] ** 2))
         bias = np.mean(resid[merged & good])
-        # the injected background spans 1-3 sigma: a fit that ignored it would be off by ~0.5
         print(f"{filt}: rms {rms:.4f} bias {bias:+.4f}")
-        assert rms < 0.2, (filt, rms)
-        assert abs(bias) < 0.2, (filt, bias)
+        # the injected background spans 1-3 sigma: a fit that ignored it would be off by ~0.5;
+        # without the wing growth this small field (one forced large galaxy) is at ~0.1-0.2.
+        # The acceptance thresholds themselves are asserted on 4000^2 below.
+        assert rms < 0.1, (filt, rms)
+        assert abs(bias) < 0.05, (filt, bias)
         # bright true-source pixels are masked
         bright = (truth["sources"] > 3 * truth["noise_sigma"]) & good
         assert np.mean(merged[bright]) > 0.97
+
+
+ACCEPTANCE_SHAPE = (4000, 4000)
+
+
+def test_acceptance_accuracy_on_a_4000_square_pointing():
+    """
+    Issue 8 acceptance (residual rms <= 0.06, bias under masked sources <= 0.03 pixel
+    sigma) on the benchmark's 4000 x 4000 two-filter pointing (seed 2023: 16 Mpix,
+    ~2 large bright galaxies with extended wings, gradient + bumps of 1-3 sigma, NaN
+    borders, depth strips), with the step's default parameters, on arrays (no I/O).
+
+    On this mosaic the CEERS reference (benchmarks/ceers_reference_background.py)
+    measures rms 0.2-0.6 and bias +0.08-0.2 at 2000^2 (see the benchmark); without the
+    wing growth the step itself is at rms ~0.1-0.3, so the thresholds can fail.
+    """
+    from jwst_ceers.mosaic_bkg.mosaic_bkg_step import MosaicBackground
+    from jwst_ceers.mosaic_bkg.pointing_background import WingGrowth, pointing_background
+
+    sim = simulate_mosaics(None, shape=ACCEPTANCE_SHAPE, seed=2023, filters=("F150W", "F356W"))
+    step = MosaicBackground()
+    filters = ("F150W", "F356W")
+    result = pointing_background(
+        [sim.images[f] for f in filters],
+        nodata=[sim.coverage] * 2,
+        tiers=[step._tiers("nircam")] * 2,
+        noise=[sim.truth[f]["noise_sigma"] for f in filters],
+        ring_radius=step.ring_radius,
+        ring_width=step.ring_width,
+        clip_nsigma=step.ring_clip_nsigma,
+        box_size=step.bkg_box_size,
+        filter_size=step.bkg_filter_size,
+        clip_sigma=step.bkg_clip_sigma,
+        wing_growth=WingGrowth(
+            iterations=step.wing_iterations,
+            kernel_fwhm=step.wing_kernel_fwhm,
+            nsigma=step.wing_nsigma,
+            box_size=step.wing_box_size,
+            seed_nsigma=step.wing_seed_nsigma,
+        ),
+    )
+    good = ~sim.coverage
+    masked = result.merged_mask & good
+    for filt, background in zip(filters, result.backgrounds, strict=True):
+        truth = sim.truth[filt]
+        assert background.dtype == np.float32
+        resid = (background - truth["background"]) / truth["noise_sigma"]
+        rms = float(np.sqrt(np.mean(resid[good] ** 2)))
+        bias = float(np.mean(resid[masked]))
+        source = (truth["sources"] > 0.5 * truth["noise_sigma"]) & good
+        unmasked_source = float(np.mean(~result.merged_mask[source]))
+        print(f"{filt}: rms {rms:.4f} bias {bias:+.4f} masked {masked.sum() / good.sum():.3f} "
+              f"source px unmasked {unmasked_source:.4f}")
+        assert rms <= 0.06, (filt, rms)
+        assert abs(bias) <= 0.03, (filt, bias)
+        assert unmasked_source < 0.02, (filt, unmasked_source)
 
 
 def test_single_filter_source_is_masked_everywhere(pointing):
@@ -199,3 +257,42 @@ def test_background_fit_recovers_smooth_surface():
     data[exclude] += 50.0  # a masked "source" must not leak into the fit
     bkg, _ = fit_background(data, exclude, box_size=64, filter_size=3)
     assert np.sqrt(np.mean((bkg - truth) ** 2)) < 0.05
+
+
+def test_thin_plate_fill_keeps_planes_across_holes_and_edges():
+    """Masked boxes (under big galaxies, at the edges) continue the measured gradient."""
+    from jwst_ceers.mosaic_bkg.grid_resampling import fill_invalid_nearest, fill_invalid_smooth
+
+    yy, xx = np.mgrid[0:30, 0:50].astype(np.float64)
+    plane = 0.3 * xx - 0.2 * yy + 5.0
+    valid = np.ones(plane.shape, bool)
+    valid[8:22, 10:30] = False  # a hole
+    valid[:, 44:] = False  # an edge strip
+    filled = fill_invalid_smooth(np.where(valid, plane, np.nan), valid)
+    assert filled.dtype == np.float32
+    assert np.max(np.abs(filled - plane)) < 1e-3
+    # nearest-neighbour filling (the old way) leaves steps of several units there
+    assert np.max(np.abs(fill_invalid_nearest(np.where(valid, plane, np.nan), valid) - plane)) > 1.0
+
+
+def test_wing_growth_covers_injected_wings_and_ignores_noise():
+    """A faint extended halo around a masked core is added; pure noise around a small seed is not."""
+    from jwst_ceers.mosaic_bkg.mask_growth import grow_wing_mask
+
+    rng = np.random.default_rng(8)
+    shape = (1024, 1024)
+    yy, xx = np.mgrid[0 : shape[0], 0 : shape[1]].astype(np.float32)
+    r = np.hypot(xx - 400, yy - 500)
+    halo = np.float32(3.0) * np.exp(-r / 60.0).astype(np.float32)  # 0.1 sigma at r = 204 px
+    image = rng.standard_normal(shape, dtype=np.float32) + halo + np.float32(0.0005) * xx
+    nodata = np.zeros(shape, bool)
+    nodata[:, :20] = True
+    image[nodata] = np.nan
+    seed_mask = r < 70  # what fixed dilations would give (halo still 0.9 sigma at the edge)
+    noise_seed = np.hypot(xx - 850, yy - 200) < 30  # a small masked source with no wings
+    added = grow_wing_mask([image], nodata=[nodata], mask=seed_mask | noise_seed, noise=[np.ones(shape, np.float32)])
+    wing_zone = (r > 80) & (r < 170)  # halo 0.4-0.17 sigma
+    assert added[wing_zone].mean() > 0.95
+    assert not added[r > 450].any()  # halo 0.002 sigma there
+    assert not added[np.hypot(xx - 850, yy - 200) < 200].any()
+    assert not (added & seed_mask).any() and not (added & nodata).any()

@@ -55,7 +55,7 @@ def box_statistics(samples, *, sigma=3.0, iterations=3, min_pixels=16):
     return location, count
 
 
-def fit_background(data, exclude, *, box_size=128, filter_size=3, sigma=3.0, stride=2, min_fraction=0.1):
+def fit_background(data, exclude, *, box_size=128, filter_size=3, sigma=3.0, stride=None, min_fraction=0.1):
     """
     Fit a smooth background to the pixels of ``data`` not in ``exclude``.
 
@@ -71,8 +71,10 @@ def fit_background(data, exclude, *, box_size=128, filter_size=3, sigma=3.0, str
         Size of the median filter applied to the grid of box values (odd; 1 = none).
     sigma : float
         Clipping threshold.
-    stride : int
-        Pixel subsampling step for the statistics.
+    stride : int, optional
+        Pixel subsampling step for the statistics; default: ``box_size // 32`` (at
+        least 1), i.e. up to 32 x 32 samples per box (drizzled noise is correlated
+        over ~2 pixels, so samples 4 pixels apart are independent).
     min_fraction : float
         Boxes with fewer usable pixels than this fraction are filled from their
         neighbours by a thin-plate surface (:func:`fill_invalid_smooth`).
@@ -86,6 +88,10 @@ def fit_background(data, exclude, *, box_size=128, filter_size=3, sigma=3.0, str
     """
     from scipy.ndimage import median_filter
 
+    if stride is None:
+        stride = max(1, box_size // 64)
+        while box_size % stride:
+            stride -= 1
     samples = block_samples(data, exclude, box=box_size, stride=stride)
     min_pixels = max(4, int(min_fraction * samples.shape[-1]))
     location, _ = box_statistics(samples, sigma=sigma, min_pixels=min_pixels)

@@ -7,8 +7,9 @@ pixels: the noise of a block is ~5x lower than a pixel's), a background is fitte
 the blocks outside the current mask (so the wings already masked cannot bias it),
 the residual in pixel-sigma units is smoothed with a wide Gaussian and thresholded
 at a low significance, and only the connected regions above threshold that touch
-the current mask are added to it (hysteresis: wings are contiguous with their
-galaxy; isolated noise peaks are not). Fit, detection and growth are iterated a few
+a mask region whose surroundings are significantly bright are added to it
+(hysteresis: wings are contiguous with their galaxy; isolated noise peaks are not,
+and faint compact sources, which have no detectable wings, do not seed growth). Fit, detection and growth are iterated a few
 times, each fit seeing the grown mask; the detections of all filters are merged, so
 wings seen in the deepest filter are masked in all. Everything runs on the
 block-reduced grid (64x fewer cells), so it costs a few percent of the step.
@@ -105,6 +106,7 @@ def grow_wing_mask(
     iterations=5,
     box_size=128,
     cap=1.0,
+    seed_nsigma=3.0,
     workers=2,
 ):
     """
@@ -140,6 +142,10 @@ def grow_wing_mask(
     cap : float
         Block residuals above this (pixel sigma) are capped before smoothing, so that
         bright cores do not spread into the surroundings.
+    seed_nsigma : float
+        A mask region grows only while the mean of the smoothed residual in a ring one
+        kernel wide around it is significant at this level (its wings are detected;
+        the ring's number of independent values is taken into account).
     workers : int
         FFT threads.
 
@@ -148,7 +154,7 @@ def grow_wing_mask(
     ndarray of bool
         New full-resolution mask of the ADDED pixels (not including ``mask``).
     """
-    from scipy.ndimage import label
+    from scipy.ndimage import grey_dilation, label
 
     from jwst_ceers.masking.fft_ops import block_any, expand_blocks, gaussian_smooth
     from jwst_ceers.masking.robust import robust_location_scale, sample_unmasked
@@ -166,8 +172,10 @@ def grow_wing_mask(
     grown = seeds.copy()
     fit_box = max(2, int(round(box_size / block)))
     connectivity = np.ones((3, 3), dtype=bool)
+    ring_size = 2 * int(np.ceil(kernel_fwhm / block / 2)) + 1
+    correlation_area = 4.0 * np.pi * (kernel_fwhm / block / 2.3548) ** 2
     for iteration in range(int(iterations)):
-        detected = np.zeros(seeds.shape, dtype=bool)
+        significance = np.full(seeds.shape, -np.inf, dtype=np.float32)
         for data, sigma, usable in reduced:
             exclude = grown | ~usable
             if (~exclude).sum() < 16:
@@ -184,13 +192,35 @@ def grow_wing_mask(
             location, scale = robust_location_scale(sample_unmasked(smoothed, exclude))
             if not (np.isfinite(scale) and scale > 0):
                 continue
-            detected |= (smoothed > location + nsigma * scale) & usable
+            np.maximum(significance, np.where(usable, (smoothed - location) / scale, -np.inf), out=significance)
+        # only mask regions whose immediate surroundings (a ring one kernel wide) are
+        # significantly bright grow: faint compact sources have no detectable wings, and
+        # letting them seed the hysteresis would let noise excursions creep outwards
+        regions, nregions = label(grown, structure=connectivity)
+        ring = grey_dilation(regions, size=(ring_size, ring_size)) * ~grown
+        in_ring = (ring > 0) & np.isfinite(significance)
+        ring_sum = np.bincount(ring[in_ring], weights=significance[in_ring], minlength=nregions + 1)
+        ring_count = np.bincount(ring[in_ring], minlength=nregions + 1)
+        # significance of the ring MEAN: the smoothed noise is correlated over ~4 pi
+        # sigma_kernel^2 blocks, so a ring of n blocks holds ~n / that independent values
+        independent = np.maximum(1.0, ring_count / correlation_area)
+        active = np.zeros(nregions + 1, dtype=bool)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            active[1:] = (ring_sum[1:] / ring_count[1:]) * np.sqrt(independent[1:]) >= seed_nsigma
+        detected = significance > nsigma
         labels, nlabels = label(detected | grown, structure=connectivity)
         touching = np.zeros(nlabels + 1, dtype=bool)
-        touching[np.unique(labels[grown])] = True
+        touching[np.unique(labels[active[regions]])] = True
         touching[0] = False
         new = touching[labels] & any_data & ~grown
-        log.info("wing growth, iteration %d: %d blocks of %d px added", iteration + 1, int(new.sum()), block)
+        log.info(
+            "wing growth, iteration %d: %d of %d mask regions grow, %d blocks of %d px added",
+            iteration + 1,
+            int(active.sum()),
+            nregions,
+            int(new.sum()),
+            block,
+        )
         if not new.any():
             break
         grown |= new

@@ -60,6 +60,7 @@ class MosaicBackground(CeersStep):
     wing_kernel_fwhm = float(min=8, max=1024, default=64.0)  # Wing growth: Gaussian FWHM of the smoothed 8x8-block residual, pixels
     wing_nsigma = float(min=0.5, max=10, default=1.5)  # Wing growth: threshold in sigma of the smoothed residual (hysteresis from the mask)
     wing_box_size = integer(min=32, max=4096, default=128)  # Wing growth: background box of the fits made while growing, pixels
+    wing_seed_nsigma = float(min=0, max=100, default=3.0)  # Wing growth: a mask region grows only while the mean residual in a ring around it is this significant
     bkg_box_size = integer(min=4, max=2048, default=128)  # Background fit: box size, pixels (even)
     bkg_filter_size = integer(min=1, max=15, default=3)  # Background fit: median filter size, boxes (odd)
     bkg_clip_sigma = float(min=1, max=10, default=3.0)  # Background fit: sigma-clipping threshold
@@ -158,6 +159,7 @@ class MosaicBackground(CeersStep):
                 kernel_fwhm=self.wing_kernel_fwhm,
                 nsigma=self.wing_nsigma,
                 box_size=self.wing_box_size,
+                seed_nsigma=self.wing_seed_nsigma,
             ),
             threads=self.threads,
         )

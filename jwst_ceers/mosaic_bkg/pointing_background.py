@@ -41,6 +41,8 @@ class WingGrowth:
         Threshold in units of the smoothed residual's robust rms.
     box_size : int
         Background box (pixels) of the fits made while growing.
+    seed_nsigma : float
+        Mean significance needed around a mask region for it to grow.
     block : int
         Block size (pixels) of the working grid.
     """
@@ -49,6 +51,7 @@ class WingGrowth:
     kernel_fwhm: float = 64.0
     nsigma: float = 1.5
     box_size: int = 128
+    seed_nsigma: float = 3.0
     block: int = 8
 
 
@@ -189,6 +192,7 @@ def pointing_background(
             nsigma=wing_growth.nsigma,
             iterations=wing_growth.iterations,
             box_size=wing_growth.box_size,
+            seed_nsigma=wing_growth.seed_nsigma,
             workers=2,
         )
         no_data_anywhere = np.logical_and.reduce([np.asarray(bad, dtype=bool) for bad in nodata])
