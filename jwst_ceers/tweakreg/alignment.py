@@ -12,6 +12,17 @@ CEERS' two passes (Bagley et al. 2023, sec. 3.3.1):
    single absolute group, each group here gets its own solution, so that
    per-detector offsets (a few tens of mas in NIRCam) are removed.
 
+Measured choices (``benchmarks/bench_tweakreg.py``, three simulated visits):
+the per-group geometry defaults to a shift -- a 3-parameter rshift/rscale fit
+per 64" detector adds 0.5-3 mas of rotation noise when the roll is known;
+before the absolute fit, the detections of one source in the group's dithers
+are averaged into one entry (`_merge_dither_catalogs`): fed three copies, the
+one-to-one matcher keeps the copy nearest to its first guess and biased a LW
+group by ~1 mas. A roll error common to the visit is handled by the optional
+visit-level fit (per-group shifts plus one common rotation/scale,
+`_visit_pass`); an optional second per-group pass with a tighter tolerance
+(``refine_tolerance``) is available but measured no better.
+
 Images whose relative fit failed are fitted to the reference catalog on their
 own. A group whose absolute fit fails keeps its original WCS (status SKIPPED),
 with the reason in its fit record.

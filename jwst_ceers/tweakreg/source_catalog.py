@@ -22,14 +22,15 @@ does the same with `sep`, the Source Extractor library:
 Why sep rather than photutils ``SourceCatalog.x_centroid_win``: both give the
 same windowed-centroid accuracy (0.040 px rms on 600 injected stars in
 ``benchmarks/bench_tweakreg.py``; 0.008 vs 0.010 px on bright ones in an
-earlier probe). Speed is comparable and load-dependent: a bare sep
-background + extract + winpos took 0.15 s against 0.46 s for photutils'
-detect_sources + SourceCatalog on an idle core, while the full `find_sources`
-(matched filter on the ERR map, cosmic-ray cuts, flux radii) measured 1.2 s
-against 0.7 s for bare photutils on the shared machine. sep was kept because it
-reproduces exactly what CEERS ran -- Source Extractor's XWIN with the window
-sigma derived from FLUX_RADIUS -- and gives filtering, deblending and
-isophotal peaks in one C call.
+earlier probe). Speed: the full `find_sources` takes 0.36 s on the
+synthetic 2048^2 image against 0.40 s for bare photutils, and 0.59 s on a
+simulated CEERS SW exposure (sep.extract 0.31 s of it, background 0.05 s,
+flux_radius 0.06 s, winpos 0.07 s; ``benchmarks/bench_tweakreg.py``). It
+was 1.2 s with a 9x9 detection kernel and a whole-image dilation of the
+flagged-pixel mask, now a 5x5 kernel (+-1 FWHM) and a summed-area lookup
+at the source positions. sep also reproduces exactly what CEERS ran --
+Source Extractor's XWIN with the window sigma derived from FLUX_RADIUS --
+and gives filtering, deblending and isophotal peaks in one C call.
 
 Pixel coordinates are 0-based (the first pixel's centre is 0, 0), the JWST
 gwcs convention.

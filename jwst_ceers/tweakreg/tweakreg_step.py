@@ -42,7 +42,9 @@ class CatalogTweakReg(CeersStep):
     detector to each other (shift only), then each detector group to an HST
     catalog (rshift for SW, rscale for LW). Stock tweakreg fits all groups to
     the absolute catalog as one rigid body, which leaves per-detector offsets
-    of tens of mas; here every group gets its own absolute solution.
+    of tens of mas; here every group gets its own absolute solution (a shift
+    by default, which measured more accurate than rshift/rscale per detector;
+    ``abs_visit_fitgeometry`` adds one rotation/scale common to the visit).
 
     Input: an association, a list of models/files or a ModelLibrary. Returns a
     ModelLibrary with updated ``meta.wcs``, FITS/SIP ``meta.wcsinfo`` and
