@@ -4,11 +4,15 @@ CEERS parsed the tweakreg log into ``tweakreg_results_all.<visit>_<filter>.txt``
 here every number comes from the fit's own ``fit_info`` dictionary, one row per
 fit: a relative fit per image, an absolute fit per group.
 
-Columns: ``kind`` (relative / absolute / saved), ``group``, ``image`` (one
-exposure, or the comma-separated members of an absolute fit), ``nmatch``,
+Columns: ``kind`` (relative / absolute / visit / saved), ``group``, ``image``
+(one exposure, or the comma-separated members of an absolute fit), ``nmatch``,
 ``rmse`` and ``mae`` (arcsec), ``xshift`` and ``yshift`` (arcsec, in the fit's
 V2/V3-aligned tangent plane), ``rotation`` (deg), ``scale``, ``fitgeometry``
 and ``status`` (SUCCESS, REFERENCE, FAILED: / SKIPPED: reason, APPLIED).
+An absolute row holds the group's whole correction (first pass, visit-level
+rotation and refinement summed; ``fitgeometry`` e.g. ``shift+visit-rshift``)
+with the match statistics of its last pass; a visit row (only with
+``abs_visit_fitgeometry``) the rotation/scale common to the visit's groups.
 """
 
 from dataclasses import asdict, dataclass, fields
