@@ -346,6 +346,7 @@ def execute_product(task, *upstream, rehash=False, force=False, dry_run=False):
         return finish(OUT_OF_DATE, result.reason)
 
     output_dir.mkdir(parents=True, exist_ok=True)
+    loaded_package_sources()  # hash the package code already imported in this process, as it is now
     staging = _staging_dir(output_dir, task.name)
     log_file = output_dir / "logs" / f"{task.name}.log"
     try:

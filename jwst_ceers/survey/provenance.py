@@ -104,13 +104,21 @@ def _source_sha(relpath):
         return None
 
 
+# relpath -> sha256 of the file when this process first saw its module loaded: a
+# long-lived worker keeps running the code it imported even if the file is edited later
+_SEEN_SOURCES = {}
+
+
 def loaded_package_sources():
     """
     SHA-256 of the jwst_ceers source files loaded in this process (the code a task ran).
 
     A development (editable) install keeps one version number while its code
     changes; recording the sources the product was made with lets a re-run redo
-    it when that code changed. Engine, configuration and CLI modules are left out.
+    it when that code changed. Each file is hashed the first time its module is
+    seen loaded in this process (call this at task start and end), so an edit
+    made after the import is not mistaken for the code that ran. Engine,
+    configuration and CLI modules are left out.
 
     Returns
     -------
@@ -127,9 +135,10 @@ def loaded_package_sources():
         except ValueError:
             continue
         if _is_product_code(relpath):
-            sha = _source_sha(relpath)
-            if sha is not None:
-                sources[relpath] = sha
+            if relpath not in _SEEN_SOURCES:
+                _SEEN_SOURCES[relpath] = _source_sha(relpath)
+            if _SEEN_SOURCES[relpath] is not None:
+                sources[relpath] = _SEEN_SOURCES[relpath]
     return dict(sorted(sources.items()))
 
 
