@@ -1,52 +1,49 @@
 """
-Benchmark of PedestalSkySub (ceers_pedestal) against injected truth, stock jwst
-SkyMatchStep (skymethod='local') and a CEERS-style VAR_RNOISE factor.
+Benchmark of PedestalSkySub (ceers_pedestal) against injected truth and stock jwst
+SkyMatchStep (skymethod='local'), on REALISTIC deep-field data.
 
-Run on demand: ``python benchmarks/bench_pedestal.py [--n 4]``.
+Run on demand: ``python benchmarks/bench_pedestal.py [--n 6] [--skip-demo] [--ceers-box5]``.
 
-For each simulated full-frame (2048^2) exposure (sources at twice the default density,
-incl. 3 large galaxies; random gradient; 1/f striping 0.3 sigma; VAR_RNOISE written 1.3x
-too large) it prints:
-- pedestal error in units of the pixel sky sigma: ceers_pedestal (internal tiered masks)
-  and stock SkyMatchStep 'local' (sigma-clipped mode of all good pixels);
-- sky variance on the 7x7-block scale after rescaling / the realised truth (variance of
-  7x7 sums / 49 of the injected noise over source-free blocks); and, to show why the
-  statistic must be measured without a small-box background, the same block statistic
-  after subtracting a photutils Background2D with 5-pixel boxes (filter 3, biweight) on a
-  1024^2 cut. This is our reading of the CEERS recipe, not a faithful reproduction: it
-  absorbs far more than the -13% reported in issue 7, but shows the same failure mode;
-- wall and CPU time of ceers_pedestal per exposure (goal < 2 s incl. internal masks)
-  and of SkyMatchStep per exposure.
+Data (both at ~1.2e6 sources/deg^2, ``density_scale=3``, with the simulator's large
+bright galaxy and its low-surface-brightness wings, a 2D gradient and unflagged cosmic
+rays):
+
+- full frames: ``--n`` 2048^2 exposures, each with its own population around the
+  detector (so the large galaxy is near), gradients of 0.5-3 sigma across the array,
+  half of them with 1/f striping (0.3 sigma) and VAR_RNOISE written 1.3x too large;
+- demo: the ``jwst-ceers demo`` pointing (seed 2023, 9 exposures of 1024^2, NRCA1 lies in
+  a large galaxy's halo), standalone ``PedestalSkySub().run(cal_file)``.
+
+Printed per exposure: fraction of pixels with > 0.05 sigma of source light; pedestal
+error (measured - injected) / sigma_pixel for ceers_pedestal with internal masks, with
+the mask files (+ internal tiers, the default) and for SkyMatchStep 'local' (sigma-
+clipped statistic of all good pixels); VAR_RNOISE factor / truth, where truth is the
+CEERS 7x7 statistic of the injected noise (full frames: the realised value over
+source-free blocks; demo, no striping: its exact expectation 49 x block7_variance);
+CPU and wall time per exposure. Then the maxima, the time per 2048^2 exposure (goal
+< 2 s incl. internal masks) with the SkyMatchStep time in the same run, and peak
+memory. ``--ceers-box5`` adds the sky variance measured after a photutils Background2D
+with 5-pixel boxes (our reading of the CEERS recipe) on a 1024^2 cut, to show why the
+statistic must not follow a small-box background.
 """
 
 import argparse
+import resource
+import tempfile
 import time
+import tracemalloc
 import warnings
+from pathlib import Path
 
 import numpy as np
 
 RA, DEC, PA = 214.9, 52.9, 130.0
-CASES = [("NRCA1", "F150W"), ("NRCALONG", "F356W"), ("NRCA2", "F150W"), ("NRCALONG", "F356W")]
-
-
-def simulate(population, seed, detector, filter_name):
-    from jwst_ceers.simulate.exposures import simulate_exposure
-    from jwst_ceers.simulate.nircam_geometry import detector_pointing
-
-    ra_ref, dec_ref, roll_ref = detector_pointing(detector, ra=RA, dec=DEC, pa_v3=PA)
-    gradient = tuple(np.random.default_rng(100 + seed).uniform(-0.01, 0.01, 2))
-    model, truth = simulate_exposure(
-        filter_name=filter_name, detector=detector, ra_ref=ra_ref, dec_ref=dec_ref, roll_ref=roll_ref,
-        sources=population, seed=seed, gradient=gradient, rnoise_scale_error=1.3, one_over_f=0.3,
-        cosmic_ray_rate=0.0, keep_source_image=True, observation=1, dither=seed + 1,
-    )
-    sigma = float(np.sqrt(truth.sky_variance))
-    n = model.data.shape[0]
-    u = (np.arange(n) - (n - 1) / 2.0) / n
-    sky = truth.pedestal + truth.gradient[0] * u[None, :] + truth.gradient[1] * u[:, None]
-    noise = model.data - truth.source_image - sky
-    free = np.isfinite(noise) & (truth.source_image < 0.02 * sigma)
-    return model, truth, sigma, block_variance(noise, free), free
+# seed: (detector, filter, one_over_f, rnoise_scale_error)
+CASES = [
+    ("NRCA1", "F150W", 0.0, 1.0), ("NRCALONG", "F356W", 0.0, 1.0), ("NRCA2", "F150W", 0.3, 1.3),
+    ("NRCALONG", "F356W", 0.3, 1.3), ("NRCB1", "F150W", 0.0, 1.0), ("NRCA3", "F200W", 0.3, 1.3),
+    ("NRCA1", "F150W", 0.0, 1.0), ("NRCBLONG", "F444W", 0.3, 1.3),
+]
 
 
 def block_variance(image, usable, block=7):
@@ -56,8 +53,40 @@ def block_variance(image, usable, block=7):
     return float(np.var(sums[complete]) / block**2)
 
 
-def ceers_style_factor_ratio(model, truth, sigma, realised_cut):
-    """Sky variance measured CEERS's way (after a box-5 Background2D) / realised truth, 1024^2 cut."""
+def true_sky(truth, shape):
+    n0, n1 = shape
+    u = (np.arange(n1) - (n1 - 1) / 2.0) / n1
+    v = (np.arange(n0) - (n0 - 1) / 2.0) / n0
+    return truth.pedestal + truth.gradient[0] * u[None, :] + truth.gradient[1] * v[:, None]
+
+
+def simulate_full_frame(seed, detector, filter_name, one_over_f, rnoise_scale_error):
+    from jwst_ceers.simulate.exposures import simulate_exposure
+    from jwst_ceers.simulate.nircam_geometry import detector_pointing
+    from jwst_ceers.simulate.sources import make_source_population
+
+    ra_ref, dec_ref, roll_ref = detector_pointing(detector, ra=RA, dec=DEC, pa_v3=PA)
+    width = 1.6 * (130.0 if detector.endswith("LONG") else 65.0)
+    population = make_source_population(
+        ra=ra_ref, dec=dec_ref, width_arcsec=width, height_arcsec=width, seed=50 + seed, density_scale=3.0,
+        n_large_galaxies=1,
+    )
+    gradient = tuple(np.random.default_rng(100 + seed).uniform(-0.01, 0.01, 2))
+    model, truth = simulate_exposure(
+        filter_name=filter_name, detector=detector, ra_ref=ra_ref, dec_ref=dec_ref, roll_ref=roll_ref,
+        sources=population, seed=seed, gradient=gradient, rnoise_scale_error=rnoise_scale_error,
+        one_over_f=one_over_f, keep_source_image=True, observation=1, dither=seed + 1,
+    )
+    sigma = float(np.sqrt(truth.sky_variance))
+    noise = model.data - truth.source_image - true_sky(truth, model.data.shape)
+    free = np.isfinite(noise) & (truth.source_image < 0.02 * sigma) & (np.abs(noise) < 6 * sigma)
+    coverage = float((truth.source_image > 0.05 * sigma)[np.isfinite(model.data)].mean())
+    return dict(model=model, truth=truth, sigma=sigma, true_var=block_variance(noise, free), free=free,
+                coverage=coverage, name=f"{truth.root} {filter_name}" + (" 1/f" if one_over_f else ""))
+
+
+def ceers_box5_ratio(model, truth, sigma):
+    """Sky variance measured after a box-5 Background2D / realised truth, on a 1024^2 cut."""
     from astropy.stats import SigmaClip
     from photutils.background import Background2D, BiweightLocationBackground
 
@@ -70,67 +99,145 @@ def ceers_style_factor_ratio(model, truth, sigma, realised_cut):
         np.where(np.isfinite(data), data, 0), 5, filter_size=3, mask=~sky, sigma_clip=SigmaClip(3.0),
         bkg_estimator=BiweightLocationBackground(),
     ).background
-    variance, _ = block_sum_variance(data - background, sky)
-    return variance / realised_cut
+    variance, _ = block_sum_variance(data - background, sky, step=7)
+    noise = (model.data - truth.source_image - true_sky(truth, model.data.shape))[cut]
+    return variance / block_variance(noise, sky & (np.abs(noise) < 6 * sigma))
+
+
+def skymatch_errors(models, truths, sigmas):
+    """Stock SkyMatchStep 'local' (no subtraction): recorded level - injected pedestal, in sigma."""
+    from jwst.skymatch import SkyMatchStep
+
+    start, cpu = time.perf_counter(), time.process_time()
+    library = SkyMatchStep(skymethod="local", subtract=False).run(models)
+    wall, cpu = (time.perf_counter() - start) / len(models), (time.process_time() - cpu) / len(models)
+    errors = []
+    with library:
+        for index, (truth, sigma) in enumerate(zip(truths, sigmas)):
+            out = library.borrow(index)
+            errors.append((out.meta.background.level - truth.pedestal) / sigma)
+            library.shelve(out, index, modify=False)
+    return errors, wall, cpu
+
+
+def run_ours(model, **options):
+    from jwst_ceers.pedestal.pedestal_step import PedestalSkySub
+
+    start, cpu = time.perf_counter(), time.process_time()
+    result = PedestalSkySub(**options).run(model)
+    return result, time.perf_counter() - start, time.process_time() - cpu
+
+
+def print_row(name, coverage, internal, files, stock, factor_internal, factor_files, cpu, wall, extra=""):
+    print(f"{name:<46s} {100 * coverage:5.1f}% {internal:+9.3f} {files:+9.3f} {stock:+9.3f}   "
+          f"{factor_internal:7.3f} {factor_files:7.3f}  {cpu:5.2f}s/{wall:5.2f}s{extra}")
+
+
+HEADER = (f"{'exposure':<46s} {'>.05s':>6s} {'ped int':>9s} {'ped file':>9s} {'skymatch':>9s}   "
+          f"{'fac int':>7s} {'fac file':>7s}  {'CPU/wall (int)':>13s}")
+
+
+def full_frames(args):
+    from astropy.io import fits
+
+    print(f"\n== {args.n} full-frame 2048^2 exposures (density x3, large galaxy, gradient; pedestal errors "
+          "in sigma_pixel, VAR_RNOISE factor / truth)")
+    exposures = [simulate_full_frame(seed, *CASES[seed]) for seed in range(min(args.n, len(CASES)))]
+    run_ours(exposures[0]["model"], mask_suffix="")  # warm-up (imports, FFT plans)
+    tmp = Path(tempfile.mkdtemp(prefix="bench_pedestal_"))
+    tracemalloc.start()
+    peak = 0
+    rows = []
+    for e in exposures:
+        model, truth, sigma = e["model"], e["truth"], e["sigma"]
+        tracemalloc.reset_peak()
+        internal, wall, cpu = run_ours(model, mask_suffix="")
+        peak = max(peak, tracemalloc.get_traced_memory()[1])
+        fits.PrimaryHDU(truth.segmentation.astype(np.int32)).writeto(tmp / f"{truth.root}_rate_1fmask.fits",
+                                                                    overwrite=True)
+        model.meta.filename = f"{truth.root}_cal.fits"
+        files, _, _ = run_ours(model, mask_dir=str(tmp))
+        assert "1fmask" in files.meta.ceers_pedestal.mask
+        sky = e["free"] & (model.var_rnoise > 0)
+        rows.append(dict(
+            e=e, internal=(internal.meta.background.level - truth.pedestal) / sigma,
+            files=(files.meta.background.level - truth.pedestal) / sigma,
+            f_int=float(np.mean(internal.var_rnoise[sky]) / e["true_var"]),
+            f_file=float(np.mean(files.var_rnoise[sky]) / e["true_var"]), cpu=cpu, wall=wall,
+        ))
+    tracemalloc.stop()
+    stock, sm_wall, sm_cpu = skymatch_errors([e["model"] for e in exposures], [e["truth"] for e in exposures],
+                                             [e["sigma"] for e in exposures])
+    print(HEADER + ("  box5 var/true" if args.ceers_box5 else ""))
+    for row, sm in zip(rows, stock):
+        e = row["e"]
+        extra = f"  {ceers_box5_ratio(e['model'], e['truth'], e['sigma']):13.3f}" if args.ceers_box5 else ""
+        print_row(e["name"], e["coverage"], row["internal"], row["files"], sm, row["f_int"], row["f_file"],
+                  row["cpu"], row["wall"], extra)
+    summary(rows, stock)
+    cpu = np.mean([r["cpu"] for r in rows])
+    wall = np.mean([r["wall"] for r in rows])
+    print(f"ceers_pedestal per 2048^2 exposure (internal masks): {cpu:.2f} s CPU, {wall:.2f} s wall (goal < 2 s); "
+          f"SkyMatchStep local: {sm_cpu:.2f} s CPU, {sm_wall:.2f} s wall per exposure "
+          f"(ratio ours/stock CPU {cpu / sm_cpu:.1f}x)")
+    print(f"peak traced memory of one ceers_pedestal run: {peak / 2**20:.0f} MiB")
+
+
+def demo_pointing(args):
+    from stdatamodels.jwst import datamodels
+
+    from jwst_ceers.simulate.exposures import simulate_pointing
+
+    print("\n== jwst-ceers demo pointing (seed 2023, 1024^2, density x3; truth 7x7 = 49 x block7_variance)")
+    out = Path(tempfile.mkdtemp(prefix="bench_pedestal_demo_"))
+    pointing = simulate_pointing(
+        out, filters=("F150W", "F356W"), sw_detectors=("NRCA1", "NRCA2"), lw_detectors=("NRCALONG",), n_dithers=3,
+        size=1024, seed=2023, source_density_scale=3.0, refcat_mag_limit=27.5,
+    )
+    truths = sorted(pointing.truth.values(), key=lambda t: (t.detector, t.root))
+    rows, models = [], []
+    for truth in truths:
+        sigma = float(np.sqrt(truth.sky_variance))
+        true_factor = 49 * truth.block7_variance / (truth.true_rnoise_variance * truth.rnoise_scale_error)
+        internal, wall, cpu = run_ours(truth.cal_file, mask_suffix="")
+        files, _, _ = run_ours(truth.cal_file)  # mask file found beside the cal file
+        assert "1fmask" in files.meta.ceers_pedestal.mask
+        rows.append(dict(
+            internal=(internal.meta.background.level - truth.pedestal) / sigma,
+            files=(files.meta.background.level - truth.pedestal) / sigma,
+            f_int=internal.meta.ceers_pedestal.rnoise_scale / true_factor,
+            f_file=files.meta.ceers_pedestal.rnoise_scale / true_factor, cpu=cpu, wall=wall,
+            name=f"{truth.root} {truth.filter}",
+        ))
+        models.append(datamodels.open(truth.cal_file))
+    stock, _, _ = skymatch_errors(models, truths, [np.sqrt(t.sky_variance) for t in truths])
+    print(HEADER)
+    for row, sm in zip(rows, stock):
+        print_row(row["name"], float("nan"), row["internal"], row["files"], sm, row["f_int"], row["f_file"],
+                  row["cpu"], row["wall"])
+    summary(rows, stock)
+
+
+def summary(rows, stock):
+    internal = np.abs([r["internal"] for r in rows]).max()
+    files = np.abs([r["files"] for r in rows]).max()
+    factor = max(abs(r[k] - 1) for r in rows for k in ("f_int", "f_file"))
+    print(f"max |pedestal error|: ours {internal:.3f} (internal masks), {files:.3f} (mask files) sigma; "
+          f"SkyMatchStep local {np.abs(stock).max():.3f} sigma; max |VAR_RNOISE factor / truth - 1|: {factor:.3f}")
 
 
 def main():
     parser = argparse.ArgumentParser(description="ceers_pedestal benchmark")
-    parser.add_argument("--n", type=int, default=4, help="number of exposures (<= 4)")
-    parser.add_argument("--skip-ceers", action="store_true", help="skip the slow CEERS-style Background2D")
+    parser.add_argument("--n", type=int, default=6, help=f"number of full-frame exposures (<= {len(CASES)})")
+    parser.add_argument("--skip-demo", action="store_true", help="skip the demo pointing")
+    parser.add_argument("--ceers-box5", action="store_true", help="add the (slow) CEERS-style box-5 variance")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
-
-    from jwst.skymatch import SkyMatchStep
-
-    from jwst_ceers.pedestal.pedestal_step import PedestalSkySub
-    from jwst_ceers.simulate.sources import make_source_population
-
-    population = make_source_population(
-        ra=RA, dec=DEC, width_arcsec=240, height_arcsec=240, seed=2, density_scale=2.0, n_large_galaxies=3
-    )
-    exposures = [simulate(population, seed, *CASES[seed]) for seed in range(min(args.n, len(CASES)))]
-
-    PedestalSkySub(mask_suffix="").run(exposures[0][0])  # warm-up (imports, FFT plans)
-    ours, times = [], []
-    for model, truth, sigma, realised, free in exposures:
-        start, cpu = time.perf_counter(), time.process_time()
-        result = PedestalSkySub(mask_suffix="").run(model)
-        times.append((time.perf_counter() - start, time.process_time() - cpu))
-        sky = free & (model.var_rnoise > 0)
-        ours.append(((result.meta.background.level - truth.pedestal) / sigma,
-                     float(np.mean(result.var_rnoise[sky]) / realised),
-                     result.meta.ceers_pedestal.source_fraction))
-
-    start, cpu = time.perf_counter(), time.process_time()
-    library = SkyMatchStep(skymethod="local", subtract=False).run([e[0] for e in exposures])
-    sm_times = ((time.perf_counter() - start) / len(exposures), (time.process_time() - cpu) / len(exposures))
-    stock = []
-    with library:
-        for index, (model, truth, sigma, _, _) in enumerate(exposures):
-            out = library.borrow(index)
-            stock.append((out.meta.background.level - truth.pedestal) / sigma)
-            library.shelve(out, index, modify=False)
-
-    print(f"{'exposure':<40s} {'masked':>6s} {'ped err ours':>12s} {'ped err skymatch':>16s} "
-          f"{'var/true ours':>13s} {'var/true box5 bkg':>19s} {'time ours':>16s}")
-    for (model, truth, sigma, realised, free), (err, ratio, masked), sm, (wall, cpu) in zip(
-        exposures, ours, stock, times
-    ):
-        ceers = float("nan")
-        if not args.skip_ceers:
-            cut = np.s_[512:1536, 512:1536]
-            realised_cut = block_variance((model.data - truth.source_image)[cut] - truth.pedestal, free[cut])
-            ceers = ceers_style_factor_ratio(model, truth, sigma, realised_cut)
-        print(f"{truth.root:<40s} {100 * masked:5.1f}% {err:+11.4f}s {sm:+15.4f}s {ratio:13.4f} {ceers:19.4f} "
-              f"{wall:6.2f}s/{cpu:5.2f}s CPU")
-    errors = np.array([o[0] for o in ours])
-    print(f"max |pedestal error|: ceers_pedestal {np.abs(errors).max():.4f} sigma, "
-          f"SkyMatchStep local {np.abs(stock).max():.4f} sigma (ratio {np.abs(stock).max() / np.abs(errors).max():.1f}x)")
-    print(f"max |rescaled VAR_RNOISE / true 7x7 sky variance - 1|: {max(abs(o[1] - 1) for o in ours):.4f}")
-    print(f"ceers_pedestal per 2048^2 exposure: {np.mean([t[0] for t in times]):.2f} s wall, "
-          f"{np.mean([t[1] for t in times]):.2f} s CPU (goal < 2 s); SkyMatchStep local: "
-          f"{sm_times[0]:.2f} s wall, {sm_times[1]:.2f} s CPU")
+    if args.n > 0:
+        full_frames(args)
+    if not args.skip_demo:
+        demo_pointing(args)
+    print(f"peak RSS of the benchmark process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10:.0f} MiB")
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ import scipy.ndimage
 from jwst_ceers.masking import CEERS_EXPOSURE_TIERS, coarse_background, tiered_source_mask
 from jwst_ceers.pedestal.rnoise_scale import rnoise_scale_factor
 from jwst_ceers.pedestal.sky_pedestal import MIN_FIT_PIXELS, PedestalFit, fit_pedestal
-from jwst_ceers.pedestal.sky_plane import SkyPlane, fit_sky_plane
+from jwst_ceers.pedestal.sky_plane import MIN_PLANE_PIXELS, SkyPlane, fit_sky_plane
 
 __all__ = ["ExposureSky", "measure_exposure_sky"]
 
@@ -158,11 +158,13 @@ def measure_exposure_sky(
     if flatten_box:
         plane = fit_sky_plane(data, sky, box=int(flatten_box), reject=PLANE_REJECT)
         if plane is None:
-            log.warning("too few %d-px blocks with sky pixels for a sky plane: no gradient removed", flatten_box)
+            log.warning("fewer than %d sky pixels: no sky plane, no gradient removed", MIN_PLANE_PIXELS)
         else:
             background = plane.slope_image(data.shape)
             in_accepted = sky & plane.accepted_pixels(data.shape)
-            if np.count_nonzero(in_accepted) >= MIN_FIT_PIXELS:
+            if plane.method == "pixels":
+                log.warning("too few %d-px blocks with sky pixels: sky plane fitted to the pixels", flatten_box)
+            elif np.count_nonzero(in_accepted) >= MIN_FIT_PIXELS:
                 fit_pixels = in_accepted
             else:
                 log.warning(

@@ -27,19 +27,21 @@ _CLIPPED_VARIANCE_FRACTION = 1.0 - 2.0 * _CLIP * norm.pdf(_CLIP) / (2.0 * norm.c
 
 def _window_sums(residual, usable, block, step):
     """Sums of ``block`` x ``block`` windows (lower-left corners every ``step`` px) and completeness."""
-    values = np.where(usable, residual, 0).astype(np.float64)
-    integral = np.zeros((values.shape[0] + 1, values.shape[1] + 1))
-    np.cumsum(np.cumsum(values, axis=0), axis=1, out=integral[1:, 1:])
-    counts = np.zeros(integral.shape, dtype=np.int64)
-    np.cumsum(np.cumsum(usable, axis=0, dtype=np.int64), axis=1, out=counts[1:, 1:])
-    y = np.arange(0, values.shape[0] - block + 1, step)
-    x = np.arange(0, values.shape[1] - block + 1, step)
+    y = np.arange(0, residual.shape[0] - block + 1, step)
+    x = np.arange(0, residual.shape[1] - block + 1, step)
 
-    def window(table):
-        return (table[np.ix_(y + block, x + block)] - table[np.ix_(y, x + block)]
-                - table[np.ix_(y + block, x)] + table[np.ix_(y, x)])
+    def window_sums(image, dtype):
+        # running sums along x, kept only at the window columns, then along y
+        along_x = np.zeros((image.shape[0], image.shape[1] + 1), dtype=dtype)
+        np.cumsum(image, axis=1, dtype=dtype, out=along_x[:, 1:])
+        rows = along_x[:, x + block] - along_x[:, x]
+        along_y = np.zeros((rows.shape[0] + 1, rows.shape[1]), dtype=dtype)
+        np.cumsum(rows, axis=0, out=along_y[1:])
+        return along_y[y + block] - along_y[y]
 
-    return window(integral), window(counts) == block * block
+    sums = window_sums(np.where(usable, residual, np.float32(0)), np.float64)
+    complete = window_sums(usable, np.int32) == block * block
+    return sums, complete
 
 
 def block_sum_variance(residual, usable, *, block=7, step=3):

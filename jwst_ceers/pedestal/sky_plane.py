@@ -35,6 +35,8 @@ MIN_BLOCK_FRACTION = 0.1
 # negative outliers (beyond this many block sigma below the plane: e.g. a missed bad
 # column) are dropped too
 NEGATIVE_REJECT = 5.0
+# fewest sky pixels for the pixel-level fallback plane
+MIN_PLANE_PIXELS = 20
 
 
 @dataclass
@@ -56,7 +58,10 @@ class SkyPlane:
         Block size in pixels.
     block_scatter : float
         Robust scatter of the accepted block medians about the plane (data units, for a
-        block with ``box**2`` usable pixels).
+        block with ``box**2`` usable pixels); NaN for ``method='pixels'``.
+    method : str
+        'blocks', or 'pixels' when too few blocks had enough sky pixels and the plane was
+        fitted (3-sigma clipped) to the sky pixels themselves, nothing rejected.
     """
 
     level: float
@@ -66,6 +71,7 @@ class SkyPlane:
     measured: np.ndarray
     box: int
     block_scatter: float
+    method: str = "blocks"
 
     @property
     def accepted_fraction(self):
@@ -127,15 +133,16 @@ def fit_sky_plane(data, sky, *, box=64, reject=1.5, iterations=30):
     Returns
     -------
     SkyPlane or None
-        None when fewer than 3 blocks have enough sky pixels.
+        None when there are fewer than ``MIN_PLANE_PIXELS`` sky pixels. When fewer than 3
+        blocks have enough sky pixels, a plane fitted to the pixels (``method='pixels'``).
     """
     data = np.asarray(data, dtype=np.float32)
-    sky = np.asarray(sky, dtype=bool)
+    sky = np.asarray(sky, dtype=bool) & np.isfinite(data)
     box = int(box)
     medians, count, uu, vv = _block_medians(data, sky, box)
     measured = (count >= MIN_BLOCK_FRACTION * box * box) & np.isfinite(medians)
     if measured.sum() < 3:
-        return None
+        return _pixel_plane(data, sky, box, medians.shape)
     # weights: the noise of a median of n pixels scales as 1 / sqrt(n)
     weight = np.sqrt(np.where(measured, count, 0)).astype(np.float64)
     design = np.stack([np.ones_like(uu), uu, vv], axis=-1)
@@ -165,4 +172,29 @@ def fit_sky_plane(data, sky, *, box=64, reject=1.5, iterations=30):
     return SkyPlane(
         level=float(coefficients[0]), slope_x=float(coefficients[1]), slope_y=float(coefficients[2]),
         accepted=accepted, measured=measured, box=box, block_scatter=float(block_scatter),
+    )
+
+
+def _pixel_plane(data, sky, box, grid_shape, *, clip=3.0, iterations=5):
+    """Plane fitted to the sky pixels themselves (sparse sky), iteratively clipped."""
+    y, x = np.nonzero(sky)
+    if y.size < MIN_PLANE_PIXELS:
+        return None
+    ny, nx = data.shape
+    values = data[y, x].astype(np.float64)
+    design = np.stack([np.ones(y.size), (x - (nx - 1) / 2.0) / nx, (y - (ny - 1) / 2.0) / ny], axis=1)
+    keep = np.ones(y.size, dtype=bool)
+    coefficients = np.zeros(3)
+    for _ in range(iterations):
+        coefficients, *_ = np.linalg.lstsq(design[keep], values[keep], rcond=None)
+        residual = values - design @ coefficients
+        scale = 1.4826 * np.median(np.abs(residual[keep] - np.median(residual[keep])))
+        new = np.abs(residual) <= clip * scale if scale > 0 else keep
+        if new.sum() < MIN_PLANE_PIXELS or np.array_equal(new, keep):
+            break
+        keep = new
+    everywhere = np.ones(grid_shape, dtype=bool)
+    return SkyPlane(
+        level=float(coefficients[0]), slope_x=float(coefficients[1]), slope_y=float(coefficients[2]),
+        accepted=everywhere, measured=everywhere, box=box, block_scatter=float("nan"), method="pixels",
     )
