@@ -66,7 +66,8 @@ class MosaicBackground(CeersStep):
     bkg_clip_sigma = float(min=1, max=10, default=3.0)  # Background fit: sigma-clipping threshold
     edit_regions = string_list(default=list())  # DS9 region files editing the merged mask: plain shapes add, '-' shapes remove
     save_plots = boolean(default=False)  # Write <pointing>_mosaic_bkg.png previews
-    threads = integer(min=1, max=16, default=2)  # Mosaics processed in parallel
+    threads = integer(min=1, max=16, default=2)  # Mosaics processed in parallel (at most; see max_memory_gb)
+    max_memory_gb = float(min=0.5, max=1024, default=4.0)  # Process mosaics in parallel only while the estimated peak memory stays below this
     """  # noqa: E501
 
     def _tiers(self, prefix):
@@ -161,7 +162,7 @@ class MosaicBackground(CeersStep):
                 box_size=self.wing_box_size,
                 seed_nsigma=self.wing_seed_nsigma,
             ),
-            threads=self.threads,
+            threads=_parallel_mosaics(self.threads, self.max_memory_gb, [m.data.size for m in mosaics]),
         )
         outputs = self._write(mosaics, result, out_dir, pointing, tiers)
         if self.save_plots:
@@ -204,6 +205,25 @@ class MosaicBackground(CeersStep):
             extra={"FILTER": "+".join(m.filter for m in mosaics)[:68], "MASKVAL": "1 = masked source (all filters)"},
         )
         return outputs
+
+
+# Measured on 10600 x 4800 mosaics (benchmarks/bench_mosaic_bkg.py): the inputs held for
+# the whole run (data, noise, no-data mask and the model's ERR/WHT for the output) take
+# ~17 bytes per pixel per mosaic, and each mosaic being masked adds ~30 bytes per pixel
+# (smoothed images, spectra, dilations) while it is processed.
+_HELD_BYTES_PER_PIXEL = 17.0
+_WORKING_BYTES_PER_PIXEL = 30.0
+
+
+def _parallel_mosaics(threads, max_memory_gb, sizes):
+    """Number of mosaics to process at once so that the estimated peak stays below the limit."""
+    held = _HELD_BYTES_PER_PIXEL * sum(sizes)
+    working = _WORKING_BYTES_PER_PIXEL * max(sizes)
+    fits = int((max_memory_gb * 1024**3 - held) // max(working, 1.0))
+    chosen = max(1, min(int(threads), fits))
+    if chosen < threads:
+        log.info("ceers_mosaic_bkg: %d mosaic(s) at a time to stay below %.1f GB", chosen, max_memory_gb)
+    return chosen
 
 
 def _common_prefix(names):
