@@ -107,6 +107,7 @@ def grow_wing_mask(
     box_size=128,
     cap=1.0,
     seed_nsigma=3.0,
+    fit_min_fraction=0.3,
     workers=2,
 ):
     """
@@ -146,6 +147,11 @@ def grow_wing_mask(
         A mask region grows only while the mean of the smoothed residual in a ring one
         kernel wide around it is significant at this level (its wings are detected;
         the ring's number of independent values is taken into account).
+    fit_min_fraction : float
+        Boxes of those fits with fewer unmasked blocks than this fraction are filled
+        from their neighbours: a box mostly covered by a large galaxy's mask would
+        otherwise take its level from the few wing pixels left, absorb the wing and
+        hide it from detection.
     workers : int
         FFT threads.
 
@@ -182,7 +188,8 @@ def grow_wing_mask(
                 continue
             try:
                 background, _ = fit_background(
-                    np.where(usable, data, np.float32(np.nan)), exclude, box_size=fit_box, filter_size=3, stride=1
+                    np.where(usable, data, np.float32(np.nan)), exclude, box_size=fit_box, filter_size=3, stride=1,
+                    min_fraction=fit_min_fraction,
                 )
             except ValueError:
                 continue
