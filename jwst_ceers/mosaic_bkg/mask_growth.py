@@ -9,15 +9,17 @@ the residual in pixel-sigma units is smoothed with a wide Gaussian and threshold
 at a low significance, and only the connected regions above threshold that touch
 a mask region whose surroundings are significantly bright are added to it
 (hysteresis: wings are contiguous with their galaxy; isolated noise peaks are not,
-and faint compact sources, which have no detectable wings, do not seed growth). Fit, detection and growth are iterated a few
-times, each fit seeing the grown mask; the detections of all filters are merged, so
-wings seen in the deepest filter are masked in all. Everything runs on the
-block-reduced grid (64x fewer cells), so it costs a few percent of the step.
+and faint compact sources, which have no detectable wings, do not seed growth).
+Fit, detection and growth are iterated a few times, each fit seeing the grown mask;
+the detections of all filters are merged, so wings seen in the deepest filter are
+masked in all. Everything runs on the block-reduced grid (64x fewer cells), so it
+costs a few percent of the step.
 
 :func:`grow_masks_by_size` (optional, ``grow_factor``): a purely geometric growth,
-every connected masked region is grown by a radius proportional to how much larger it is than a typical small-source mask: a region of
-equivalent radius ``r_eq`` grows by ``factor * max(0, r_eq - min_radius)``. The work is
-done on a block-reduced grid with one Euclidean distance transform, so it is O(N).
+every connected masked region is grown by a radius proportional to how much larger
+it is than a typical small-source mask: a region of equivalent radius ``r_eq`` grows
+by ``factor * max(0, r_eq - min_radius)``. The work is done on a block-reduced grid
+with one Euclidean distance transform, so it is O(N).
 """
 
 import logging

@@ -37,6 +37,8 @@ class MosaicBackground(CeersStep):
     ``<product>_bkg.fits`` (float32), ``<product>_tiermask.fits`` (uint8/uint16: bit 0
     no data, bit k tier k, bit n+1 wing / size-dependent growth) and
     ``<pointing>_merged_mask.fits`` (uint8, 1 = masked). Inputs are never modified.
+    Mosaics are masked in parallel (``threads``) only while the estimated peak memory
+    stays below ``max_memory_gb`` (a 10600 x 4800 pointing runs them one at a time).
     ``process`` returns a dict of the output paths.
     """
 
