@@ -8,7 +8,8 @@ def add_parser(parser):
     parser.add_argument("--out", default="demo_out", help="output folder (default: demo_out)")
     parser.add_argument("--seed", type=int, default=2023, help="simulation seed")
     parser.add_argument(
-        "--size", type=int, default=1024, help="detector subarray size, pixels (2048 = full frames)"
+        "--size", type=int, default=2048,
+        help="detector size, pixels: 2048 = full frames (default, ~4 min); 1024 = quick look, SW astrometry ~3 mas"
     )
 
 

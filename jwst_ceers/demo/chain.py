@@ -67,7 +67,7 @@ def _progress(message):
     print(f"[jwst-ceers demo] {message}", flush=True)
 
 
-def run_demo(out_dir, *, seed=2023, size=1024, progress=_progress):
+def run_demo(out_dir, *, seed=2023, size=2048, progress=_progress):
     """
     Simulate a small CEERS-like pointing and reduce it end to end.
 
@@ -78,7 +78,8 @@ def run_demo(out_dir, *, seed=2023, size=1024, progress=_progress):
     seed : int, optional
         Simulation seed.
     size : int, optional
-        Detector subarray size in pixels (2048 = full frames; slower).
+        Detector size in pixels: 2048 = full frames; smaller sizes are centred cut-outs
+        (faster, but each SW cut-out then holds too few reference sources for 2 mas).
     progress : callable, optional
         Called with one line of text per stage.
 
@@ -101,7 +102,7 @@ def run_demo(out_dir, *, seed=2023, size=1024, progress=_progress):
     report = DemoReport(out_dir=str(out))
     clock = time.perf_counter()
 
-    progress(f"1/5 simulating a CEERS-like pointing ({size}^2 subarrays, F150W + F356W)")
+    progress(f"1/5 simulating a CEERS-like pointing ({size}^2 detectors, F150W + F356W)")
     sim = simulate_pointing(
         dirs["sim"], filters=("F150W", "F356W"), sw_detectors=("NRCA1", "NRCA2"),
         lw_detectors=("NRCALONG",), n_dithers=3, size=size, seed=seed,
