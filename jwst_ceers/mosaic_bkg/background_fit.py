@@ -76,7 +76,8 @@ def fit_background(data, exclude, *, box_size=128, filter_size=3, sigma=3.0, str
         least 1), i.e. up to 32 x 32 samples per box (drizzled noise is correlated
         over ~2 pixels, so samples 4 pixels apart are independent).
     min_fraction : float
-        Boxes with fewer usable pixels than this fraction are filled from their
+        Boxes with fewer usable pixels than this fraction (of their pixels inside the
+        image) are filled from their
         neighbours by a thin-plate surface (:func:`fill_invalid_smooth`).
 
     Returns
@@ -93,7 +94,13 @@ def fit_background(data, exclude, *, box_size=128, filter_size=3, sigma=3.0, str
         while box_size % stride:
             stride -= 1
     samples = block_samples(data, exclude, box=box_size, stride=stride)
-    min_pixels = max(4, int(min_fraction * samples.shape[-1]))
+    # the fraction counts the samples of a box that lie inside the image (edge boxes,
+    # and boxes of mosaics smaller than one box, are partly outside)
+    k = box_size // stride
+    ny, nx = -(-data.shape[0] // stride), -(-data.shape[1] // stride)
+    rows = np.minimum(k, ny - k * np.arange(samples.shape[0]))
+    cols = np.minimum(k, nx - k * np.arange(samples.shape[1]))
+    min_pixels = np.maximum(4, (min_fraction * np.outer(rows, cols)).astype(int))
     location, _ = box_statistics(samples, sigma=sigma, min_pixels=min_pixels)
     del samples
     valid = np.isfinite(location)

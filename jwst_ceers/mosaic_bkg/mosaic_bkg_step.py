@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from jwst_ceers._step import CeersStep
-from jwst_ceers.errors import CeersFileError, CeersParameterError
+from jwst_ceers.errors import CeersDataError, CeersFileError, CeersParameterError
 
 __all__ = ["MosaicBackground"]
 
@@ -111,7 +111,6 @@ class MosaicBackground(CeersStep):
     def process(self, input_data):
         """Run the algorithm on all mosaics of the pointing; see the class docstring."""
         from jwst_ceers.mosaic_bkg.mosaic_io import check_same_grid, read_mosaic
-        from jwst_ceers.mosaic_bkg.pointing_background import WingGrowth, pointing_background
         from jwst_ceers.mosaic_bkg.region_edits import apply_region_edits, read_region_edits
 
         start = time.perf_counter()
@@ -144,7 +143,33 @@ class MosaicBackground(CeersStep):
             pointing,
             mosaics[0].data.shape,
         )
-        result = pointing_background(
+        try:
+            result = self._run_algorithm(mosaics, tiers, edit)
+        except ValueError as exc:
+            if isinstance(exc, CeersParameterError | CeersFileError):
+                raise
+            raise CeersDataError(
+                f"ceers_mosaic_bkg: {exc} ({', '.join(m.source for m in mosaics)}; "
+                f"bkg_box_size={self.bkg_box_size})"
+            ) from exc
+        outputs = self._write(mosaics, result, out_dir, pointing, tiers)
+        if self.save_plots:
+            from jwst_ceers.mosaic_bkg.previews import save_previews
+
+            outputs["plot"] = save_previews(out_dir / f"{pointing}_mosaic_bkg.png", mosaics, result)
+        for mosaic, item in zip(mosaics, members, strict=True):
+            if mosaic.hdul is not None:
+                mosaic.hdul.close()
+            if mosaic.model is not None and isinstance(item, (str, Path)):
+                mosaic.model.close()
+        log.info("ceers_mosaic_bkg: done in %.1f s; outputs in %s", time.perf_counter() - start, out_dir)
+        return outputs
+
+    def _run_algorithm(self, mosaics, tiers, edit):
+        """Call the array algorithm with this step's parameters."""
+        from jwst_ceers.mosaic_bkg.pointing_background import WingGrowth, pointing_background
+
+        return pointing_background(
             [m.data for m in mosaics],
             nodata=[m.nodata for m in mosaics],
             tiers=tiers,
@@ -166,18 +191,6 @@ class MosaicBackground(CeersStep):
             ),
             threads=_parallel_mosaics(self.threads, self.max_memory_gb, [m.data.size for m in mosaics]),
         )
-        outputs = self._write(mosaics, result, out_dir, pointing, tiers)
-        if self.save_plots:
-            from jwst_ceers.mosaic_bkg.previews import save_previews
-
-            outputs["plot"] = save_previews(out_dir / f"{pointing}_mosaic_bkg.png", mosaics, result)
-        for mosaic, item in zip(mosaics, members, strict=True):
-            if mosaic.hdul is not None:
-                mosaic.hdul.close()
-            if mosaic.model is not None and isinstance(item, (str, Path)):
-                mosaic.model.close()
-        log.info("ceers_mosaic_bkg: done in %.1f s; outputs in %s", time.perf_counter() - start, out_dir)
-        return outputs
 
     def _write(self, mosaics, result, out_dir, pointing, tiers):
         from jwst_ceers.mosaic_bkg.mosaic_io import write_bkgsub, write_image_fits
