@@ -10,7 +10,8 @@ against the injected truth: residual (estimated - true background) rms over the
 footprint, mean bias under masked sources, masked fraction and fraction of
 true-source pixels (> 0.5 sigma) left unmasked, all in units of the pixel noise.
 ``--full`` adds the step on a 10600 x 4800 pointing (the reference there is optional,
-``--full-reference``, ~20-40 min).
+``--full-reference``, ~20-40 min); ``--reference-filters 1`` halves the reference's
+time (ratios are per filter); ``--no-reference`` measures the step alone.
 """
 
 import argparse
