@@ -59,6 +59,9 @@ class SkyPlane:
     block_scatter : float
         Robust scatter of the accepted block medians about the plane (data units, for a
         block with ``box**2`` usable pixels); NaN for ``method='pixels'``.
+    excess : ndarray
+        Block grid: height of each measured block above the plane in units of the block
+        scatter (NaN where not measured; 0 for ``method='pixels'``).
     method : str
         'blocks', or 'pixels' when too few blocks had enough sky pixels and the plane was
         fitted (3-sigma clipped) to the sky pixels themselves, nothing rejected.
@@ -71,6 +74,7 @@ class SkyPlane:
     measured: np.ndarray
     box: int
     block_scatter: float
+    excess: np.ndarray = None
     method: str = "blocks"
 
     @property
@@ -85,10 +89,17 @@ class SkyPlane:
         v = ((np.arange(ny) - (ny - 1) / 2.0) / ny).astype(np.float32)
         return np.float32(self.slope_x) * u[None, :] + np.float32(self.slope_y) * v[:, None]
 
-    def accepted_pixels(self, shape):
-        """Pixel mask (True inside accepted blocks) for an array of ``shape``."""
+    def accepted_pixels(self, shape, *, below=None):
+        """
+        Pixel mask (True inside accepted blocks) for an array of ``shape``.
+
+        With ``below``: True inside measured blocks whose ``excess`` is below that value.
+        """
         ny, nx = shape
-        full = np.repeat(np.repeat(self.accepted, self.box, axis=0), self.box, axis=1)
+        blocks = self.accepted
+        if below is not None:
+            blocks = self.measured & (np.nan_to_num(self.excess, nan=np.inf) < below)
+        full = np.repeat(np.repeat(blocks, self.box, axis=0), self.box, axis=1)
         return full[:ny, :nx]
 
 
@@ -169,9 +180,11 @@ def fit_sky_plane(data, sky, *, box=64, reject=1.5, iterations=30):
             break
         accepted = new
     block_scatter = scatter / box if np.isfinite(scatter) else float("nan")
+    normalised = np.where(measured, (medians - design @ coefficients) * weight, np.nan)
+    excess = normalised / scatter if scatter > 0 else np.where(measured, 0.0, np.nan)
     return SkyPlane(
         level=float(coefficients[0]), slope_x=float(coefficients[1]), slope_y=float(coefficients[2]),
-        accepted=accepted, measured=measured, box=box, block_scatter=float(block_scatter),
+        accepted=accepted, measured=measured, box=box, block_scatter=float(block_scatter), excess=excess,
     )
 
 
@@ -196,5 +209,6 @@ def _pixel_plane(data, sky, box, grid_shape, *, clip=3.0, iterations=5):
     everywhere = np.ones(grid_shape, dtype=bool)
     return SkyPlane(
         level=float(coefficients[0]), slope_x=float(coefficients[1]), slope_y=float(coefficients[2]),
-        accepted=everywhere, measured=everywhere, box=box, block_scatter=float("nan"), method="pixels",
+        accepted=everywhere, measured=everywhere, box=box, block_scatter=float("nan"),
+        excess=np.zeros(grid_shape), method="pixels",
     )
