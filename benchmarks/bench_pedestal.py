@@ -17,7 +17,7 @@ rays):
 Printed per exposure: fraction of pixels with > 0.05 sigma of source light; pedestal
 error (measured - injected) / sigma_pixel for ceers_pedestal with internal masks, with
 the mask files (+ internal tiers, the default) and for SkyMatchStep 'local' (sigma-
-clipped statistic of all good pixels); VAR_RNOISE factor / truth, where truth is the
+clipped statistic of all good pixels, run per image); VAR_RNOISE factor / truth, where truth is the
 CEERS 7x7 statistic of the injected noise (full frames: the realised value over
 source-free blocks, all 49 tilings; demo, no striping: its exact expectation
 49 x block7_variance);
@@ -109,19 +109,28 @@ def ceers_box5_ratio(model, truth, sigma):
     return variance / block_variance(noise, sky & (np.abs(noise) < 6 * sigma))
 
 
-def skymatch_errors(models, truths, sigmas):
-    """Stock SkyMatchStep 'local' (no subtraction): recorded level - injected pedestal, in sigma."""
+def skymatch_errors(models, truths, sigmas, *, grouped=False):
+    """
+    Stock SkyMatchStep 'local' (no subtraction): recorded level - injected pedestal, in sigma.
+
+    ``grouped=False`` runs it on one image at a time (its per-image sky); with all images
+    at once (``grouped=True``, as calwebb_image3 does) the detectors of one exposure share
+    one level, the lowest, which is CEERS's complaint about skymatch.
+    """
     from jwst.skymatch import SkyMatchStep
 
     start, cpu = time.perf_counter(), time.process_time()
-    library = SkyMatchStep(skymethod="local", subtract=False).run(models)
+    batches = [list(models)] if grouped else [[model] for model in models]
+    levels = []
+    for batch in batches:
+        library = SkyMatchStep(skymethod="local", subtract=False).run(batch)
+        with library:
+            for index in range(len(batch)):
+                out = library.borrow(index)
+                levels.append(out.meta.background.level)
+                library.shelve(out, index, modify=False)
     wall, cpu = (time.perf_counter() - start) / len(models), (time.process_time() - cpu) / len(models)
-    errors = []
-    with library:
-        for index, (truth, sigma) in enumerate(zip(truths, sigmas)):
-            out = library.borrow(index)
-            errors.append((out.meta.background.level - truth.pedestal) / sigma)
-            library.shelve(out, index, modify=False)
+    errors = [(level - truth.pedestal) / sigma for level, truth, sigma in zip(levels, truths, sigmas)]
     return errors, wall, cpu
 
 
@@ -188,6 +197,18 @@ def full_frames(args):
     print(f"peak traced memory of one ceers_pedestal run: {peak / 2**20:.0f} MiB")
 
 
+def demo_coverage(truth, sources, size):
+    """Fraction of pixels with > 0.05 sigma of source light (the pointing keeps no source image)."""
+    from jwst_ceers.simulate.exposures import simulate_exposure
+
+    _, rendered = simulate_exposure(
+        filter_name=truth.filter, detector=truth.detector, ra_ref=truth.true_ra_ref, dec_ref=truth.true_dec_ref,
+        roll_ref=truth.true_roll_ref, sources=sources, seed=0, size=size, cosmic_ray_rate=0.0,
+        bad_pixel_fraction=0.0, keep_source_image=True,
+    )
+    return float((rendered.source_image > 0.05 * np.sqrt(truth.sky_variance)).mean())
+
+
 def demo_pointing(args):
     from stdatamodels.jwst import datamodels
 
@@ -212,15 +233,19 @@ def demo_pointing(args):
             files=(files.meta.background.level - truth.pedestal) / sigma,
             f_int=internal.meta.ceers_pedestal.rnoise_scale / true_factor,
             f_file=files.meta.ceers_pedestal.rnoise_scale / true_factor, cpu=cpu, wall=wall,
-            name=f"{truth.root} {truth.filter}",
+            name=f"{truth.root} {truth.filter}", coverage=demo_coverage(truth, pointing.sources, 1024),
         ))
         models.append(datamodels.open(truth.cal_file))
-    stock, _, _ = skymatch_errors(models, truths, [np.sqrt(t.sky_variance) for t in truths])
+    sigmas = [np.sqrt(t.sky_variance) for t in truths]
+    stock, _, _ = skymatch_errors(models, truths, sigmas)
+    grouped, _, _ = skymatch_errors(models, truths, sigmas, grouped=True)
     print(HEADER)
     for row, sm in zip(rows, stock):
-        print_row(row["name"], float("nan"), row["internal"], row["files"], sm, row["f_int"], row["f_file"],
+        print_row(row["name"], row["coverage"], row["internal"], row["files"], sm, row["f_int"], row["f_file"],
                   row["cpu"], row["wall"])
     summary(rows, stock)
+    print(f"SkyMatchStep local on all 9 at once (detectors of an exposure share the lowest level): "
+          f"max |error| {np.abs(grouped).max():.2f} sigma")
 
 
 def summary(rows, stock):
