@@ -21,7 +21,7 @@ from jwst_ceers.atomic_io import ensure_output_directory, write_model_atomic
 from jwst_ceers.errors import CeersError, CeersFileError, CeersParameterError
 from jwst_ceers.inputs import check_image_model, has_usable_pixels, open_image_model, open_library
 
-__all__ = ["ParameterErrors", "CeersStep", "ExposureStep"]
+__all__ = ["ParameterErrors", "CeersStep", "ExposureStep", "make_saves_atomic", "save_model_atomically"]
 
 log = logging.getLogger(__name__)
 
@@ -105,17 +105,7 @@ class CeersStep(ParameterErrors, Step):
         """
         if not isinstance(model, JwstDataModel):  # libraries/containers: stpipe calls us per model
             return super().save_model(model, suffix=suffix, idx=idx, output_file=output_file, force=force, **components)
-        if not output_file:
-            output_file = self.output_file
-        if not force and not self.save_results and not output_file:
-            return None
-        if self.output_use_model or (output_file is None and not self.search_output_file):
-            output_file = model.meta.filename
-            idx = None
-        path = self.make_output_path(basepath=output_file, suffix=suffix, idx=idx, **components)
-        write_model_atomic(model, path)
-        log.info("Saved model in %s", path)
-        return str(path)
+        return save_model_atomically(self, model, suffix=suffix, idx=idx, output_file=output_file, force=force, **components)
 
     def remove_suffix(self, name):
         """Remove a jwst or jwst_ceers suffix from ``name``; return (root, separator)."""
@@ -123,6 +113,47 @@ class CeersStep(ParameterErrors, Step):
         if match:
             return super().remove_suffix(match.group("root"))[0], match.group("sep")
         return super().remove_suffix(name)
+
+
+def save_model_atomically(step, model, *, suffix=None, idx=None, output_file=None, force=False, **components):
+    """
+    Save one datamodel as ``step`` would (stpipe's naming rules), atomically.
+
+    Returns the path written, or None when the step is not asked to save.
+    """
+    if not output_file:
+        output_file = step.output_file
+    if not force and not step.save_results and not output_file:
+        return None
+    if step.output_use_model or (output_file is None and not step.search_output_file):
+        output_file = model.meta.filename
+        idx = None
+    path = step.make_output_path(basepath=output_file, suffix=suffix, idx=idx, **components)
+    write_model_atomic(model, path)
+    log.info("Saved model in %s", path)
+    return str(path)
+
+
+def make_saves_atomic(step):
+    """
+    Make a stock jwst step instance write its datamodel products atomically.
+
+    Binds a ``save_model`` on the instance (the class, and so its CRDS parameter
+    lookups, stay stock): single models go through :func:`save_model_atomically`,
+    everything else through the step's own ``save_model``, which calls back here
+    for each model of a library.
+    """
+    stock_save_model = step.save_model
+
+    def save_model(model, suffix=None, idx=None, output_file=None, force=False, **components):
+        if isinstance(model, JwstDataModel):
+            return save_model_atomically(
+                step, model, suffix=suffix, idx=idx, output_file=output_file, force=force, **components
+            )
+        return stock_save_model(model, suffix=suffix, idx=idx, output_file=output_file, force=force, **components)
+
+    step.save_model = save_model
+    return step
 
 
 class ExposureStep(CeersStep):

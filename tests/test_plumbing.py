@@ -124,3 +124,29 @@ def test_step_call_offline_with_logs(tmp_path):
     result = VarianceHoleFill.call(str(exposure), arrays=["var_rnoise"])
     assert np.isposinf(result.var_rnoise).sum() == 7
     assert any("zero-variance pixels" in line for line in result.cal_logs.ceers_varfill)
+
+
+def test_stock_steps_in_image3ceers_save_atomically(tmp_path, monkeypatch):
+    """crf/i2d products of stock sub-steps are written through a temp file + rename."""
+    from jwst_ceers import Image3Ceers
+
+    pipeline = Image3Ceers(output_dir=str(tmp_path))
+    resample = pipeline.resample
+    resample.save_results = True
+    model = datamodels.ImageModel(np.ones((4, 4), np.float32))
+    model.meta.filename = "t_i2d.fits"
+
+    # success: the product appears under stpipe's name, no temp file left behind
+    path = resample.save_model(model, suffix="i2d", output_file="t")
+    assert Path(path).name == "t_i2d.fits" and Path(path).is_file()
+    assert [p.name for p in tmp_path.iterdir()] == ["t_i2d.fits"]
+
+    # a write that dies half-way leaves neither a product nor a temp file
+    def broken_write(self, handle, *args, **kwargs):
+        handle.write(b"SIMPLE  =                    T")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(datamodels.ImageModel, "to_fits", broken_write)
+    with pytest.raises(OSError, match="No space left"):
+        resample.save_model(model, suffix="i2d", output_file="u")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t_i2d.fits"]

@@ -19,7 +19,7 @@ from jwst.skymatch.skymatch_step import SkyMatchStep
 from jwst.lib.exposure_types import is_moving_target
 from stdatamodels.jwst import datamodels
 
-from jwst_ceers._step import CeersStep, ParameterErrors
+from jwst_ceers._step import CeersStep, ParameterErrors, make_saves_atomic
 from jwst_ceers.inputs import check_input_files
 from jwst_ceers.pedestal.pedestal_step import PedestalSkySub
 from jwst_ceers.tweakreg.tweakreg_step import CatalogTweakReg
@@ -69,6 +69,14 @@ class Image3Ceers(ParameterErrors, Image3Pipeline):
     }
 
     get_stpipe_loggers = staticmethod(CeersStep.get_stpipe_loggers)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # stock steps' products (crf, i2d, ...) are written atomically too
+        for name in self.step_defs:
+            step = getattr(self, name)
+            if not isinstance(step, CeersStep):
+                make_saves_atomic(step)
 
     def _load_input_as_library(self, input_data):
         """
