@@ -130,3 +130,58 @@ def test_in_memory_false_and_single_exposure(one_filter, tmp_path):
     mosaic = datamodels.open(product)
     truth = sim.truth[sim.cal_files[0].name.removesuffix("_cal.fits")]
     assert abs(np.nanmedian(mosaic.data)) < 0.05 * truth.pedestal
+
+
+def write_photometry_references(directory):
+    """Minimal NIRCam apcorr and abvegaoffset reference files (source_catalog overrides)."""
+    from astropy.table import Table
+
+    apcorr = datamodels.NrcImgApcorrModel()
+    rows = [("F150W", "CLEAR", ee, radius, 1 / ee, 6.0, 9.0) for ee, radius in ((0.3, 1.5), (0.5, 2.5), (0.7, 4.0))]
+    apcorr.apcorr_table = np.array(
+        rows,
+        dtype=[("filter", "S12"), ("pupil", "S15"), ("eefraction", "f4"), ("radius", "f4"),
+               ("apcorr", "f4"), ("skyin", "f4"), ("skyout", "f4")],
+    )
+    abvega = datamodels.ABVegaOffsetModel()
+    abvega.abvega_offset = Table({"filter": ["F150W"], "pupil": ["CLEAR"], "abvega_offset": [1.2]})
+    for model, reftype in ((apcorr, "apcorr"), (abvega, "abvegaoffset")):
+        model.meta.instrument.name = "NIRCAM"
+        model.meta.reftype = reftype
+        model.meta.author = model.meta.description = "jwst_ceers test"
+        model.meta.pedigree = "DUMMY"
+        model.meta.useafter = "2022-01-01T00:00:00"
+    apcorr.meta.exposure.type = "NRC_IMAGE"
+    apcorr.save(directory / "apcorr.fits")
+    abvega.save(directory / "abvega.asdf")
+    return directory / "apcorr.fits", directory / "abvega.asdf"
+
+
+def test_source_catalog_runs_with_override_reference_files(one_filter, tmp_path):
+    from astropy.table import Table
+
+    from jwst_ceers import Image3Ceers
+
+    sim, asn = one_filter
+    apcorr, abvega = write_photometry_references(tmp_path)
+    Image3Ceers.call(
+        str(asn), output_dir=str(tmp_path), save_results=True,
+        steps={
+            "tweakreg": {"abs_refcat": str(sim.refcat_path)},
+            "resample": GRID,
+            "source_catalog": {"override_apcorr": str(apcorr), "override_abvegaoffset": str(abvega)},
+        },
+    )
+    catalog = Table.read(tmp_path / "t_f150w_cat.ecsv")
+    # the bright simulated sources are found where the truth puts them
+    # the brightest detections are real simulated sources, where the truth puts them
+    mosaic = datamodels.open(tmp_path / "t_f150w_i2d.fits")
+    x, y = mosaic.meta.wcs.world_to_pixel_values(
+        np.asarray(sim.sources["ra"]), np.asarray(sim.sources["dec"])
+    )
+    assert len(catalog) > 20
+    brightest = catalog[np.argsort(-np.nan_to_num(np.asarray(catalog["isophotal_flux"])))[:20]]
+    matched = [
+        np.nanmin(np.hypot(x - row["xcentroid"], y - row["ycentroid"])) < 3.0 for row in brightest
+    ]
+    assert np.mean(matched) >= 0.8
