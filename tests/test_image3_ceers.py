@@ -173,7 +173,6 @@ def test_source_catalog_runs_with_override_reference_files(one_filter, tmp_path)
         },
     )
     catalog = Table.read(tmp_path / "t_f150w_cat.ecsv")
-    # the bright simulated sources are found where the truth puts them
     # the brightest detections are real simulated sources, where the truth puts them
     mosaic = datamodels.open(tmp_path / "t_f150w_i2d.fits")
     x, y = mosaic.meta.wcs.world_to_pixel_values(
