@@ -150,3 +150,15 @@ def test_stock_steps_in_image3ceers_save_atomically(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="No space left"):
         resample.save_model(model, suffix="i2d", output_file="u")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["t_i2d.fits"]
+
+
+def test_one_exposure_root_for_cal_crf_and_rate_names(tmp_path):
+    """Saved WCS solutions and masks pair with an exposure whatever its product suffix."""
+    from jwst_ceers.file_names import exposure_root
+    from jwst_ceers.tweakreg.saved_wcs import solution_path
+
+    root = "jw01345001001_02101_00001_nrca1"
+    for name in (f"{root}_cal.fits", f"{root}_a3001_crf.fits", f"{root}_rate.fits", f"{root}_varfill.fits"):
+        assert exposure_root(name) == root
+        assert solution_path(tmp_path, name) == tmp_path / f"{root}_tweakreg.asdf"
+    assert exposure_root("myexp_cal.fits") == "myexp"

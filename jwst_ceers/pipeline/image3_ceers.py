@@ -184,6 +184,7 @@ def per_image_association(asn):
     from jwst.associations import load_asn
 
     from jwst_ceers.errors import CeersFileError
+    from jwst_ceers.file_names import exposure_root
 
     if isinstance(asn, dict):
         data, base = copy.deepcopy(asn), Path(".")
@@ -205,5 +206,5 @@ def per_image_association(asn):
         expname = Path(member["expname"])
         if not expname.is_absolute():
             member["expname"] = str((base / expname).resolve())
-        member["group_id"] = expname.name.rsplit("_", 1)[0]
+        member["group_id"] = exposure_root(expname)
     return data

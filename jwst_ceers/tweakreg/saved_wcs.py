@@ -11,29 +11,13 @@ from pathlib import Path
 
 from jwst_ceers.atomic_io import atomic_output
 from jwst_ceers.errors import CeersFileError
+from jwst_ceers.file_names import exposure_root
 
 __all__ = ["solution_path", "save_wcs_solution", "load_wcs_solution", "exposure_root"]
 
 log = logging.getLogger(__name__)
 
 SOLUTION_SUFFIX = "_tweakreg.asdf"
-
-
-def exposure_root(filename):
-    """
-    Exposure root of a file name: directory, extension and pipeline suffix removed.
-
-    ``jw01345001001_02101_00001_nrca1_cal.fits`` -> ``jw01345001001_02101_00001_nrca1``.
-    """
-    from jwst.lib.suffix import remove_suffix
-
-    stem = Path(str(filename)).name
-    for extension in (".fits.gz", ".fits", ".asdf"):
-        if stem.lower().endswith(extension):
-            stem = stem[: -len(extension)]
-            break
-    root, _ = remove_suffix(stem)
-    return root
 
 
 def solution_path(wcs_dir, filename):
