@@ -7,24 +7,46 @@ import scipy.ndimage
 __all__ = ["coarse_background"]
 
 
-def _interpolation_matrix(n_pixels, n_blocks, box):
+def _interpolation_weights(n_pixels, n_blocks, box):
     """
-    Linear interpolation weights from block centres to pixel centres (n_pixels x n_blocks).
+    Linear interpolation from block centres to pixel centres: lower block index and weight.
 
     Pixels beyond the outermost block centres are linearly extrapolated from the two
-    outermost blocks, so ramps stay exact up to the image edges.
+    outermost blocks, so ramps stay exact up to the image edges. Returns ``(lower,
+    frac)``: pixel ``i`` is ``(1 - frac[i]) * block[lower[i]] + frac[i] * block[lower[i] + 1]``.
     """
-    weights = np.zeros((n_pixels, n_blocks), dtype=np.float32)
     if n_blocks == 1:
-        weights[:, 0] = 1
-        return weights
+        return np.zeros(n_pixels, dtype=np.intp), np.zeros(n_pixels, dtype=np.float32)
     position = (np.arange(n_pixels, dtype=np.float64) + 0.5) / box - 0.5
-    lower = np.clip(np.floor(position).astype(int), 0, n_blocks - 2)
-    frac = position - lower
-    rows = np.arange(n_pixels)
-    weights[rows, lower] = (1 - frac).astype(np.float32)
-    weights[rows, lower + 1] = frac.astype(np.float32)
-    return weights
+    lower = np.clip(np.floor(position).astype(np.intp), 0, n_blocks - 2)
+    return lower, (position - lower).astype(np.float32)
+
+
+def _interpolate_blocks(values, shape, box, *, rows_per_chunk=1024):
+    """
+    Bilinear interpolation of a block grid to a full-resolution float32 image.
+
+    Written with gathers and element-wise products rather than a BLAS matrix
+    product: a multi-threaded BLAS changes its rounding with its thread count
+    (OPENBLAS_NUM_THREADS=1 in a dask worker), which made masks and pedestals of a
+    survey run on workers differ from a serial run. These operations give the
+    same bits whatever the threads.
+    """
+    ny, nx = shape
+    nby, nbx = values.shape
+    values = values.astype(np.float32)
+    lower_x, frac_x = _interpolation_weights(nx, nbx, box)
+    upper_x = np.minimum(lower_x + 1, nbx - 1)
+    columns = values[:, lower_x] * (1 - frac_x) + values[:, upper_x] * frac_x  # (nby, nx)
+    lower_y, frac_y = _interpolation_weights(ny, nby, box)
+    upper_y = np.minimum(lower_y + 1, nby - 1)
+    out = np.empty((ny, nx), dtype=np.float32)
+    for start in range(0, ny, rows_per_chunk):
+        rows = slice(start, min(start + rows_per_chunk, ny))
+        chunk = out[rows]
+        np.multiply(columns[lower_y[rows]], (1 - frac_y[rows])[:, None], out=chunk)
+        chunk += columns[upper_y[rows]] * frac_y[rows][:, None]
+    return out
 
 
 def coarse_background(data, *, exclude, box=128, min_fraction=0.25, filter_size=3):
@@ -77,6 +99,4 @@ def coarse_background(data, *, exclude, box=128, min_fraction=0.25, filter_size=
         edge = filter_size // 2
         padded_grid = np.pad(medians, edge, mode="reflect", reflect_type="odd")
         medians = scipy.ndimage.median_filter(padded_grid, size=filter_size)[edge:-edge, edge:-edge]
-    wy = _interpolation_matrix(ny, nby, box)
-    wx = _interpolation_matrix(nx, nbx, box)
-    return (wy @ medians.astype(np.float32) @ wx.T).astype(np.float32, copy=False)
+    return _interpolate_blocks(medians, (ny, nx), box)
