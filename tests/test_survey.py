@@ -435,6 +435,41 @@ def test_graph_errors_are_reported():
     assert [t.key for t in order_tasks([task("b", ("a",)), task("a")])] == ["a", "b"]
 
 
+def test_scheduling_priorities_start_the_longest_chains_first():
+    from jwst_ceers.survey.engine import ProductTask, order_tasks, scheduling_priorities
+
+    def task(key, cost, depends=()):
+        return ProductTask(key, key.split("/")[0], key, key.replace("/", "_"), "m:f", "/tmp/x", depends=depends, cost=cost)
+
+    # two pointings: a big and a small filter each, then the pointing's background
+    tasks = [
+        task("p1/small", 3.0),
+        task("p1/big", 6.0),
+        task("p1/bkg", 1.0, ("p1/small", "p1/big")),
+        task("p2/small", 3.0),
+        task("p2/big", 5.0),
+        task("p2/bkg", 1.0, ("p2/small", "p2/big")),
+    ]
+    priority = scheduling_priorities(order_tasks(tasks))
+    # both big products before either small one, every background after its inputs
+    assert min(priority["p1/big"], priority["p2/big"]) > max(priority["p1/small"], priority["p2/small"])
+    assert priority["p1/big"] > priority["p2/big"]
+    for pointing in ("p1", "p2"):
+        assert priority[f"{pointing}/bkg"] < priority[f"{pointing}/small"]
+    # costs unknown (0): every product gets the same priority, dask's own order decides
+    flat = scheduling_priorities(order_tasks([dataclasses.replace(t, cost=0.0) for t in tasks]))
+    assert set(flat.values()) == {0}
+
+
+def test_plan_costs_follow_the_input_sizes(survey):
+    root, _ = survey
+    tasks = {t.key: t for t in plan_survey(load_survey_config(write_config(root)))}
+    for task in tasks.values():
+        if task.inputs.get("members"):
+            assert task.cost == sum(Path(p).stat().st_size for p in task.inputs["members"])
+    assert all(t.cost > 0 for t in tasks.values() if t.inputs.get("members"))
+
+
 # ---------------------------------------------------------------- simulated NIRCam survey
 def _simulated_survey(root, output_root):
     """2 pointings x (F150W, F356W), 1 detector x 2 dithers each, 256^2; stock jwst + real MosaicBackground."""

@@ -60,6 +60,7 @@ __all__ = [
     "format_summary",
     "order_tasks",
     "run_products",
+    "scheduling_priorities",
 ]
 
 log = logging.getLogger(__name__)
@@ -99,6 +100,10 @@ class ProductTask:
         JSON-serialisable parameters (digested into the manifest).
     depends : tuple of str
         Keys of the products whose outputs this one needs.
+    cost : float
+        Relative amount of work (e.g. bytes of input), used only to order work on
+        a cluster: the products with the longest remaining chain of work start
+        first. Not part of the manifest.
     """
 
     key: str
@@ -110,6 +115,7 @@ class ProductTask:
     inputs: dict = dataclasses.field(default_factory=dict)
     params: dict = dataclasses.field(default_factory=dict)
     depends: tuple = ()
+    cost: float = 0.0
 
 
 @dataclasses.dataclass
@@ -562,11 +568,42 @@ def run_products(tasks, *, client=None, rehash=False, force=False, dry_run=False
     return [results[t.key] for t in ordered]
 
 
+def scheduling_priorities(ordered):
+    """
+    Dask priorities of a product graph: longest remaining chain of work first.
+
+    A product's rank is its ``cost`` plus the largest rank among the products
+    that depend on it (the "upward rank" of list scheduling). On few workers this
+    starts the big products of every pointing before the small ones, instead of
+    leaving one big product to run alone at the end.
+
+    Parameters
+    ----------
+    ordered : list of ProductTask
+        The graph in dependency order (:func:`order_tasks`).
+
+    Returns
+    -------
+    dict
+        Product key -> integer priority (higher runs first; 0 for the lowest rank).
+    """
+    dependants = {task.key: [] for task in ordered}
+    for task in ordered:
+        for dep in task.depends:
+            dependants[dep].append(task.key)
+    rank = {}
+    for task in reversed(ordered):  # dependants come later in dependency order
+        rank[task.key] = max(0.0, float(task.cost)) + max((rank[k] for k in dependants[task.key]), default=0.0)
+    levels = sorted(set(rank.values()))
+    return {key: levels.index(value) for key, value in rank.items()}
+
+
 def _run_on_client(client, ordered, results, progress, *, rehash, force):
     from distributed import as_completed
 
     futures, key_of = {}, {}
     run_id = time.time_ns()
+    priorities = scheduling_priorities(ordered)
     for task in ordered:
         future = client.submit(
             execute_product,
@@ -576,6 +613,7 @@ def _run_on_client(client, ordered, results, progress, *, rehash, force):
             force=force,
             key=f"ceers-survey-{task.name}-{run_id}",
             pure=False,
+            priority=priorities[task.key],
         )
         futures[task.key] = future
         key_of[future.key] = task.key

@@ -6,7 +6,9 @@ MosaicBackground product (``<pointing>/mosaic_bkg``) that depends on all of them
 Everything goes to ``<output_root>/<pointing>/``.
 """
 
+import contextlib
 import copy
+from pathlib import Path
 
 from jwst_ceers.survey.engine import ProductTask
 
@@ -29,6 +31,23 @@ def _merge(base, override):
         else:
             merged[key] = copy.deepcopy(value)
     return merged
+
+
+def _bytes_of(paths):
+    """Total size of the files (a proxy for the work of an Image3 product)."""
+    total = 0
+    for path in paths:
+        with contextlib.suppress(OSError):
+            total += Path(path).stat().st_size
+    return float(total)
+
+
+def _mosaic_bytes(grid, n_mosaics):
+    """Bytes of the SCI arrays of ``n_mosaics`` float32 mosaics on the grid (0 if unknown)."""
+    shape = (grid or {}).get("output_shape")
+    if not shape:
+        return 0.0
+    return float(4 * int(shape[0]) * int(shape[1]) * n_mosaics)
 
 
 def plan_survey(config):
@@ -76,6 +95,7 @@ def plan_survey(config):
                     output_dir=output_dir,
                     inputs=inputs,
                     params={"product_name": name, "filter": filt, "steps": steps},
+                    cost=_bytes_of(members),
                 )
             )
             image3_keys.append(key)
@@ -98,6 +118,7 @@ def plan_survey(config):
                     inputs=inputs,
                     params={"pointing": pointing.name, "params": copy.deepcopy(config.mosaic_bkg_params)},
                     depends=tuple(image3_keys),
+                    cost=_mosaic_bytes(pointing.grid, len(image3_keys)),
                 )
             )
     return tasks
