@@ -121,7 +121,7 @@ class MosaicBackground(CeersStep):
         members, asn_name, default_dir = self._members(input_data)
         if not members:
             raise CeersFileError("ceers_mosaic_bkg: no input mosaics")
-        mosaics = [read_mosaic(item) for item in members]
+        mosaics = _map_threads(read_mosaic, members, threads=self.threads)  # I/O and byte swapping release the GIL
         check_same_grid(mosaics)
         names = [m.name for m in mosaics]
         if len(set(names)) != len(names):
@@ -197,22 +197,35 @@ class MosaicBackground(CeersStep):
 
         outputs = {"bkgsub": [], "bkg": [], "tiermask": [], "merged_mask": None}
         merged = result.merged_mask
-        masked_fraction = []
-        for mosaic, background, bits, tier_set in zip(mosaics, result.backgrounds, result.tiermasks, tiers, strict=True):
-            bkgsub = np.where(mosaic.nodata, np.float32(0), mosaic.data - background).astype(np.float32)
-            outputs["bkgsub"].append(write_bkgsub(out_dir / f"{mosaic.name}_bkgsub.fits", bkgsub, mosaic))
+
+        def write_one(mosaic, background, bits, tier_set):
+            bkgsub = mosaic.data - background
+            bkgsub[mosaic.nodata] = 0
+            bkgsub_path = write_bkgsub(out_dir / f"{mosaic.name}_bkgsub.fits", bkgsub, mosaic)
             del bkgsub
-            outputs["bkg"].append(
-                write_image_fits(out_dir / f"{mosaic.name}_bkg.fits", background.astype(np.float32, copy=False), mosaic)
+            bkg_path = write_image_fits(
+                out_dir / f"{mosaic.name}_bkg.fits", background.astype(np.float32, copy=False), mosaic
             )
             bit_doc = {"BIT0": "no data"}
             for k, tier in enumerate(tier_set, start=1):
                 bit_doc[f"BIT{k}"] = f"tier fwhm {tier.kernel_fwhm:g} nsig {tier.nsigma:g} npix {tier.npixels} dil {tier.dilate:g}"
             bit_doc[f"BIT{len(tier_set) + 1}"] = "wing / size-dependent growth (all filters)"
-            outputs["tiermask"].append(write_image_fits(out_dir / f"{mosaic.name}_tiermask.fits", bits, mosaic, extra=bit_doc))
+            mask_path = write_image_fits(out_dir / f"{mosaic.name}_tiermask.fits", bits, mosaic, extra=bit_doc)
             good = ~mosaic.nodata
-            masked_fraction.append(np.count_nonzero(merged & good) / max(1, np.count_nonzero(good)))
-            log.info("%s: merged mask covers %.1f%% of its footprint", mosaic.name, 100 * masked_fraction[-1])
+            fraction = np.count_nonzero(merged & good) / max(1, np.count_nonzero(good))
+            log.info("%s: merged mask covers %.1f%% of its footprint", mosaic.name, 100 * fraction)
+            return bkgsub_path, bkg_path, mask_path
+
+        # files are written in parallel: the disk writes and array conversions release the GIL
+        written = _map_threads(
+            lambda args: write_one(*args),
+            list(zip(mosaics, result.backgrounds, result.tiermasks, tiers, strict=True)),
+            threads=self.threads,
+        )
+        for bkgsub_path, bkg_path, mask_path in written:
+            outputs["bkgsub"].append(bkgsub_path)
+            outputs["bkg"].append(bkg_path)
+            outputs["tiermask"].append(mask_path)
         outputs["merged_mask"] = write_image_fits(
             out_dir / f"{pointing}_merged_mask.fits",
             merged.astype(np.uint8),
@@ -228,6 +241,18 @@ class MosaicBackground(CeersStep):
 # (smoothed images, spectra, dilations) while it is processed.
 _HELD_BYTES_PER_PIXEL = 17.0
 _WORKING_BYTES_PER_PIXEL = 30.0
+
+
+def _map_threads(function, items, *, threads):
+    """``[function(item) for item in items]`` on up to ``threads`` threads (in order)."""
+    items = list(items)
+    workers = max(1, min(int(threads), len(items)))
+    if workers == 1:
+        return [function(item) for item in items]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(function, items))
 
 
 def _parallel_mosaics(threads, max_memory_gb, sizes):

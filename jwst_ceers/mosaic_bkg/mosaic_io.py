@@ -88,9 +88,11 @@ def _filter_from_header(*headers):
 
 def _noise_from(err, wht, shape):
     if err is not None and np.shape(err) == shape:
-        noise = np.asarray(err, dtype=np.float32)
-        if np.isfinite(noise).any() and np.nanmax(noise) > 0:
-            return np.where(noise > 0, noise, np.nan).astype(np.float32)
+        noise = np.array(err, dtype=np.float32)  # one native-order copy (FITS data are big-endian)
+        positive = noise > 0
+        if positive.any():
+            noise[~positive] = np.nan
+            return noise
     if wht is not None and np.shape(wht) == shape:
         wht = np.asarray(wht, dtype=np.float32)
         with np.errstate(divide="ignore", invalid="ignore"):
