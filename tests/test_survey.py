@@ -585,3 +585,14 @@ def test_step_and_parameter_names_are_checked(survey):
         assert str(path) in str(info.value)
     path.write_text(base + "[image3.steps.tweakreg]\nabs_searchrad = 1.0\n[mosaic_bkg.params]\nbkg_box_size = 32\n")
     check_step_parameters(load_survey_config(path))  # valid names pass
+
+
+def test_tasks_use_the_threads_of_their_worker():
+    from distributed import Client, LocalCluster
+
+    from jwst_ceers.survey.tasks import worker_threads
+
+    assert worker_threads() is None  # not in a worker: the steps' own defaults apply
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cluster:
+        with Client(cluster) as client:
+            assert client.submit(worker_threads, pure=False).result() == 1

@@ -68,7 +68,7 @@ class MosaicBackground(CeersStep):
     bkg_clip_sigma = float(min=1, max=10, default=3.0)  # Background fit: sigma-clipping threshold
     edit_regions = string_list(default=list())  # DS9 region files editing the merged mask: plain shapes add, '-' shapes remove
     save_plots = boolean(default=False)  # Write <pointing>_mosaic_bkg.png previews
-    threads = integer(min=1, max=16, default=2)  # Mosaics processed in parallel (at most; see max_memory_gb)
+    threads = integer(min=1, max=16, default=2)  # CPU threads: mosaics read, masked and written in parallel (masking as max_memory_gb allows)
     max_memory_gb = float(min=0.5, max=1024, default=4.0)  # Process mosaics in parallel only while the estimated peak memory stays below this
     """  # noqa: E501
 

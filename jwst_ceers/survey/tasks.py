@@ -25,6 +25,7 @@ __all__ = [
     "mosaic_background",
     "stock_image3",
     "stock_mosaic_background",
+    "worker_threads",
     "write_product_association",
 ]
 
@@ -76,6 +77,24 @@ def _steps_with_files(params, inputs):
     if inputs.get("abs_refcat"):
         steps.setdefault("tweakreg", {})["abs_refcat"] = inputs["abs_refcat"][0]
     return steps
+
+
+def worker_threads():
+    """
+    Threads of the dask worker running the current task, or None outside a worker.
+
+    A task uses this many threads at most, so that N workers x T threads never
+    oversubscribe the cores the cluster was sized for.
+    """
+    try:
+        from distributed import get_worker
+
+        worker = get_worker()
+    except (ImportError, ValueError):
+        return None
+    state = getattr(worker, "state", worker)
+    threads = getattr(state, "nthreads", None)
+    return int(threads) if threads else None
 
 
 def _require(path, what):
@@ -131,6 +150,9 @@ def mosaic_background(*, inputs, upstream, output_dir, name, params):
     }
     write_text_atomic(json.dumps(association, indent=1), listing)
     kwargs = {"output_dir": output_dir, "save_results": True, **copy.deepcopy(params.get("params", {}))}
+    threads = worker_threads()
+    if threads is not None and "threads" not in kwargs and not inputs.get("parameter_file"):
+        kwargs["threads"] = threads
     if inputs.get("edit_regions"):
         kwargs["edit_regions"] = list(inputs["edit_regions"])
     if inputs.get("parameter_file"):
