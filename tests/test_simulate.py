@@ -141,6 +141,50 @@ def test_population_counts_sizes_and_determinism():
     assert np.sum(big["r_eff"] >= 1.0) >= 3
 
 
+def test_calibrated_counts_match_the_ceers_hst_catalog(hst_refcat):
+    """The mosaic population's galaxy counts follow the real CEERS HST F160W counts.
+
+    Truth: the catalogue's MAG column over its 210 arcmin^2 (10-20" cells holding
+    sources), in bins where stars are < 10% of sources and the catalogue is complete.
+    """
+    from jwst_ceers.simulate.sources import CEERS_F160W_GALAXY_COUNTS
+
+    cat = Table.read(hst_refcat, format="ascii.ecsv")
+    mag = np.asarray(cat["MAG"], dtype=float)
+    area_arcmin2 = 210.0
+    side = 1200.0  # arcsec; 400 arcmin^2
+    pop = make_source_population(ra=RA, dec=DEC, width_arcsec=side, height_arcsec=side, seed=3,
+                                 mag_limit=26.0, star_fraction=0.0, galaxy_counts=CEERS_F160W_GALAXY_COUNTS)
+    for lo, hi in ((19.0, 21.0), (21.0, 23.0), (23.0, 24.0), (24.0, 25.0)):
+        real = np.sum((mag >= lo) & (mag < hi)) / area_arcmin2
+        simulated = np.sum((pop["mag"] >= lo) & (pop["mag"] < hi)) / (side * side / 3600.0)
+        # stars are 5-10% of the catalogue at 19-21 (none simulated here)
+        assert simulated == pytest.approx(real, rel=0.15), (lo, hi, simulated, real)
+    # the default law (per-exposure simulator) is ~3.5x sparser at 23-25: unchanged
+    old = make_source_population(ra=RA, dec=DEC, width_arcsec=side, height_arcsec=side, seed=3,
+                                 mag_limit=26.0, star_fraction=0.0)
+    assert np.sum((old["mag"] >= 23) & (old["mag"] < 25)) < 0.4 * np.sum((pop["mag"] >= 23) & (pop["mag"] < 25))
+
+
+def test_large_galaxies_from_the_size_relation():
+    """Requested large galaxies are bright (16-18.5) with sizes of their magnitude, not 1-4" at random."""
+    kw = dict(ra=RA, dec=DEC, width_arcsec=60.0, height_arcsec=60.0, mag_limit=20.0, mag_bright=19.99,
+              star_fraction=0.0)
+    big = make_source_population(seed=4, n_large_galaxies=400, large_galaxy_sizes="size_relation", **kw)
+    big = big[big["mag"] < 19.0]
+    assert len(big) == 400
+    assert np.all((big["mag"] >= 16.0) & (big["mag"] <= 18.5))
+    # median r_eff 0.3" * 10^(0.1 (23 - mag)): ~1.0-1.4" at mag 17-18, 0.2 dex scatter
+    log_ratio = np.log10(big["r_eff"]) - np.log10(0.3 * 10 ** (0.1 * (23.0 - big["mag"])))
+    assert abs(np.median(log_ratio)) < 0.05
+    assert 0.15 < np.std(log_ratio) < 0.25
+    # more faint than bright ones (rising counts), discs and bulges
+    assert np.sum(big["mag"] > 17.25) > 2 * np.sum(big["mag"] < 17.25)
+    assert 0.25 < np.mean(big["sersic_n"] > 2.5) < 0.65
+    with pytest.raises(Exception, match="large_galaxy_sizes"):
+        make_source_population(seed=4, large_galaxy_sizes="huge", **kw)
+
+
 def test_source_mag_colours():
     t = Table(dict(mag=[24.0, 24.0], is_star=[False, True], sed_slope=[-1.0, 1.5]))
     m444 = source_mag(t, "F444W")

@@ -9,18 +9,39 @@ single filter only, an irregular footprint with NaN outside (as resample writes)
 drizzle-like correlated noise whose ERR/WHT arrays are consistent with it, and a
 smooth known background (gradient plus large-scale bumps) of a few sigma.
 
-How hard these mosaics are (measured for ceers_mosaic_bkg, seed 2023, F150W/F356W):
-the large galaxies (``n_large_galaxies``: mag 16-18.5, r_eff 1-4", Sersic n 1-4, from
-``make_source_population``) follow Sersic profiles, so an n ~ 3-4, mag ~16-17 galaxy
-stays above 0.03 pixel sigma out to 1000-1800 px (the renderer truncates profiles at
-1800 px). Masking the true sources down to 0.03 sigma and fitting the background
-(128 px boxes) still leaves residual rms 0.09-0.14 on 2000^2 fields that hold such a
-galaxy (the default keeps at least one large galaxy per field, i.e. twice the density
-of a full 10600 x 4800 pointing at 2000^2), ~0.03-0.06 on 4000^2 and 0.03 / 0.09
-(F150W / F356W) on the full pointing. The CEERS reference algorithm
-(``benchmarks/ceers_reference_background.py``) measures rms 0.18-0.6 and masks 74-87%
-here, versus 0.111 and 20.8% on the mosaic quoted in issue 8: these mosaics are
-harsher than that one (mostly through the few huge, high-n galaxies).
+Calibration (independent of the background step's score):
+
+- Galaxy counts: ``CEERS_F160W_GALAXY_COUNTS`` (sources.py), measured on the real
+  CEERS HST F160W catalogue (MAG column, 210 arcmin^2, stars subtracted): ~3.5x the
+  exposure simulator's default law at mag 22-26, 0.35 galaxies arcmin^-2 at mag
+  16-18.5. Sizes, Sersic indices and shapes of ALL galaxies, the bright ones included,
+  follow one size-magnitude relation (median r_eff 0.3" at mag 23, 0.1 dex larger per
+  brighter mag, 0.2 dex scatter: ~1.2" at mag 17) and disc/bulge mixture. The
+  catalogue's ``rh`` column cannot calibrate sizes (it behaves as SExtractor's
+  KRON_RADIUS: floor 3.5, grows towards faint magnitudes, never above 11.4).
+- Large bright galaxies: no longer forced (the old default put at least one of mag
+  16-18.5 with r_eff uniform 1-4" and n uniform 1-4 in every field, twice a full
+  pointing's density at 2000^2). They come from the counts, Poisson: ~0.35 per 2000^2
+  field, ~4 per 10600 x 4800 pointing. ``n_large_galaxies`` adds more, drawn from the
+  same relations and placed inside the field, for tests that need one.
+- Noise correlation: per filter from drizzling its native pixels at pixfrac 1 onto the
+  grid (``drizzle_correlation_spread``): NIRCam SW lag-1 correlation 0.26 (a = 0.14),
+  LW 0.62 (a = 0.42); it was 0.56 (a = 0.35) for every filter.
+
+How hard these mosaics are (measured after the calibration, seeds 1-3 at 2000^2,
+F150W / F356W, ``benchmarks/bench_mosaic_bkg.py``): the CEERS reference
+(``benchmarks/ceers_reference_background.py``, both filters merged) masks 86-92% of
+the footprint and gets rms 0.059 / 0.094, 0.21 / 0.51 (seed 2: a bright galaxy),
+0.074 / 0.110; the step masks 73-85% and gets 0.050 / 0.045, 0.092 / 0.183,
+0.033 / 0.061 (after the wing-growth peak condition). Most of the masking is noise:
+on noise alone (no sources) the reference's tier 4 (2 px kernel, npixels 1, 1.5 x the
+unsmoothed pixel rms, 19 px dilation) masks 17% of an F150W mosaic and 83% of an
+F356W one, because drizzled LW noise is strongly correlated. Issue 8's mosaic (20.8%
+masked, rms 0.111, bias +0.090) must have had much less correlated noise; with the
+per-filter drizzle correlation no realistic source population brings the reference
+near 20% masked. The residual of the step is dominated by the bright galaxies that
+the counts put in a field (F356W, where galaxies are ~0.5 mag brighter): a field
+with a mag ~16.5, r_eff ~1.4" galaxy is at rms 0.18-0.37 in F356W.
 
 Optionally it also writes HST-like plain-FITS mosaics (PRIMARY + SCI + WHT, FILTER
 keyword) on the same grid. The truth (background, noiseless sources, noise sigma
@@ -34,12 +55,16 @@ from pathlib import Path
 
 import numpy as np
 
+from jwst_ceers.simulate.sources import CEERS_F160W_GALAXY_COUNTS
+
 __all__ = [
     "MosaicSet",
     "simulate_mosaics",
     "mosaic_wcs_header",
     "read_mosaic_truth",
     "MOSAIC_FILTER_PROPERTIES",
+    "NATIVE_PIXEL_SCALE",
+    "drizzle_correlation_spread",
 ]
 
 log = logging.getLogger(__name__)
@@ -61,6 +86,11 @@ MOSAIC_FILTER_PROPERTIES = {
     "F160W": (0.180, 27.6),
 }
 HST_INSTRUMENTS = {"F606W": "ACS", "F814W": "ACS", "F125W": "WFC3", "F140W": "WFC3", "F160W": "WFC3"}
+
+# Native detector pixel scales (arcsec) that set the drizzled noise correlation:
+# NIRCam SW 0.031", LW 0.063", ACS/WFC 0.05", WFC3/IR 0.128".
+NATIVE_PIXEL_SCALE = {"NIRCAM_SW": 0.031, "NIRCAM_LW": 0.063, "ACS": 0.05, "WFC3": 0.128}
+_LW_FILTERS = ("F277W", "F356W", "F410M", "F444W")
 
 # CEERS pointing-like tangent point and grid rotation (EGS field).
 DEFAULT_CRVAL = (214.98, 52.98)
@@ -209,6 +239,54 @@ def _depth_map(shape, rng):
     return nexp
 
 
+def drizzle_correlation_spread(native_scale, pixel_scale, *, pixfrac=1.0):
+    """
+    The ``a`` of the separable [a, 1, a] noise kernel that matches drizzling.
+
+    Drizzling input pixels of ``native_scale`` shrunk by ``pixfrac`` onto an output grid
+    of ``pixel_scale`` (many dithers, so drop phases are uniform) correlates output
+    neighbours, per axis, like the autocorrelation of the overlap of a drop of width
+    ``d = pixfrac * native_scale / pixel_scale`` (output pixels) with one output pixel,
+    at lag 1. The [a, 1, a] kernel gives lag-1 correlation 2a / (1 + 2a^2); ``a`` is
+    solved for (capped at 1/sqrt(2), the kernel's largest lag-1 correlation 0.707).
+    CEERS NIRCam (pixfrac 1 onto 0.03"): SW (0.031") lag-1 correlation 0.26, a = 0.14;
+    LW (0.063") 0.62, a = 0.42.
+
+    Parameters
+    ----------
+    native_scale, pixel_scale : float
+        Input and output pixel scales (arcsec).
+    pixfrac : float
+        Drizzle drop shrink factor.
+
+    Returns
+    -------
+    float
+    """
+    d = pixfrac * native_scale / pixel_scale
+    x = np.linspace(-(d + 3.0), d + 3.0, 20001)
+
+    def overlap(centre):
+        return np.clip(np.minimum(centre + d / 2, 0.5) - np.maximum(centre - d / 2, -0.5), 0.0, None)
+
+    base = overlap(x)
+    rho1 = float(np.sum(base * overlap(x - 1.0)) / np.sum(base * base))
+    if rho1 >= np.sqrt(0.5) - 1e-9:
+        return float(np.sqrt(0.5))
+    # 2a / (1 + 2a^2) = rho1, smaller root
+    return float((1.0 - np.sqrt(1.0 - 2.0 * rho1**2)) / (2.0 * rho1)) if rho1 > 0 else 0.0
+
+
+def _filter_correlation_spread(filter_name, pixel_scale):
+    """Drizzle noise correlation ``a`` of a filter's mosaic (pixfrac 1, as CEERS drizzles)."""
+    name = filter_name.upper()
+    if name in HST_INSTRUMENTS:
+        native = NATIVE_PIXEL_SCALE[HST_INSTRUMENTS[name]]
+    else:
+        native = NATIVE_PIXEL_SCALE["NIRCAM_LW" if name in _LW_FILTERS else "NIRCAM_SW"]
+    return drizzle_correlation_spread(native, pixel_scale)
+
+
 def _correlated_noise(shape, rng, *, spread):
     """Unit-variance Gaussian noise correlated like drizzled noise (separable [a, 1, a] kernel)."""
     white = rng.standard_normal(shape, dtype=np.float32)
@@ -277,10 +355,11 @@ def simulate_mosaics(
     rotation_deg=DEFAULT_ROTATION_DEG,
     background_amplitude_sigma=(1.0, 3.0),
     mag_limit=30.0,
-    mag_bright=17.0,
+    mag_bright=16.0,
     star_fraction=0.05,
-    n_large_galaxies=None,
-    correlation_spread=0.35,
+    n_large_galaxies=0,
+    galaxy_counts=CEERS_F160W_GALAXY_COUNTS,
+    correlation_spread=None,
     pointing="ceers_nircam1",
     single_filter=None,
 ):
@@ -310,11 +389,19 @@ def simulate_mosaics(
         (drawn per filter).
     mag_limit, mag_bright, star_fraction : float
         Source population parameters (see ``make_source_population``).
-    n_large_galaxies : int, optional
-        Number of large bright galaxies with extended wings (default: about one per
-        8 million pixels, at least 1).
-    correlation_spread : float
+    n_large_galaxies : int
+        Large bright galaxies (mag 16-18.5, sizes and profiles from the size-magnitude
+        relation) added on top of the population, for tests that need one in a small
+        field. The default 0 leaves them to the calibrated counts: Poisson, 0.35 per
+        arcmin^2 at mag 16-18.5 (~0.35 per 2000^2 field, ~4 per 10600 x 4800 pointing).
+    galaxy_counts : sequence of (mag, log10 dN/dm) pairs, optional
+        Galaxy differential counts; default the CEERS HST F160W counts
+        (``CEERS_F160W_GALAXY_COUNTS``); None: the exposure simulator's default law.
+    correlation_spread : float, optional
         Drizzle-like noise correlation: the separable kernel is [a, 1, a] per axis.
+        None (default): per filter from drizzling its native pixels at pixfrac 1
+        (:func:`drizzle_correlation_spread`: SW 0.14, LW 0.42, ACS 0.30, WFC3/IR 0.71);
+        a number: that ``a`` for NIRCam and ``min(0.8, 2a)`` for HST filters.
     pointing : str
         Name used in file names.
     single_filter : str, optional
@@ -339,8 +426,6 @@ def simulate_mosaics(
     depth_factor = np.sqrt(3.0 / nexp)  # relative noise sigma
     del nexp
 
-    if n_large_galaxies is None:
-        n_large_galaxies = max(1, int(round(ny * nx / 8e6)))
     table = make_source_population(
         ra=crval[0],
         dec=crval[1],
@@ -350,10 +435,20 @@ def simulate_mosaics(
         mag_limit=mag_limit,
         mag_bright=mag_bright,
         star_fraction=star_fraction,
-        n_large_galaxies=n_large_galaxies,
+        n_large_galaxies=int(n_large_galaxies),
+        galaxy_counts=galaxy_counts,
+        large_galaxy_sizes="size_relation",
     )
     # the population is laid out in RA/Dec around the tangent point; keep what falls on the grid
     x, y = wcs.all_world2pix(np.asarray(table["ra"]), np.asarray(table["dec"]), 0)
+    if n_large_galaxies > 0:
+        # explicitly requested large galaxies (the last rows) are put well inside the
+        # field, so that a small test field really holds one (not just its wings)
+        x[-n_large_galaxies:] = rng.uniform(0.2, 0.8, n_large_galaxies) * nx
+        y[-n_large_galaxies:] = rng.uniform(0.2, 0.8, n_large_galaxies) * ny
+        ra_big, dec_big = wcs.all_pix2world(x[-n_large_galaxies:], y[-n_large_galaxies:], 0)
+        table["ra"][-n_large_galaxies:] = ra_big
+        table["dec"][-n_large_galaxies:] = dec_big
     keep = (x > -50) & (x < nx + 50) & (y > -50) & (y < ny + 50)
     table = table[keep]
     table["x"] = x[keep]
@@ -372,7 +467,10 @@ def simulate_mosaics(
     for filter_name in all_filters:
         is_hst = filter_name in [f.upper() for f in hst_filters]
         fwhm_arcsec = MOSAIC_FILTER_PROPERTIES.get(filter_name, (0.1, 28.5))[0]
-        spread = correlation_spread if not is_hst else min(0.8, correlation_spread * 2)
+        if correlation_spread is None:
+            spread = _filter_correlation_spread(filter_name, pixel_scale)
+        else:
+            spread = correlation_spread if not is_hst else min(0.8, correlation_spread * 2)
         sigma0 = _pixel_sigma(filter_name, pixel_scale, spread)
         mags = np.asarray(source_mag(table, filter_name), dtype=float)
         flux = _ab_to_image_flux(mags, pixel_scale)

@@ -27,6 +27,8 @@ from jwst_ceers.errors import CeersFileError, CeersParameterError
 
 __all__ = [
     "SOURCE_COLUMNS",
+    "CEERS_F160W_GALAXY_COUNTS",
+    "galaxy_counts_per_deg2",
     "REFERENCE_WAVELENGTH_UM",
     "PIVOT_WAVELENGTH_UM",
     "make_source_population",
@@ -66,8 +68,38 @@ _SLOPE_FAINT = 0.20
 _LOG_N_BREAK = np.log10(1.9e4)
 _STAR_COUNT_SLOPE = 0.10
 
+# Galaxy differential counts measured on the real CEERS HST F160W catalogue
+# (/work/shared/data/CEERS_EGS_HST_v1.9_cat_radecmag.ecsv, 40,408 sources, MAG column):
+# knots (mag, log10 dN/dm [deg^-2 mag^-1]) at the centres of 1-mag bins (0.5 mag for the
+# last), log-linear in between. Area 210 arcmin^2 (cells of 10-20" holding catalogue
+# sources: 207-213 arcmin^2; the CANDELS EGS F160W area is ~206 arcmin^2). Stars were
+# subtracted with a flat high-latitude star count 170 * 10^(0.1 (m - 15.25)) deg^-2 mag^-1,
+# fitted on the catalogue at mag 14-16.5 where galaxies are negligible (the catalogue has
+# no star/galaxy flag); the star part is 80% of all sources at 16-17, 37% at 17-18 and
+# < 10% fainter than 19. Counts per bin (all sources / galaxies after the star
+# subtraction): 16-17: 17 / ~4 (noisy: the 16.0 knot follows the 0.45 dex/mag slope of
+# 17.5-19.5 instead), 17-18: 45 / 28, 18-19: 116 / 95, 19-20: 232 / 205, 20-21: 536,
+# 21-22: 1057, 22-23: 2252, 23-24: 4220, 24-25: 7554, 25-25.5: 5255. Fainter than
+# 25.25 the catalogue becomes incomplete (CANDELS-wide depth), so the counts continue
+# with the 0.2 dex/mag slope of 24.5-25.25 (also the faint NIR count slope of deep HST
+# fields) to mag 30. Resulting surface densities (galaxy_counts_per_deg2): galaxies
+# at mag 16-18.5: 0.35 arcmin^-2 (~4 per 12.7 arcmin^2 NIRCam pointing; the catalogue
+# itself: ~79 in 210 arcmin^2 = 0.38), 16-28.5: 1.65e6 deg^-2, 16-30: 3.4e6 deg^-2.
+CEERS_F160W_GALAXY_COUNTS = (
+    (16.0, 1.97), (17.5, 2.65), (18.5, 3.21), (19.5, 3.55), (20.5, 3.94), (21.5, 4.24),
+    (22.5, 4.58), (23.5, 4.85), (24.5, 5.11), (25.25, 5.25), (30.0, 6.20),
+)
+
 # Size-magnitude relation: median log10 r_eff["] = _LOG_REFF_AT_23 - 0.1 (mag - 23),
-# log-normal scatter 0.2 dex.
+# log-normal scatter 0.2 dex. The CEERS HST catalogue cannot calibrate it: its ``rh``
+# column is not a half-light radius (it has a floor at exactly 3.5 reached by 899 sources
+# including every source brighter than mag 16.9 but two, its median GROWS from 3.5 at
+# mag 18 to 8.1 at mag 27, and it never exceeds 11.4 whatever the magnitude: the
+# behaviour of SExtractor's KRON_RADIUS, dimensionless, with the default minimum 3.5 of
+# PHOT_AUTOPARAMS). The relation follows published HST F160W size-magnitude
+# measurements (CANDELS GALFIT sizes, van der Wel et al. 2012/2014: median r_eff
+# ~0.3" near H = 23, ~0.15-0.2" at H = 26, ~0.2 dex scatter at fixed magnitude), which
+# gives ~1.2" at mag 17 (a z ~ 0.1-0.2 L* galaxy of r_eff 3-5 kpc).
 _LOG_REFF_AT_23 = np.log10(0.30)
 _REFF_SLOPE = -0.10
 _REFF_SCATTER_DEX = 0.20
@@ -109,6 +141,55 @@ def _inverse_cumulative_counts(n):
     return np.where(n <= n_at_break, bright, faint)
 
 
+def galaxy_counts_per_deg2(mag_lo, mag_hi, counts=CEERS_F160W_GALAXY_COUNTS):
+    """
+    Galaxies per deg^2 between two magnitudes for a knot count model.
+
+    Parameters
+    ----------
+    mag_lo, mag_hi : float
+        Magnitude range.
+    counts : sequence of (mag, log10 dN/dm) pairs
+        Knots of the differential counts (deg^-2 mag^-1), log-linear in between and
+        extrapolated with the end slopes.
+
+    Returns
+    -------
+    float
+    """
+    grid, cdf = _knot_count_cdf(counts, mag_lo, mag_hi)
+    return float(cdf[-1])
+
+
+def _knot_count_cdf(counts, mag_lo, mag_hi, step=0.002):
+    """Magnitude grid and cumulative counts (deg^-2) from ``mag_lo`` for a knot count model."""
+    knots = np.asarray(counts, dtype=float)
+    if knots.ndim != 2 or knots.shape[1] != 2 or len(knots) < 2 or np.any(np.diff(knots[:, 0]) <= 0):
+        raise CeersParameterError("galaxy_counts must be >= 2 (mag, log10 dN/dm) pairs with increasing mag")
+    grid = np.linspace(mag_lo, mag_hi, max(2, int(np.ceil((mag_hi - mag_lo) / step)) + 1))
+    slope_lo = (knots[1, 1] - knots[0, 1]) / (knots[1, 0] - knots[0, 0])
+    slope_hi = (knots[-1, 1] - knots[-2, 1]) / (knots[-1, 0] - knots[-2, 0])
+    log_dn = np.interp(grid, knots[:, 0], knots[:, 1])
+    log_dn = np.where(grid < knots[0, 0], knots[0, 1] + slope_lo * (grid - knots[0, 0]), log_dn)
+    log_dn = np.where(grid > knots[-1, 0], knots[-1, 1] + slope_hi * (grid - knots[-1, 0]), log_dn)
+    dn = 10**log_dn
+    cdf = np.concatenate([[0.0], np.cumsum(0.5 * (dn[1:] + dn[:-1]) * np.diff(grid))])
+    return grid, cdf
+
+
+def _galaxy_shapes(rng, mag):
+    """r_eff (arcsec), Sersic n, axis ratio and SED slope of galaxies of magnitudes ``mag``."""
+    n_gal = len(mag)
+    log_r = _LOG_REFF_AT_23 + _REFF_SLOPE * (mag - 23.0) + rng.normal(0, _REFF_SCATTER_DEX, n_gal)
+    reff = np.clip(10**log_r, 0.03, 4.0)
+    p_bulge = 0.15 + 0.35 * np.clip((24.0 - mag) / 8.0, 0, 1)
+    is_bulge = rng.uniform(size=n_gal) < p_bulge
+    sersic_n = np.where(is_bulge, rng.uniform(3.0, 4.5, n_gal), rng.uniform(0.8, 1.5, n_gal))
+    q = np.where(is_bulge, rng.uniform(0.5, 1.0, n_gal), rng.uniform(0.2, 1.0, n_gal))
+    slope = rng.normal(-1.0, 0.8, n_gal)
+    return reff, sersic_n, q, slope
+
+
 def sersic_b(n):
     """Sersic ``b_n`` such that ``r_eff`` encloses half the light (exact, via gammaincinv)."""
     n = np.asarray(n, dtype=float)
@@ -116,7 +197,8 @@ def sersic_b(n):
 
 
 def make_source_population(*, ra, dec, width_arcsec, height_arcsec, seed, mag_limit=28.5,
-                           mag_bright=16.0, star_fraction=0.03, n_large_galaxies=0, density_scale=1.0):
+                           mag_bright=16.0, star_fraction=0.03, n_large_galaxies=0, density_scale=1.0,
+                           galaxy_counts=None, large_galaxy_sizes="uniform"):
     """
     Draw a realistic deep-field source population over a rectangle of sky.
 
@@ -143,6 +225,13 @@ def make_source_population(*, ra, dec, width_arcsec, height_arcsec, seed, mag_li
         Fraction (by number) of point sources, 0-1.
     n_large_galaxies : int
         Number of large bright galaxies with extended wings added at random positions.
+    density_scale : float
+        Multiplies every surface density.
+    galaxy_counts : sequence of (mag, log10 dN/dm [deg^-2 mag^-1]) pairs, optional
+        Galaxy differential counts (log-linear between knots); None: the default
+        broken power law.
+    large_galaxy_sizes : {"uniform", "size_relation"}
+        How the ``n_large_galaxies`` are drawn (see above).
 
     Returns
     -------
@@ -163,13 +252,20 @@ def make_source_population(*, ra, dec, width_arcsec, height_arcsec, seed, mag_li
         raise CeersParameterError(f"density_scale must be > 0, got {density_scale}")
     if n_large_galaxies < 0:
         raise CeersParameterError(f"n_large_galaxies must be >= 0, got {n_large_galaxies}")
+    if large_galaxy_sizes not in ("uniform", "size_relation"):
+        raise CeersParameterError(f"large_galaxy_sizes must be 'uniform' or 'size_relation', got {large_galaxy_sizes!r}")
     rng = np.random.default_rng(seed)
     area_deg2 = width_arcsec * height_arcsec / _ARCSEC_PER_DEG**2 * density_scale
 
-    # galaxies: inverse-CDF sampling of the broken power law
+    # galaxies: inverse-CDF sampling of the broken power law (or of the knot counts)
     n_lo, n_hi = _cumulative_counts([mag_bright, mag_limit])
-    n_gal = rng.poisson((n_hi - n_lo) * area_deg2 * (1 - star_fraction))
-    gal_mag = _inverse_cumulative_counts(rng.uniform(n_lo, n_hi, n_gal))
+    if galaxy_counts is None:
+        n_gal = rng.poisson((n_hi - n_lo) * area_deg2 * (1 - star_fraction))
+        gal_mag = _inverse_cumulative_counts(rng.uniform(n_lo, n_hi, n_gal))
+    else:
+        grid, cdf = _knot_count_cdf(galaxy_counts, mag_bright, mag_limit)
+        n_gal = rng.poisson(cdf[-1] * area_deg2)
+        gal_mag = np.interp(rng.uniform(0.0, cdf[-1], n_gal), cdf, grid)
 
     # stars: flatter counts (high galactic latitude), exponential law slope 0.1 dex/mag
     n_star = rng.poisson((n_hi - n_lo) * area_deg2 * star_fraction)
@@ -178,20 +274,20 @@ def make_source_population(*, ra, dec, width_arcsec, height_arcsec, seed, mag_li
     star_mag = mag_bright + np.log1p(u * np.expm1(c * (mag_limit - mag_bright))) / c
 
     # galaxy shapes
-    log_r = _LOG_REFF_AT_23 + _REFF_SLOPE * (gal_mag - 23.0) + rng.normal(0, _REFF_SCATTER_DEX, n_gal)
-    gal_reff = np.clip(10**log_r, 0.03, 4.0)
-    p_bulge = 0.15 + 0.35 * np.clip((24.0 - gal_mag) / 8.0, 0, 1)
-    is_bulge = rng.uniform(size=n_gal) < p_bulge
-    gal_n = np.where(is_bulge, rng.uniform(3.0, 4.5, n_gal), rng.uniform(0.8, 1.5, n_gal))
-    gal_q = np.where(is_bulge, rng.uniform(0.5, 1.0, n_gal), rng.uniform(0.2, 1.0, n_gal))
-    gal_slope = rng.normal(-1.0, 0.8, n_gal)
+    gal_reff, gal_n, gal_q, gal_slope = _galaxy_shapes(rng, gal_mag)
 
     # large bright galaxies with low-surface-brightness wings
-    big_mag = rng.uniform(16.0, 18.5, n_large_galaxies)
-    big_reff = rng.uniform(1.0, 4.0, n_large_galaxies)
-    big_n = rng.uniform(1.0, 4.0, n_large_galaxies)
-    big_q = rng.uniform(0.4, 1.0, n_large_galaxies)
-    big_slope = rng.normal(-1.0, 0.5, n_large_galaxies)
+    if large_galaxy_sizes == "uniform":
+        big_mag = rng.uniform(16.0, 18.5, n_large_galaxies)
+        big_reff = rng.uniform(1.0, 4.0, n_large_galaxies)
+        big_n = rng.uniform(1.0, 4.0, n_large_galaxies)
+        big_q = rng.uniform(0.4, 1.0, n_large_galaxies)
+        big_slope = rng.normal(-1.0, 0.5, n_large_galaxies)
+    else:
+        grid, cdf = _knot_count_cdf(galaxy_counts if galaxy_counts is not None else CEERS_F160W_GALAXY_COUNTS,
+                                    16.0, 18.5)
+        big_mag = np.interp(rng.uniform(0.0, cdf[-1], n_large_galaxies), cdf, grid)
+        big_reff, big_n, big_q, big_slope = _galaxy_shapes(rng, big_mag)
 
     n_all = n_gal + n_star + n_large_galaxies
     mag = np.concatenate([gal_mag, star_mag, big_mag])
