@@ -55,6 +55,14 @@ def standin_bkg(*, inputs, upstream, output_dir, name, params):
         fits.PrimaryHDU(data - np.median(data)).writeto(Path(output_dir, f"{root}_bkgsub.fits"))
 
 
+def standin_sleep(*, inputs, upstream, output_dir, name, params):
+    """Appends its name to ``params['log']``, then sleeps ``params['sleep']`` seconds."""
+    with open(params["log"], "a") as log:
+        log.write(name + "\n")
+    time.sleep(params["sleep"])
+    Path(output_dir, f"{name}.txt").write_text(name)
+
+
 # ---------------------------------------------------------------- helpers
 def make_exposures(root, seed=1):
     """Write N_MEMBERS exposures per (pointing, filter); return the injected arrays."""
@@ -459,6 +467,33 @@ def test_scheduling_priorities_start_the_longest_chains_first():
     # costs unknown (0): every product gets the same priority, dask's own order decides
     flat = scheduling_priorities(order_tasks([dataclasses.replace(t, cost=0.0) for t in tasks]))
     assert set(flat.values()) == {0}
+
+
+def test_cluster_starts_the_big_products_first(tmp_path):
+    distributed = pytest.importorskip("distributed")
+    from jwst_ceers.survey.engine import ProductTask
+
+    log = tmp_path / "started.txt"
+
+    def task(key, cost, depends=()):
+        return ProductTask(
+            key, key.split("/")[0], key, key.replace("/", "_"), "test_survey:standin_sleep", str(tmp_path / "out"),
+            params={"log": str(log), "sleep": 0.3}, depends=depends, cost=cost,
+        )
+
+    tasks = [
+        task("p1/big", 6.0), task("p1/small", 3.0), task("p1/bkg", 1.0, ("p1/big", "p1/small")),
+        task("p2/big", 6.0), task("p2/small", 3.0), task("p2/bkg", 1.0, ("p2/big", "p2/small")),
+    ]
+    with distributed.LocalCluster(
+        n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0", memory_limit="1GB"
+    ) as cluster, distributed.Client(cluster) as client:
+        client.run(lambda p: sys.path.insert(0, p), str(Path(__file__).parent))
+        results = run_products(tasks, client=client, stream=False)
+    assert {r.status for r in results} == {"done"}, [r.reason for r in results]
+    started = log.read_text().split()
+    # submitted in dependency order, the same graph started p1_big, p2_small, p1_small, p2_big
+    assert set(started[:2]) == {"p1_big", "p2_big"}, started
 
 
 def test_plan_costs_follow_the_input_sizes(survey):

@@ -604,7 +604,12 @@ def _run_on_client(client, ordered, results, progress, *, rehash, force):
     futures, key_of = {}, {}
     run_id = time.time_ns()
     priorities = scheduling_priorities(ordered)
-    for task in ordered:
+    # Submit in priority order too: the scheduler hands out the first submissions before
+    # it knows the rest (a task group becomes "root-ish" and queued only once it is
+    # large), so submitting in dependency order ran small products first. A product's
+    # priority is never below its dependants', so this order still has every
+    # dependency before the products that need it.
+    for task in sorted(ordered, key=lambda t: -priorities[t.key]):
         future = client.submit(
             execute_product,
             task,
