@@ -55,6 +55,11 @@ def standin_bkg(*, inputs, upstream, output_dir, name, params):
         fits.PrimaryHDU(data - np.median(data)).writeto(Path(output_dir, f"{root}_bkgsub.fits"))
 
 
+def prepare_worker():
+    """Hook run by ``prepare_workers`` on every worker."""
+    os.environ["CEERS_TEST_WORKER_PREPARED"] = "yes"
+
+
 def standin_sleep(*, inputs, upstream, output_dir, name, params):
     """Appends its name to ``params['log']``, then sleeps ``params['sleep']`` seconds."""
     with open(params["log"], "a") as log:
@@ -471,7 +476,7 @@ def test_scheduling_priorities_start_the_longest_chains_first():
 
 def test_cluster_starts_the_big_products_first(tmp_path):
     distributed = pytest.importorskip("distributed")
-    from jwst_ceers.survey.engine import ProductTask
+    from jwst_ceers.survey.engine import ProductTask, prepare_workers
 
     log = tmp_path / "started.txt"
 
@@ -489,7 +494,10 @@ def test_cluster_starts_the_big_products_first(tmp_path):
         n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0", memory_limit="1GB"
     ) as cluster, distributed.Client(cluster) as client:
         client.run(lambda p: sys.path.insert(0, p), str(Path(__file__).parent))
+        prepare_workers(client, tasks)
+        prepared = client.run(lambda: os.environ.get("CEERS_TEST_WORKER_PREPARED"))
         results = run_products(tasks, client=client, stream=False)
+    assert list(prepared.values()) == ["yes"]
     assert {r.status for r in results} == {"done"}, [r.reason for r in results]
     started = log.read_text().split()
     # submitted in dependency order, the same graph started p1_big, p2_small, p1_small, p2_big
@@ -631,3 +639,33 @@ def test_tasks_use_the_threads_of_their_worker():
     with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cluster:
         with Client(cluster) as client:
             assert client.submit(worker_threads, pure=False).result() == 1
+
+
+FAULTS_SCRIPT = r"""
+import resource, sys
+import numpy as np
+from jwst_ceers.survey.engine import use_large_array_malloc
+if sys.argv[1] == "tuned":
+    assert use_large_array_malloc()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(100):
+    a = np.ones((1024, 1024), dtype=np.float32)  # 4 MB, as one exposure-sized array
+    del a
+print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc malloc")
+def test_workers_reuse_memory_for_large_arrays(tmp_path):
+    # dask's nanny starts workers with MALLOC_TRIM_THRESHOLD_=65536: every MB-sized array
+    # is then a fresh mmap that the kernel must fault in and zero
+    env = dict(os.environ, MALLOC_TRIM_THRESHOLD_="65536")
+
+    def faults(mode):
+        run = subprocess.run([sys.executable, "-c", FAULTS_SCRIPT, mode], env=env, capture_output=True, text=True)
+        assert run.returncode == 0, run.stderr[-1000:]
+        return int(run.stdout.split()[-1])
+
+    dask_default, tuned = faults("default"), faults("tuned")
+    assert dask_default > 50_000  # ~1000 page faults per 4 MB array
+    assert tuned < dask_default / 10

@@ -23,6 +23,7 @@ from jwst_ceers.survey.plan import STEP_PARAMETER_FILE
 __all__ = [
     "image3_ceers",
     "mosaic_background",
+    "prepare_worker",
     "stock_image3",
     "stock_mosaic_background",
     "worker_threads",
@@ -77,6 +78,16 @@ def _steps_with_files(params, inputs):
     if inputs.get("abs_refcat"):
         steps.setdefault("tweakreg", {})["abs_refcat"] = inputs["abs_refcat"][0]
     return steps
+
+
+def prepare_worker():
+    """Import jwst and the steps the task functions use (called once per dask worker)."""
+    _offline_stpipe()
+    import jwst.outlier_detection  # noqa: F401
+    import jwst.resample  # noqa: F401
+
+    import jwst_ceers.mosaic_bkg.mosaic_bkg_step  # noqa: F401
+    import jwst_ceers.pipeline.image3_ceers  # noqa: F401
 
 
 def worker_threads():
