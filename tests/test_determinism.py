@@ -51,3 +51,32 @@ def _digest(tmp_path, threads):
 @pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="needs 2 CPUs for a multi-threaded BLAS")
 def test_masks_and_pedestal_do_not_depend_on_blas_threads(tmp_path):
     assert _digest(tmp_path, 1) == _digest(tmp_path, 2)
+
+
+def test_mosaic_background_does_not_depend_on_threads():
+    import numpy as np
+
+    from jwst_ceers.masking import MaskTier
+    from jwst_ceers.mosaic_bkg.pointing_background import pointing_background
+
+    rng = np.random.default_rng(11)
+    ny, nx = 700, 900
+    yy, xx = np.mgrid[:ny, :nx]
+    images, nodata = [], []
+    for slope in (1e-4, -2e-4):
+        image = (slope * xx + rng.normal(0, 0.01, (ny, nx))).astype(np.float32)
+        for y0, x0, r in ((200, 300, 8), (500, 650, 20)):
+            image += (0.3 * np.exp(-((yy - y0) ** 2 + (xx - x0) ** 2) / (2 * r * r))).astype(np.float32)
+        images.append(image)
+        bad = np.zeros((ny, nx), bool)
+        bad[:30] = True
+        nodata.append(bad)
+    tiers = [(MaskTier(5.0, 1.5, 10, 9.0), MaskTier(2.0, 1.5, 3, 5.0))] * 2
+    results = [
+        pointing_background(images, nodata=nodata, tiers=tiers, box_size=64, threads=threads)
+        for threads in (1, 2, 4)
+    ]
+    for other in results[1:]:
+        assert other.merged_mask.tobytes() == results[0].merged_mask.tobytes()
+        for a, b in zip(results[0].backgrounds + results[0].tiermasks, other.backgrounds + other.tiermasks, strict=True):
+            assert a.tobytes() == b.tobytes()

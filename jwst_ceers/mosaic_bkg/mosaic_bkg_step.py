@@ -189,7 +189,8 @@ class MosaicBackground(CeersStep):
                 box_size=self.wing_box_size,
                 seed_nsigma=self.wing_seed_nsigma,
             ),
-            threads=_parallel_mosaics(self.threads, self.max_memory_gb, [m.data.size for m in mosaics]),
+            threads=self.threads,
+            parallel_mosaics=_parallel_mosaics(self.threads, self.max_memory_gb, [m.data.size for m in mosaics]),
         )
 
     def _write(self, mosaics, result, out_dir, pointing, tiers):

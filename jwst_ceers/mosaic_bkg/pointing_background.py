@@ -122,6 +122,7 @@ def pointing_background(
     grow_factor=0.0,
     grow_min_radius=40.0,
     threads=2,
+    parallel_mosaics=None,
 ):
     """
     Tiered masks, merged mask and smooth backgrounds of the mosaics of one pointing.
@@ -149,7 +150,9 @@ def pointing_background(
     grow_factor, grow_min_radius : float
         Optional geometric growth (:func:`grow_masks_by_size`; 0: off).
     threads : int
-        Mosaics processed in parallel (FFTs then use one thread each).
+        CPU threads to use: mosaics masked and fitted in parallel, FFTs sharing the rest.
+    parallel_mosaics : int, optional
+        At most this many mosaics at once (e.g. to bound memory); default ``threads``.
 
     Returns
     -------
@@ -159,8 +162,9 @@ def pointing_background(
     if not (len(nodata) == len(tiers) == n):
         raise ValueError("pointing_background: images, nodata and tiers must have the same length")
     noise = list(noise) if noise is not None else [None] * n
-    threads = max(1, min(int(threads), n))
-    fft_workers = max(1, 2 // threads)
+    cpu_threads = max(1, int(threads))
+    threads = max(1, min(cpu_threads, n, int(parallel_mosaics or cpu_threads)))
+    fft_workers = max(1, cpu_threads // threads)
     edit = edit_mask if edit_mask is not None else (lambda merged: merged)
 
     def run(function, *columns):
@@ -193,7 +197,7 @@ def pointing_background(
             iterations=wing_growth.iterations,
             box_size=wing_growth.box_size,
             seed_nsigma=wing_growth.seed_nsigma,
-            workers=2,
+            workers=cpu_threads,
         )
         no_data_anywhere = np.logical_and.reduce([np.asarray(bad, dtype=bool) for bad in nodata])
         wings &= ~no_data_anywhere
