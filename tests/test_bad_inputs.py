@@ -1057,7 +1057,10 @@ def test_step_product_disk_full_is_a_clear_error(mosaics, tmp_path, monkeypatch)
     def fill_up(self, name, *args, **kwargs):
         calls["n"] += 1
         if calls["n"] >= 2:
-            Path(name).write_bytes(b"SIMPLE  = partial")
+            if hasattr(name, "write"):  # an open temporary file (models are written through a handle)
+                name.write(b"SIMPLE  = partial")
+            else:
+                Path(name).write_bytes(b"SIMPLE  = partial")
             raise OSError(errno.ENOSPC, "No space left on device")
         return real_writeto(self, name, *args, **kwargs)
 
