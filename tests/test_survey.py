@@ -669,3 +669,18 @@ def test_workers_reuse_memory_for_large_arrays(tmp_path):
     dask_default, tuned = faults("default"), faults("tuned")
     assert dask_default > 50_000  # ~1000 page faults per 4 MB array
     assert tuned < dask_default / 10
+
+
+def test_cli_local_cluster_makes_the_products(survey, capsys, monkeypatch):
+    import jwst_ceers.cli as cli
+
+    monkeypatch.setattr(cli, "COMMANDS", {"survey": cli.COMMANDS["survey"]})
+    # spawned workers import the stand-in task functions of this module
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")]))
+    root, truth = survey
+    path = write_config(root)
+    assert cli.main(["survey", str(path), "--workers", "2", "--memory-limit", "2GB"]) == 0
+    out = capsys.readouterr().out
+    assert "local cluster: 2 workers x 1 thread" in out
+    assert "6 done, 0 skipped, 0 failed" in out.replace("products: ", "")
+    assert_products_match_truth(root, truth)
