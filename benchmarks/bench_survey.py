@@ -105,7 +105,7 @@ def write_config(root, grids, tasks, output_root):
 def run_survey(config_path, workers):
     """Run the survey; return (results, cluster start-up s, graph s)."""
     from jwst_ceers.survey import load_survey_config, plan_survey, run_products
-    from jwst_ceers.survey.engine import prepare_workers
+    from jwst_ceers.survey.worker_process import prepare_workers
 
     tasks = plan_survey(load_survey_config(config_path))
     os.sync()  # the previous run's files are written back now, not during this run

@@ -476,7 +476,8 @@ def test_scheduling_priorities_start_the_longest_chains_first():
 
 def test_cluster_starts_the_big_products_first(tmp_path):
     distributed = pytest.importorskip("distributed")
-    from jwst_ceers.survey.engine import ProductTask, prepare_workers
+    from jwst_ceers.survey.engine import ProductTask
+    from jwst_ceers.survey.worker_process import prepare_workers
 
     log = tmp_path / "started.txt"
 
@@ -644,7 +645,7 @@ def test_tasks_use_the_threads_of_their_worker():
 FAULTS_SCRIPT = r"""
 import resource, sys
 import numpy as np
-from jwst_ceers.survey.engine import use_large_array_malloc
+from jwst_ceers.survey.worker_process import use_large_array_malloc
 if sys.argv[1] == "tuned":
     assert use_large_array_malloc()
 before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt

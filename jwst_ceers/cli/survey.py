@@ -142,7 +142,7 @@ def _run_locked(args, config, tasks, start):
             client, where = _local_cluster(args.workers or os.cpu_count() or 1, args.memory_limit)
         print(f"jwst-ceers survey: running on {where}", flush=True)
         if client is not None:
-            from jwst_ceers.survey.engine import prepare_workers
+            from jwst_ceers.survey.worker_process import prepare_workers
 
             prepare_workers(client, tasks)
         results = run_products(tasks, client=client, rehash=args.rehash, force=args.force)
