@@ -4,7 +4,9 @@
 - :func:`plan_survey` turns it into a graph of :class:`ProductTask`;
 - :func:`run_products` makes the out-of-date products (on a ``distributed.Client``
   or serially), writing a manifest beside each product and provenance keywords
-  in its FITS headers; :func:`format_summary` prints the final table.
+  in its FITS headers; :func:`format_summary` prints the final table;
+- :func:`prepare_workers` imports jwst on every worker of a cluster ahead of the
+  first product (optional; ``jwst-ceers survey`` does it for its local cluster).
 
 On a SLURM cluster (``pip install dask-jobqueue``; every node must see the input
 and output folders at the same paths and have jwst_ceers installed)::
@@ -33,9 +35,11 @@ __all__ = [
     "format_summary",
     "load_survey_config",
     "plan_survey",
+    "prepare_workers",
     "run_products",
 ]
 
 from jwst_ceers.survey.config import SurveyConfig, check_step_parameters, load_survey_config
 from jwst_ceers.survey.engine import ProductResult, ProductTask, execute_product, format_summary, run_products
 from jwst_ceers.survey.plan import plan_survey
+from jwst_ceers.survey.worker_process import prepare_workers
