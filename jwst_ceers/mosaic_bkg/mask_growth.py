@@ -191,7 +191,7 @@ def grow_wing_mask(
             try:
                 background, _ = fit_background(
                     np.where(usable, data, np.float32(np.nan)), exclude, box_size=fit_box, filter_size=3, stride=1,
-                    min_fraction=fit_min_fraction,
+                    min_fraction=fit_min_fraction, large_source_box=None,
                 )
             except ValueError:
                 continue
