@@ -25,10 +25,11 @@ Usage::
 
     python benchmarks/bench_survey.py [--size 1024] [--tasks stock|real] [--keep DIR]
 
-Measured on the 2-core machine (--tasks real, quiet): at 1024^2 products take 13-26 s
-and 2 workers vs 1 give 1.97x (graph) / 1.87x (with cluster start); at 512^2 (5-12 s
-products, where the fixed cost per product and the start-up weigh more) 1.73x / 1.63x.
-Real NIRCam frames are 2048^2.
+Measured on the 2-core machine (--tasks real): at 1024^2 products take 13-26 s and
+2 workers vs 1 give 1.81-2.37x (graph) / 1.71-2.26x (with cluster start) over four runs
+(the 1-worker run's CPU time varies by 30% on this shared VM; the 2-worker parallel
+efficiency was 0.92-0.95); at 512^2 (5-12 s products, where the fixed cost per product
+and the start-up weigh more) 1.73x / 1.63x. Real NIRCam frames are 2048^2.
 """
 
 import argparse
