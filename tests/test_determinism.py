@@ -8,7 +8,6 @@ algorithms avoid BLAS where the result feeds thresholds. Each case runs in two
 fresh interpreters, since OpenBLAS reads its thread count when it loads.
 """
 
-import hashlib
 import os
 import subprocess
 import sys
