@@ -79,3 +79,33 @@ def test_mosaic_background_does_not_depend_on_threads():
         assert other.merged_mask.tobytes() == results[0].merged_mask.tobytes()
         for a, b in zip(results[0].backgrounds + results[0].tiermasks, other.backgrounds + other.tiermasks, strict=True):
             assert a.tobytes() == b.tobytes()
+
+
+GALAXY_SCRIPT = r"""
+import numpy as np
+from jwst_ceers.mosaic_bkg.galaxy_models import SersicComponent, evaluate_components, large_galaxy_models
+
+true = SersicComponent(y=530.3, x=470.8, intensity=1.5, r_eff=40.0, n=3.5, axis_ratio=0.7, theta=0.5)
+rng = np.random.default_rng(5)
+shape = (1024, 1024)
+image = (evaluate_components([true], shape) + rng.normal(0, 0.05, shape)).astype(np.float32)
+exclude = evaluate_components([true], shape) > 0.15
+print(repr(large_galaxy_models(image, exclude)))
+"""
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="needs 2 CPUs for a multi-threaded BLAS")
+def test_galaxy_model_fit_does_not_depend_on_blas_threads(tmp_path):
+    """The Sersic fit (least squares: LAPACK, BLAS) gives bitwise the same model."""
+
+    def run(threads):
+        env = dict(os.environ, OPENBLAS_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads),
+                   MKL_NUM_THREADS=str(threads))
+        out = subprocess.run([sys.executable, "-c", GALAXY_SCRIPT], env=env, cwd=tmp_path, capture_output=True,
+                             text=True, timeout=300)
+        assert out.returncode == 0, out.stderr[-2000:]
+        return out.stdout.strip().splitlines()[-1]
+
+    one = run(1)
+    assert "SersicComponent" in one
+    assert one == run(2)

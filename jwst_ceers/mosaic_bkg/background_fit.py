@@ -67,6 +67,7 @@ def fit_background(
     large_source_box=256,
     large_source_blend=(1.0, 3.0),
     nodata=None,
+    components=(),
 ):
     """
     Fit a smooth background to the pixels of ``data`` not in ``exclude``.
@@ -109,6 +110,9 @@ def fit_background(
         radius from its centre, the small-box fit beyond the second, linearly in between.
     nodata : ndarray of bool, optional
         Pixels without data (for the galaxy search; default: the non-finite pixels).
+    components : sequence of `~jwst_ceers.mosaic_bkg.galaxy_models.SersicComponent`
+        Models of large galaxies, subtracted from the data before everything else
+        (the fit is of the background under them).
 
     Returns
     -------
@@ -118,11 +122,14 @@ def fit_background(
         Box values after filling and filtering.
     """
     small = _fit_boxes(
-        data, exclude, box_size=box_size, filter_size=filter_size, sigma=sigma, stride=stride, min_fraction=min_fraction
+        data, exclude, box_size=box_size, filter_size=filter_size, sigma=sigma, stride=stride, min_fraction=min_fraction,
+        components=components,
     )
     if not large_source_box or large_source_box <= box_size:
         return small
-    sources = find_large_bright_sources(data, exclude, nodata=nodata, box_size=box_size, filter_size=filter_size)
+    sources = find_large_bright_sources(
+        data, exclude, nodata=nodata, box_size=box_size, filter_size=filter_size, components=components
+    )
     if not sources:
         return small
     inner, outer = (float(v) for v in large_source_blend)
@@ -130,7 +137,7 @@ def fit_background(
         raise ValueError("fit_background: large_source_blend must be (inner, outer) with 0 <= inner < outer")
     large, _ = _fit_boxes(
         data, exclude, box_size=int(large_source_box), filter_size=filter_size, sigma=sigma, stride=None,
-        min_fraction=min_fraction,
+        min_fraction=min_fraction, components=components,
     )
     # blend weight: 1 within inner * radius of a source, 0 beyond outer * radius
     # (computed only inside the bounding box of the discs)
@@ -155,15 +162,19 @@ def fit_background(
     return background, small[1]
 
 
-def _fit_boxes(data, exclude, *, box_size, filter_size, sigma, stride, min_fraction):
+def _fit_boxes(data, exclude, *, box_size, filter_size, sigma, stride, min_fraction, components=()):
     """The box fit of :func:`fit_background` with one box size."""
     from scipy.ndimage import median_filter
+
+    from jwst_ceers.mosaic_bkg.galaxy_models import evaluate_components
 
     if stride is None:
         stride = max(1, box_size // 64)
         while box_size % stride:
             stride -= 1
-    samples = block_samples(data, exclude, box=box_size, stride=stride)
+    model = evaluate_components(components, np.shape(data), step=stride) if len(components) else None
+    samples = block_samples(data, exclude, box=box_size, stride=stride, subtract=model)
+    del model
     # the fraction counts the samples of a box that lie inside the image (edge boxes,
     # and boxes of mosaics smaller than one box, are partly outside)
     k = box_size // stride
@@ -190,7 +201,8 @@ def _fit_boxes(data, exclude, *, box_size, filter_size, sigma, stride, min_fract
 
 
 def find_large_bright_sources(
-    data, exclude, *, nodata=None, box_size=128, filter_size=3, block=8, bright_nsigma=1.0, min_radius=120.0
+    data, exclude, *, nodata=None, box_size=128, filter_size=3, block=8, bright_nsigma=1.0, min_radius=120.0,
+    components=(),
 ):
     """
     Centres and sizes of large bright galaxies (whose faint wings reach far past masks).
@@ -220,6 +232,8 @@ def find_large_bright_sources(
         Threshold on the block-mean residual, in pixel sigma.
     min_radius : float
         Smallest equivalent radius (pixels) of a region.
+    components : sequence of `~jwst_ceers.mosaic_bkg.galaxy_models.SersicComponent`
+        Galaxy models subtracted first (already modelled galaxies are not found again).
 
     Returns
     -------
@@ -237,6 +251,10 @@ def find_large_bright_sources(
         valid &= ~np.asarray(nodata, dtype=bool)
     exclude = np.asarray(exclude, dtype=bool)
     blocks, fraction = block_mean(data, valid, factor=block)
+    if len(components):
+        from jwst_ceers.mosaic_bkg.galaxy_models import evaluate_components
+
+        blocks -= evaluate_components(components, data.shape, block=block)
     usable = fraction >= 0.5
     excluded = block_any(exclude & valid, factor=block) | ~usable
     if (~excluded).sum() < 16:

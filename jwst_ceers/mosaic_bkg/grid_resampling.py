@@ -17,7 +17,7 @@ def grid_shape(shape, box):
     return (-(-shape[0] // box), -(-shape[1] // box))
 
 
-def block_samples(image, exclude, *, box, stride=1):
+def block_samples(image, exclude, *, box, stride=1, subtract=None):
     """
     Pixels of every ``box`` x ``box`` block as rows of a (nby, nbx, k) float32 array.
 
@@ -35,6 +35,9 @@ def block_samples(image, exclude, *, box, stride=1):
         Block size in pixels (a multiple of ``stride``).
     stride : int, optional
         Subsampling step.
+    subtract : ndarray, optional
+        Values on the grid of ``image[::stride, ::stride]`` subtracted from the samples
+        (e.g. a model of large galaxies), without a full-resolution copy.
 
     Returns
     -------
@@ -50,6 +53,8 @@ def block_samples(image, exclude, *, box, stride=1):
     padded = np.full((nby * k, nbx * k), np.nan, dtype=np.float32)
     padded[: sub.shape[0], : sub.shape[1]] = sub
     view = padded[: sub.shape[0], : sub.shape[1]]
+    if subtract is not None:
+        view -= subtract
     view[bad] = np.nan
     return np.ascontiguousarray(padded.reshape(nby, k, nbx, k).transpose(0, 2, 1, 3)).reshape(nby, nbx, k * k)
 

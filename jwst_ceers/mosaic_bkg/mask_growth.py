@@ -77,14 +77,17 @@ def grow_masks_by_size(mask, *, factor=1.0, min_radius=40.0, block=8, exclude=No
     return grown
 
 
-def _reduced_residual_inputs(image, nodata, noise, block):
-    """Block means of the data and of the noise map, and which blocks are usable."""
+def _reduced_residual_inputs(image, nodata, noise, block, components=()):
+    """Block means of the data (minus galaxy models) and of the noise map, and which blocks are usable."""
     from jwst_ceers.masking.fft_ops import block_mean
+    from jwst_ceers.mosaic_bkg.galaxy_models import evaluate_components
 
     valid = ~np.asarray(nodata, dtype=bool) & np.isfinite(image)
     if noise is not None:
         valid &= np.isfinite(noise) & (noise > 0)
     data, fraction = block_mean(image, valid, factor=block)
+    if len(components):
+        data -= evaluate_components(components, np.shape(image), block=block)
     if noise is None:
         from jwst_ceers.masking.robust import robust_location_scale, sample_unmasked
 
@@ -111,6 +114,7 @@ def grow_wing_mask(
     seed_nsigma=3.0,
     fit_min_fraction=0.3,
     workers=2,
+    components=None,
 ):
     """
     Grow a merged source mask over faint extended emission connected to it.
@@ -156,6 +160,9 @@ def grow_wing_mask(
         hide it from detection.
     workers : int
         FFT threads.
+    components : list of (sequence of SersicComponent), optional
+        Per mosaic, models of large galaxies subtracted before the detection (their
+        wings are modelled, not grown over).
 
     Returns
     -------
@@ -172,7 +179,10 @@ def grow_wing_mask(
     if iterations <= 0 or not mask.any():
         return np.zeros(mask.shape, dtype=bool)
     noise = list(noise) if noise is not None else [None] * len(images)
-    reduced = [_reduced_residual_inputs(i, b, s, block) for i, b, s in zip(images, nodata, noise, strict=True)]
+    components = list(components) if components is not None else [()] * len(images)
+    reduced = [
+        _reduced_residual_inputs(i, b, s, block, c) for i, b, s, c in zip(images, nodata, noise, components, strict=True)
+    ]
     seeds = block_any(mask, factor=block)
     any_data = np.zeros(seeds.shape, dtype=bool)
     for _, _, usable in reduced:

@@ -26,16 +26,21 @@ class MosaicBackground(CeersStep):
     grid: jwst ``*_i2d.fits`` ImageModels and/or plain FITS (e.g. HST) mosaics. Per
     mosaic: a ring-median pre-filter, tiered source masks (NIRCam or HST tier set);
     the source masks of all mosaics are OR-ed into one merged mask, edited with DS9
-    regions (``edit_regions``: plain shapes add, ``-`` shapes remove), grown over the
-    faint wings of large galaxies (``wing_*``, all filters together), and a smooth
-    background is fitted to the unmasked pixels of every mosaic and subtracted
-    (off-footprint pixels become 0).
+    regions (``edit_regions``: plain shapes add, ``-`` shapes remove). Large bright
+    galaxies, whose faint wings reach hundreds of pixels past any mask, are fitted with
+    Sersic models (``galaxy_*``); the masks are remade around them on the
+    model-subtracted mosaics, and the rest sees the data minus the models (the outputs
+    keep the galaxies). The merged mask is grown over remaining faint wings
+    (``wing_*``, all filters together), and a smooth background is fitted to the
+    unmasked pixels of every mosaic and subtracted (off-footprint pixels become 0).
 
     Outputs in ``output_dir`` (default: the first input's directory), written
     atomically, each with a FITS WCS and FILTER: ``<product>_bkgsub.fits`` (same format
     as the input; ``meta.cal_step.ceers_mosaic_bkg`` or keyword CMBKGSTP set),
     ``<product>_bkg.fits`` (float32), ``<product>_tiermask.fits`` (uint8/uint16: bit 0
-    no data, bit k tier k, bit n+1 wing / size-dependent growth) and
+    no data, bit k tier k, bit n+1 wing / size-dependent growth and the cores of
+    modelled galaxies; the tiers are remade on the model-subtracted mosaic around
+    them) and
     ``<pointing>_merged_mask.fits`` (uint8, 1 = masked). Inputs are never modified.
     Mosaics are masked in parallel (``threads``) only while the estimated peak memory
     stays below ``max_memory_gb`` (a 10600 x 4800 pointing runs them one at a time).
@@ -63,6 +68,8 @@ class MosaicBackground(CeersStep):
     wing_nsigma = float(min=0.5, max=10, default=1.5)  # Wing growth: threshold in sigma of the smoothed residual (hysteresis from the mask)
     wing_box_size = integer(min=32, max=4096, default=128)  # Wing growth: background box of the fits made while growing, pixels
     wing_seed_nsigma = float(min=0, max=100, default=3.0)  # Wing growth: a mask region grows only while the mean residual in a ring around it is this significant
+    galaxy_models = boolean(default=True)  # Fit Sersic models of large bright galaxies; the mask growth and background fit see the data minus them
+    galaxy_core_nsigma = float(min=0.5, max=10000, default=10.0)  # Keep masked where a galaxy model exceeds this many pixel sigma
     bkg_box_size = integer(min=4, max=2048, default=128)  # Background fit: box size, pixels (even)
     bkg_filter_size = integer(min=1, max=15, default=3)  # Background fit: median filter size, boxes (odd)
     bkg_clip_sigma = float(min=1, max=10, default=3.0)  # Background fit: sigma-clipping threshold
@@ -167,7 +174,7 @@ class MosaicBackground(CeersStep):
 
     def _run_algorithm(self, mosaics, tiers, edit):
         """Call the array algorithm with this step's parameters."""
-        from jwst_ceers.mosaic_bkg.pointing_background import WingGrowth, pointing_background
+        from jwst_ceers.mosaic_bkg.pointing_background import GalaxyModelling, WingGrowth, pointing_background
 
         return pointing_background(
             [m.data for m in mosaics],
@@ -189,28 +196,31 @@ class MosaicBackground(CeersStep):
                 box_size=self.wing_box_size,
                 seed_nsigma=self.wing_seed_nsigma,
             ),
+            galaxy_modelling=GalaxyModelling(enabled=self.galaxy_models, core_nsigma=self.galaxy_core_nsigma),
             threads=self.threads,
             parallel_mosaics=_parallel_mosaics(self.threads, self.max_memory_gb, [m.data.size for m in mosaics]),
         )
 
     def _write(self, mosaics, result, out_dir, pointing, tiers):
+        from jwst_ceers.mosaic_bkg.galaxy_models import header_cards
         from jwst_ceers.mosaic_bkg.mosaic_io import write_bkgsub, write_image_fits
 
         outputs = {"bkgsub": [], "bkg": [], "tiermask": [], "merged_mask": None}
         merged = result.merged_mask
 
-        def write_one(mosaic, background, bits, tier_set):
+        def write_one(mosaic, background, bits, tier_set, components):
             bkgsub = mosaic.data - background
             bkgsub[mosaic.nodata] = 0
             bkgsub_path = write_bkgsub(out_dir / f"{mosaic.name}_bkgsub.fits", bkgsub, mosaic)
             del bkgsub
             bkg_path = write_image_fits(
-                out_dir / f"{mosaic.name}_bkg.fits", background.astype(np.float32, copy=False), mosaic
+                out_dir / f"{mosaic.name}_bkg.fits", background.astype(np.float32, copy=False), mosaic,
+                extra=header_cards(components),  # the Sersic models that steered the fit
             )
             bit_doc = {"BIT0": "no data"}
             for k, tier in enumerate(tier_set, start=1):
                 bit_doc[f"BIT{k}"] = f"tier fwhm {tier.kernel_fwhm:g} nsig {tier.nsigma:g} npix {tier.npixels} dil {tier.dilate:g}"
-            bit_doc[f"BIT{len(tier_set) + 1}"] = "wing / size-dependent growth (all filters)"
+            bit_doc[f"BIT{len(tier_set) + 1}"] = "wing/size growth, modelled galaxy cores (all)"
             mask_path = write_image_fits(out_dir / f"{mosaic.name}_tiermask.fits", bits, mosaic, extra=bit_doc)
             good = ~mosaic.nodata
             fraction = np.count_nonzero(merged & good) / max(1, np.count_nonzero(good))
@@ -220,7 +230,7 @@ class MosaicBackground(CeersStep):
         # files are written in parallel: the disk writes and array conversions release the GIL
         written = _map_threads(
             lambda args: write_one(*args),
-            list(zip(mosaics, result.backgrounds, result.tiermasks, tiers, strict=True)),
+            list(zip(mosaics, result.backgrounds, result.tiermasks, tiers, result.galaxy_models, strict=True)),
             threads=self.threads,
         )
         for bkgsub_path, bkg_path, mask_path in written:

@@ -18,10 +18,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from jwst_ceers.mosaic_bkg.background_fit import fit_background
+from jwst_ceers.mosaic_bkg.galaxy_models import evaluate_components, large_galaxy_models
 from jwst_ceers.mosaic_bkg.mask_growth import grow_masks_by_size, grow_wing_mask
 from jwst_ceers.mosaic_bkg.ring_median import ring_median_background
 
-__all__ = ["PointingBackground", "WingGrowth", "pointing_background", "merge_source_masks"]
+__all__ = ["GalaxyModelling", "PointingBackground", "WingGrowth", "pointing_background", "merge_source_masks"]
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,32 @@ class WingGrowth:
     block: int = 8
 
 
+@dataclass(frozen=True)
+class GalaxyModelling:
+    """
+    Sersic models of large bright galaxies (see :mod:`.galaxy_models`).
+
+    Attributes
+    ----------
+    enabled : bool
+        Fit the models (False: the wing growth and larger boxes alone deal with them).
+    core_nsigma : float
+        Pixels where a model exceeds this many pixel sigma stay masked (the model is
+        least exact in the core). Where the residual of a model is significant, the
+        remade source masks mask it anyway.
+    region_nsigma : float
+        Source masks are remade on the model-subtracted mosaics wherever a model
+        exceeds this (with a margin covering the ring median, smoothing and dilation).
+    margin : int
+        That margin, pixels.
+    """
+
+    enabled: bool = True
+    core_nsigma: float = 10.0
+    region_nsigma: float = 0.05
+    margin: int = 256
+
+
 @dataclass
 class PointingBackground:
     """
@@ -69,11 +96,14 @@ class PointingBackground:
         growth (size-dependent and wing growth, shared by all mosaics).
     merged_mask : ndarray of bool
         True where any mosaic's tiers or the growth (after hand edits) mask a source.
+    galaxy_models : list of list of SersicComponent
+        Per mosaic, the models of large bright galaxies subtracted before the fit.
     """
 
     backgrounds: list = field(default_factory=list)
     tiermasks: list = field(default_factory=list)
     merged_mask: np.ndarray = None
+    galaxy_models: list = field(default_factory=list)
 
 
 def merge_source_masks(tiermasks):
@@ -121,6 +151,7 @@ def pointing_background(
     wing_growth=WingGrowth(),
     grow_factor=0.0,
     grow_min_radius=40.0,
+    galaxy_modelling=GalaxyModelling(),
     threads=2,
     parallel_mosaics=None,
 ):
@@ -149,6 +180,11 @@ def pointing_background(
         Growth of the merged mask over faint wings (None or 0 iterations: skipped).
     grow_factor, grow_min_radius : float
         Optional geometric growth (:func:`grow_masks_by_size`; 0: off).
+    galaxy_modelling : GalaxyModelling or None
+        Sersic models of large bright galaxies, fitted per mosaic after the first
+        masks; the source masks are then remade around them on the model-subtracted
+        mosaics, and the wing growth and the background fit see the data minus the
+        models (None or not enabled: no models).
     threads : int
         CPU threads to use: mosaics masked and fitted in parallel, FFTs sharing the rest.
     parallel_mosaics : int, optional
@@ -185,6 +221,21 @@ def pointing_background(
     if grow_factor > 0:
         grown |= grow_masks_by_size(merged, factor=grow_factor, min_radius=grow_min_radius) & ~merged
     merged = edit(merged | grown)
+    models = [[] for _ in range(n)]
+    core = None
+    if galaxy_modelling is not None and galaxy_modelling.enabled:
+        models = run(
+            lambda d, m, s: large_galaxy_models(d, merged | m, nodata=m, noise=s, box_size=box_size),
+            images,
+            nodata,
+            noise,
+        )
+        if any(models):
+            core = _remask_around_models(
+                images, nodata, noise, tiers, tiermasks, models, galaxy_modelling,
+                lambda d, m, s, t: _mask_one(d, m, s, t, ring_radius, ring_width, clip_nsigma, cpu_threads),
+            )
+            merged = edit(merge_source_masks(tiermasks) | grown)
     if wing_growth is not None and wing_growth.iterations > 0:
         wings = grow_wing_mask(
             images,
@@ -198,26 +249,97 @@ def pointing_background(
             box_size=wing_growth.box_size,
             seed_nsigma=wing_growth.seed_nsigma,
             workers=cpu_threads,
+            components=models,
         )
         no_data_anywhere = np.logical_and.reduce([np.asarray(bad, dtype=bool) for bad in nodata])
         wings &= ~no_data_anywhere
         grown |= wings
         log.info("wing growth added %.1f%% of the grid to the merged mask", 100.0 * wings.mean())
         merged = edit(merged | wings)
+    if core is not None:
+        # the modelled galaxies' cores stay masked (added after the wing growth, which
+        # must not seed on them: their surroundings are modelled, not grown over)
+        grown |= core & ~merged
+        merged = edit(merged | core)
     if grown.any():
         for index in range(n):
             tiermasks[index] = _set_bit(tiermasks[index], grown & ~nodata[index], len(tiers[index]) + 1)
 
-    def fit(data, bad):
+    def fit(data, bad, components):
         background, _ = fit_background(
-            data, merged | bad, box_size=box_size, filter_size=filter_size, sigma=clip_sigma
+            data, merged | bad, box_size=box_size, filter_size=filter_size, sigma=clip_sigma, components=components
         )
         return background
 
-    backgrounds = run(fit, images, nodata)
+    backgrounds = run(fit, images, nodata, models)
     for background, bad in zip(backgrounds, nodata, strict=True):
         background[bad] = 0
-    return PointingBackground(backgrounds=backgrounds, tiermasks=tiermasks, merged_mask=merged)
+    return PointingBackground(backgrounds=backgrounds, tiermasks=tiermasks, merged_mask=merged, galaxy_models=models)
+
+
+def _pixel_noise(data, nodata, noise):
+    """Typical pixel noise sigma of a mosaic (median of its noise map, or robust scale)."""
+    from jwst_ceers.masking.robust import robust_location_scale, sample_unmasked
+
+    if noise is not None and np.ndim(noise) == 2:
+        good = ~np.asarray(nodata, dtype=bool)
+        step = max(1, int(np.sqrt(good.size / 1_000_000)))
+        values = np.asarray(noise)[::step, ::step][good[::step, ::step]]
+        values = values[np.isfinite(values) & (values > 0)]
+        if values.size:
+            return float(np.median(values))
+    _, scale = robust_location_scale(sample_unmasked(data, np.asarray(nodata, dtype=bool) | ~np.isfinite(data)))
+    return float(scale)
+
+
+def _remask_around_models(images, nodata, noise, tiers, tiermasks, models, modelling, mask_one):
+    """
+    Remake the tier masks (in place in ``tiermasks``) on the model-subtracted mosaics
+    where any galaxy model exceeds ``modelling.region_nsigma``; return the core mask
+    (any model above ``modelling.core_nsigma``).
+
+    The masks are remade on cut-outs (the region's bounding box plus a margin that
+    covers the ring median, the smoothing kernels and the dilations) and only the
+    inner part is kept, so the cost stays proportional to the modelled area.
+    """
+    shape = np.shape(images[0])
+    block = 8
+    sigmas = [_pixel_noise(d, m, s) for d, m, s in zip(images, nodata, noise, strict=True)]
+    region = np.zeros((-(-shape[0] // block), -(-shape[1] // block)), dtype=bool)
+    for components, sigma in zip(models, sigmas, strict=True):
+        if components:
+            region |= evaluate_components(components, shape, block=block) > modelling.region_nsigma * sigma
+    if not region.any():
+        return None
+    from scipy.ndimage import find_objects, label
+
+    boxes = find_objects(label(region)[0])
+    margin = int(modelling.margin)
+    core = np.zeros(shape, dtype=bool)
+    for box in boxes:
+        y0, y1 = box[0].start * block, min(shape[0], box[0].stop * block)
+        x0, x1 = box[1].start * block, min(shape[1], box[1].stop * block)
+        cy0, cy1 = max(0, y0 - margin), min(shape[0], y1 + margin)
+        cx0, cx1 = max(0, x0 - margin), min(shape[1], x1 + margin)
+        cut = (slice(cy0, cy1), slice(cx0, cx1))
+        inner = (slice(y0 - cy0, y1 - cy0), slice(x0 - cx0, x1 - cx0))
+        rows = np.arange(cy0, cy1, dtype=np.float32)[:, None]
+        cols = np.arange(cx0, cx1, dtype=np.float32)[None, :]
+        for index, components in enumerate(models):
+            model = np.zeros((cy1 - cy0, cx1 - cx0), dtype=np.float32)
+            for component in components:
+                model += component.evaluate(rows, cols)
+            core[cut] |= model > modelling.core_nsigma * sigmas[index]
+            local_noise = noise[index][cut] if noise[index] is not None and np.ndim(noise[index]) == 2 else noise[index]
+            bits = mask_one(np.asarray(images[index][cut], dtype=np.float32) - model, nodata[index][cut], local_noise,
+                            tiers[index])
+            target = tiermasks[index][y0:y1, x0:x1]
+            target[...] = bits[inner].astype(target.dtype)
+        log.info(
+            "source masks remade on the model-subtracted mosaics in x %d-%d, y %d-%d (%d modelled galaxies)",
+            x0, x1, y0, y1, sum(len(m) for m in models),
+        )
+    return core & ~np.logical_and.reduce([np.asarray(bad, dtype=bool) for bad in nodata])
 
 
 def _set_bit(bits, where, bit):
