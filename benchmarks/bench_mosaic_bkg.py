@@ -186,6 +186,8 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=2023)
     parser.add_argument("--workdir", default=None)
     args = parser.parse_args(argv)
+    if args.workdir:
+        Path(args.workdir).mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=args.workdir) as workdir:
         for size in args.sizes:
             bench((size, size), seed=args.seed, reference=not args.no_reference,

@@ -30,9 +30,10 @@ class MosaicBackground(CeersStep):
     galaxies, whose faint wings reach hundreds of pixels past any mask, are fitted with
     Sersic models (``galaxy_*``); the masks are remade around them on the
     model-subtracted mosaics, and the rest sees the data minus the models (the outputs
-    keep the galaxies). The merged mask is grown over remaining faint wings
-    (``wing_*``, all filters together), and a smooth background is fitted to the
-    unmasked pixels of every mosaic and subtracted (off-footprint pixels become 0).
+    keep the galaxies). Optionally (``wing_iterations`` > 0, off by default) the merged
+    mask is grown over remaining faint wings (``wing_*``, all filters together). A
+    smooth background is fitted to the unmasked pixels of every mosaic and subtracted
+    (off-footprint pixels become 0).
 
     Outputs in ``output_dir`` (default: the first input's directory), written
     atomically, each with a FITS WCS and FILTER: ``<product>_bkgsub.fits`` (same format
@@ -63,7 +64,7 @@ class MosaicBackground(CeersStep):
     ring_width = float(min=1, max=100, default=4.0)  # Ring-median pre-filter: ring width, pixels
     ring_clip_nsigma = float(min=1, max=100, default=5.0)  # Ceiling (sigma over a coarse background) applied before the ring median
     grow_factor = float(min=0, max=10, default=0.0)  # Grow each merged-mask region by this times its equivalent radius beyond 40 px (0: off)
-    wing_iterations = integer(min=0, max=20, default=5)  # Wing growth of the merged mask: fit/detect/grow cycles (0: off)
+    wing_iterations = integer(min=0, max=20, default=0)  # Wing growth of the merged mask: fit/detect/grow cycles (0: off; galaxy_models handle large galaxies' wings)
     wing_kernel_fwhm = float(min=8, max=1024, default=64.0)  # Wing growth: Gaussian FWHM of the smoothed 8x8-block residual, pixels
     wing_nsigma = float(min=0.5, max=10, default=1.5)  # Wing growth: threshold in sigma of the smoothed residual (hysteresis from the mask)
     wing_box_size = integer(min=32, max=4096, default=128)  # Wing growth: background box of the fits made while growing, pixels

@@ -3,12 +3,16 @@
 For every mosaic (filter): a ring-median pre-filter (:mod:`.ring_median`), tiered
 source masks (:func:`jwst_ceers.masking.tiered_source_mask`, bit 0 = no data,
 bits 1.. = tiers). The source bits of all mosaics (NIRCam and HST) are OR-ed into one
-merged mask, hand edits are applied to it, and a smooth background is fitted to the
-unmasked pixels of every mosaic (:mod:`.background_fit`). Before the fit, the merged
-mask is grown over the faint wings of large galaxies
-(:func:`~jwst_ceers.mosaic_bkg.mask_growth.grow_wing_mask`: iterated large-box fits,
-detection of extended light on block-averaged residuals, hysteresis growth from the
-mask, all filters together); the added pixels get one more tier bit.
+merged mask and hand edits are applied to it. Large bright galaxies are then fitted
+with Sersic models (:mod:`.galaxy_models`, per mosaic); around them the tier masks are
+remade on the model-subtracted mosaics (their cores stay masked), and everything after
+sees the data minus the models. Optionally (off by default) the merged mask is grown
+over the faint wings of other galaxies
+(:func:`~jwst_ceers.mosaic_bkg.mask_growth.grow_wing_mask`: iterated
+large-box fits, detection of extended light on block-averaged residuals, hysteresis
+growth from the mask, all filters together; the added pixels get one more tier bit),
+and a smooth background is fitted to the unmasked pixels of every mosaic
+(:mod:`.background_fit`).
 """
 
 import logging
@@ -148,7 +152,7 @@ def pointing_background(
     box_size=128,
     filter_size=3,
     clip_sigma=3.0,
-    wing_growth=WingGrowth(),
+    wing_growth=None,
     grow_factor=0.0,
     grow_min_radius=40.0,
     galaxy_modelling=GalaxyModelling(),
@@ -177,7 +181,9 @@ def pointing_background(
     box_size, filter_size, clip_sigma :
         Background fit: box (pixels), median filter over boxes, clipping sigma.
     wing_growth : WingGrowth or None
-        Growth of the merged mask over faint wings (None or 0 iterations: skipped).
+        Growth of the merged mask over faint wings (default None, or 0 iterations: skipped).
+        Off by default: with the large galaxies modelled it only made marginal, costly
+        decisions (a 400 x 800 px background bump grown over: -0.3 sigma there).
     grow_factor, grow_min_radius : float
         Optional geometric growth (:func:`grow_masks_by_size`; 0: off).
     galaxy_modelling : GalaxyModelling or None
