@@ -90,7 +90,7 @@ rng = np.random.default_rng(5)
 shape = (1024, 1024)
 image = (evaluate_components([true], shape) + rng.normal(0, 0.05, shape)).astype(np.float32)
 exclude = evaluate_components([true], shape) > 0.15
-print(repr(large_galaxy_models(image, exclude)))
+print(repr(large_galaxy_models(image, exclude).components))
 """
 
 

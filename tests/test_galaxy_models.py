@@ -70,9 +70,11 @@ def test_large_galaxy_models_find_and_fit_and_ignore_empty_fields():
     image, sigma = _field(2)
     exclude = evaluate_components([TRUE], SHAPE) > 3 * sigma  # a mask of the core, as tiers give
     found = large_galaxy_models(image, exclude, noise=np.full(SHAPE, sigma, np.float32))
-    assert len(found) == 1 and found[0].n == pytest.approx(TRUE.n, abs=0.3)
+    assert len(found.components) == 1 and found.components[0].n == pytest.approx(TRUE.n, abs=0.3)
+    assert found.unmodelled == []
     empty = np.random.default_rng(3).normal(0, sigma, SHAPE).astype(np.float32)
-    assert large_galaxy_models(empty, np.zeros(SHAPE, bool)) == []
+    nothing = large_galaxy_models(empty, np.zeros(SHAPE, bool))
+    assert nothing.components == [] and nothing.unmodelled == []
 
 
 def test_fit_background_subtracts_components_like_explicit_subtraction():

@@ -68,6 +68,7 @@ def fit_background(
     large_source_blend=(1.0, 3.0),
     nodata=None,
     components=(),
+    large_sources=None,
 ):
     """
     Fit a smooth background to the pixels of ``data`` not in ``exclude``.
@@ -113,6 +114,10 @@ def fit_background(
     components : sequence of `~jwst_ceers.mosaic_bkg.galaxy_models.SersicComponent`
         Models of large galaxies, subtracted from the data before everything else
         (the fit is of the background under them).
+    large_sources : list of (float, float, float), optional
+        ``(y, x, radius)`` of the large bright galaxies to blend the larger-box fit
+        around (e.g. those a model could not be fitted to); default: searched with
+        :func:`find_large_bright_sources`.
 
     Returns
     -------
@@ -127,9 +132,12 @@ def fit_background(
     )
     if not large_source_box or large_source_box <= box_size:
         return small
-    sources = find_large_bright_sources(
-        data, exclude, nodata=nodata, box_size=box_size, filter_size=filter_size, components=components
-    )
+    if large_sources is None:
+        sources = find_large_bright_sources(
+            data, exclude, nodata=nodata, box_size=box_size, filter_size=filter_size, components=components
+        )
+    else:
+        sources = list(large_sources)
     if not sources:
         return small
     inner, outer = (float(v) for v in large_source_blend)
@@ -202,7 +210,7 @@ def _fit_boxes(data, exclude, *, box_size, filter_size, sigma, stride, min_fract
 
 def find_large_bright_sources(
     data, exclude, *, nodata=None, box_size=128, filter_size=3, block=8, bright_nsigma=1.0, min_radius=120.0,
-    components=(),
+    components=(), blocks=None,
 ):
     """
     Centres and sizes of large bright galaxies (whose faint wings reach far past masks).
@@ -234,6 +242,9 @@ def find_large_bright_sources(
         Smallest equivalent radius (pixels) of a region.
     components : sequence of `~jwst_ceers.mosaic_bkg.galaxy_models.SersicComponent`
         Galaxy models subtracted first (already modelled galaxies are not found again).
+    blocks : (ndarray, ndarray), optional
+        The ``block`` x ``block`` block means of the valid pixels of ``data`` and their
+        valid fractions, when the caller has them (:func:`block_mean`).
 
     Returns
     -------
@@ -250,7 +261,10 @@ def find_large_bright_sources(
     if nodata is not None:
         valid &= ~np.asarray(nodata, dtype=bool)
     exclude = np.asarray(exclude, dtype=bool)
-    blocks, fraction = block_mean(data, valid, factor=block)
+    if blocks is None:
+        blocks, fraction = block_mean(data, valid, factor=block)
+    else:
+        blocks, fraction = np.array(blocks[0], dtype=np.float32), blocks[1]
     if len(components):
         from jwst_ceers.mosaic_bkg.galaxy_models import evaluate_components
 

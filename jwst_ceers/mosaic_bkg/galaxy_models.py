@@ -24,12 +24,14 @@ from dataclasses import dataclass
 import numpy as np
 
 __all__ = [
+    "LargeGalaxies",
     "SersicComponent",
     "components_from_header",
     "header_cards",
     "evaluate_components",
     "fit_sersic_galaxy",
     "large_galaxy_models",
+    "typical_noise",
 ]
 
 log = logging.getLogger(__name__)
@@ -69,6 +71,10 @@ class SersicComponent:
         Minor / major axis (0-1].
     theta : float
         Position angle of the major axis from the +x axis (radians).
+    r_max : float
+        Truncation radius along the major axis (pixels): the profile is 0 beyond it
+        (fitted models are truncated where they fall to 1/1000 of the pixel noise,
+        which keeps their evaluation local).
     """
 
     y: float
@@ -78,6 +84,7 @@ class SersicComponent:
     n: float
     axis_ratio: float
     theta: float
+    r_max: float = float("inf")
 
     def evaluate(self, rows, cols):
         """Surface brightness (float32) at pixel coordinates ``rows``, ``cols`` (broadcast)."""
@@ -89,7 +96,17 @@ class SersicComponent:
         scaled = (u * u + v * v) / np.float32(self.r_eff**2)
         b = float(_sersic_b(self.n))
         exponent = np.float32(b) - np.float32(b) * scaled ** np.float32(0.5 / self.n)
-        return np.float32(self.intensity) * np.exp(exponent)
+        values = np.float32(self.intensity) * np.exp(exponent)
+        if np.isfinite(self.r_max):
+            values[np.broadcast_to(scaled > np.float32((self.r_max / self.r_eff) ** 2), values.shape)] = 0
+        return values
+
+
+def _truncation_radius(intensity, r_eff, n, floor):
+    """Major-axis radius where a Sersic profile falls to ``floor``."""
+    if not floor > 0 or intensity <= floor:
+        return float(r_eff)
+    return float(r_eff * (1.0 + np.log(intensity / floor) / float(_sersic_b(n))) ** n)
 
 
 def evaluate_components(components, shape, *, step=1, block=None):
@@ -122,8 +139,14 @@ def evaluate_components(components, shape, *, step=1, block=None):
         rows = np.arange(0, ny, step, dtype=np.float32)
         cols = np.arange(0, nx, step, dtype=np.float32)
     out = np.zeros((rows.size, cols.size), dtype=np.float32)
-    for component in components:
-        out += component.evaluate(rows[:, None], cols[None, :])
+    for c in components:
+        # only the grid points within the truncation radius (rows, cols ascending)
+        r0, r1 = np.searchsorted(rows, [c.y - c.r_max, c.y + c.r_max], side="left") if np.isfinite(c.r_max) else (
+            0, rows.size)
+        c0, c1 = np.searchsorted(cols, [c.x - c.r_max, c.x + c.r_max], side="left") if np.isfinite(c.r_max) else (
+            0, cols.size)
+        if r1 > r0 and c1 > c0:
+            out[r0:r1, c0:c1] += c.evaluate(rows[r0:r1, None], cols[None, c0:c1])
     return out
 
 
@@ -287,8 +310,45 @@ def fit_sersic_galaxy(
         )
         return []
     q, theta = _shape_from_ellipticity(e1, e2)
-    return [SersicComponent(float(y), float(x), float(np.exp(log_i)), float(np.exp(log_r)), float(n), float(q),
-                            float(theta))]
+    intensity, r_eff = float(np.exp(log_i)), float(np.exp(log_r))
+    r_max = _truncation_radius(intensity, r_eff, float(n), 1e-3 * float(noise))
+    return [SersicComponent(float(y), float(x), intensity, r_eff, float(n), float(q), float(theta), r_max)]
+
+
+@dataclass
+class LargeGalaxies:
+    """
+    Result of :func:`large_galaxy_models`.
+
+    Attributes
+    ----------
+    components : list of SersicComponent
+        The fitted models.
+    unmodelled : list of (float, float, float)
+        ``(y, x, radius)`` of the large bright galaxies whose fit failed or was not
+        credible (the background fit uses larger boxes around them instead).
+    """
+
+    components: list
+    unmodelled: list
+
+
+def typical_noise(data, nodata, noise=None):
+    """
+    Typical pixel noise sigma of a mosaic: median of its noise map where there are
+    data, or (no map) the robust scale of its pixels.
+    """
+    from jwst_ceers.masking.robust import robust_location_scale, sample_unmasked
+
+    nodata = np.asarray(nodata, dtype=bool)
+    if noise is not None and np.ndim(noise) == 2:
+        step = max(1, int(np.sqrt(nodata.size / 1_000_000)))
+        values = np.asarray(noise)[::step, ::step][~nodata[::step, ::step]]
+        values = values[np.isfinite(values) & (values > 0)]
+        if values.size:
+            return float(np.median(values))
+    _, scale = robust_location_scale(sample_unmasked(data, nodata | ~np.isfinite(data)))
+    return float(scale)
 
 
 def large_galaxy_models(
@@ -302,12 +362,13 @@ def large_galaxy_models(
     fit_radius_factor=2.5,
 ):
     """
-    Sersic models of the large bright galaxies of a mosaic (and their bright neighbours).
+    Sersic models of the large bright galaxies of a mosaic.
 
     Large bright galaxies are found by
     :func:`~jwst_ceers.mosaic_bkg.background_fit.find_large_bright_sources`; each is
     fitted by :func:`fit_sersic_galaxy` on ``block`` x ``block`` block means (the
-    models of the galaxies fitted before it subtracted).
+    models of the galaxies fitted before it subtracted). The block means are computed
+    once for both.
 
     Parameters
     ----------
@@ -328,31 +389,28 @@ def large_galaxy_models(
 
     Returns
     -------
-    list of SersicComponent
-        All components (empty when there is no large bright galaxy).
+    LargeGalaxies
     """
     from threadpoolctl import threadpool_limits
 
     from jwst_ceers.masking.fft_ops import block_mean
-    from jwst_ceers.masking.robust import robust_location_scale, sample_unmasked
     from jwst_ceers.mosaic_bkg.background_fit import find_large_bright_sources
 
     data = np.asarray(data)
     valid = np.isfinite(data)
     if nodata is not None:
         valid &= ~np.asarray(nodata, dtype=bool)
-    sources = find_large_bright_sources(data, exclude, nodata=~valid, box_size=box_size, block=block)
-    if not sources:
-        return []
-    if noise is not None and np.ndim(noise) == 2:
-        pixel_noise = float(np.nanmedian(np.asarray(noise)[valid][:: max(1, int(valid.sum() // 1_000_000))]))
-    else:
-        _, pixel_noise = robust_location_scale(sample_unmasked(data, np.asarray(exclude, dtype=bool) | ~valid))
-    if not (np.isfinite(pixel_noise) and pixel_noise > 0):
-        return []
     blocks, fraction = block_mean(data, valid, factor=block)
+    sources = find_large_bright_sources(
+        data, exclude, nodata=~valid, box_size=box_size, block=block, blocks=(blocks, fraction)
+    )
+    if not sources:
+        return LargeGalaxies([], [])
+    pixel_noise = typical_noise(data, ~valid, noise)
+    if not (np.isfinite(pixel_noise) and pixel_noise > 0):
+        return LargeGalaxies([], list(sources))
     usable = fraction >= 0.5
-    components = []
+    components, unmodelled = [], []
     for y, x, radius in sorted(sources, key=lambda s: -s[2]):
         previous = evaluate_components(components, data.shape, block=block) if components else 0
         with _FIT_LOCK, threadpool_limits(limits=1, user_api="blas"):
@@ -360,27 +418,29 @@ def large_galaxy_models(
                 blocks - previous, usable, block=block, centre=(y, x), radius=radius, noise=pixel_noise,
                 fit_radius_factor=fit_radius_factor,
             )
+        if not found:
+            unmodelled.append((y, x, radius))
         for c in found:
             log.info(
                 "large galaxy model: (x, y) = (%.0f, %.0f), r_eff %.1f px, n %.2f, q %.2f, I_e %.3g sigma",
                 c.x, c.y, c.r_eff, c.n, c.axis_ratio, c.intensity / pixel_noise,
             )
         components.extend(found)
-    return components
+    return LargeGalaxies(components, unmodelled)
 
 
 def header_cards(components):
     """
     FITS header cards recording ``components``: NGALMOD and one GALMODk string each.
 
-    The string holds ``x= y= reff= n= q= pa= ie=`` (0-based pixels, radians, data
-    units); :func:`components_from_header` reads it back.
+    The string holds ``x= y= reff= n= q= pa= ie= rmax=`` (0-based pixels, radians,
+    data units); :func:`components_from_header` reads it back.
     """
     cards = {"NGALMOD": len(components)}
     for k, c in enumerate(list(components)[:99], start=1):
         cards[f"GALMOD{k}"] = (
             f"x={c.x:.2f} y={c.y:.2f} reff={c.r_eff:.2f} n={c.n:.3f} q={c.axis_ratio:.3f} "
-            f"pa={c.theta:.4f} ie={c.intensity:.5g}"
+            f"pa={c.theta:.4f} ie={c.intensity:.5g} rmax={c.r_max:.1f}"
         )
     return cards
 
@@ -394,7 +454,7 @@ def components_from_header(header):
             SersicComponent(
                 y=float(values["y"]), x=float(values["x"]), intensity=float(values["ie"]),
                 r_eff=float(values["reff"]), n=float(values["n"]), axis_ratio=float(values["q"]),
-                theta=float(values["pa"]),
+                theta=float(values["pa"]), r_max=float(values.get("rmax", "inf")),
             )
         )
     return components

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from jwst_ceers.mosaic_bkg.background_fit import fit_background
-from jwst_ceers.mosaic_bkg.galaxy_models import evaluate_components, large_galaxy_models
+from jwst_ceers.mosaic_bkg.galaxy_models import evaluate_components, large_galaxy_models, typical_noise
 from jwst_ceers.mosaic_bkg.mask_growth import grow_masks_by_size, grow_wing_mask
 from jwst_ceers.mosaic_bkg.ring_median import ring_median_background
 
@@ -228,14 +228,17 @@ def pointing_background(
         grown |= grow_masks_by_size(merged, factor=grow_factor, min_radius=grow_min_radius) & ~merged
     merged = edit(merged | grown)
     models = [[] for _ in range(n)]
+    large_sources = [None] * n  # None: fit_background searches for them itself
     core = None
     if galaxy_modelling is not None and galaxy_modelling.enabled:
-        models = run(
+        found = run(
             lambda d, m, s: large_galaxy_models(d, merged | m, nodata=m, noise=s, box_size=box_size),
             images,
             nodata,
             noise,
         )
+        models = [f.components for f in found]
+        large_sources = [f.unmodelled for f in found]
         if any(models):
             core = _remask_around_models(
                 images, nodata, noise, tiers, tiermasks, models, galaxy_modelling,
@@ -271,31 +274,17 @@ def pointing_background(
         for index in range(n):
             tiermasks[index] = _set_bit(tiermasks[index], grown & ~nodata[index], len(tiers[index]) + 1)
 
-    def fit(data, bad, components):
+    def fit(data, bad, components, sources):
         background, _ = fit_background(
-            data, merged | bad, box_size=box_size, filter_size=filter_size, sigma=clip_sigma, components=components
+            data, merged | bad, box_size=box_size, filter_size=filter_size, sigma=clip_sigma, components=components,
+            large_sources=sources,
         )
         return background
 
-    backgrounds = run(fit, images, nodata, models)
+    backgrounds = run(fit, images, nodata, models, large_sources)
     for background, bad in zip(backgrounds, nodata, strict=True):
         background[bad] = 0
     return PointingBackground(backgrounds=backgrounds, tiermasks=tiermasks, merged_mask=merged, galaxy_models=models)
-
-
-def _pixel_noise(data, nodata, noise):
-    """Typical pixel noise sigma of a mosaic (median of its noise map, or robust scale)."""
-    from jwst_ceers.masking.robust import robust_location_scale, sample_unmasked
-
-    if noise is not None and np.ndim(noise) == 2:
-        good = ~np.asarray(nodata, dtype=bool)
-        step = max(1, int(np.sqrt(good.size / 1_000_000)))
-        values = np.asarray(noise)[::step, ::step][good[::step, ::step]]
-        values = values[np.isfinite(values) & (values > 0)]
-        if values.size:
-            return float(np.median(values))
-    _, scale = robust_location_scale(sample_unmasked(data, np.asarray(nodata, dtype=bool) | ~np.isfinite(data)))
-    return float(scale)
 
 
 def _remask_around_models(images, nodata, noise, tiers, tiermasks, models, modelling, mask_one):
@@ -310,7 +299,7 @@ def _remask_around_models(images, nodata, noise, tiers, tiermasks, models, model
     """
     shape = np.shape(images[0])
     block = 8
-    sigmas = [_pixel_noise(d, m, s) for d, m, s in zip(images, nodata, noise, strict=True)]
+    sigmas = [typical_noise(d, m, s) for d, m, s in zip(images, nodata, noise, strict=True)]
     region = np.zeros((-(-shape[0] // block), -(-shape[1] // block)), dtype=bool)
     for components, sigma in zip(models, sigmas, strict=True):
         if components:
