@@ -8,10 +8,11 @@ surface filling the mask's hole carries it inwards: the background is over-estim
 under and around the galaxy by up to ~0.4 sigma. No mask size or box size separates the
 two, because the background's own bumps have the same scales. What separates them is
 the shape of the galaxy's profile, which its bright inner part fixes: as done for the
-bright galaxies of deep cluster fields, the galaxy (and its bright neighbours) is fitted
-with elliptical Sersic profiles plus a local polynomial background on block means, and
-the model is subtracted from the data that the mask growth and the background fit see.
-The model only steers the background estimate; it is not removed from the outputs.
+bright galaxies of deep cluster fields, the galaxy is fitted with an elliptical Sersic
+profile plus a local polynomial background on block means (neighbours and compact
+sources excluded as positive residuals), and the model is subtracted from the data
+that the masks around it, the mask growth and the background fit see. The model only
+steers the background estimate; it is not removed from the outputs.
 
 Everything here is a plain function on arrays; the fit runs on 8 x 8 block means
 (a few thousand values per galaxy), so it costs well under a second per galaxy.
@@ -327,27 +328,33 @@ class LargeGalaxies:
     unmodelled : list of (float, float, float)
         ``(y, x, radius)`` of the large bright galaxies whose fit failed or was not
         credible (the background fit uses larger boxes around them instead).
+    pixel_noise : float
+        The mosaic's pixel noise sigma the fits used (NaN when nothing was fitted).
     """
 
     components: list
     unmodelled: list
+    pixel_noise: float = float("nan")
 
 
-def typical_noise(data, nodata, noise=None):
+def typical_noise(data, exclude):
     """
-    Typical pixel noise sigma of a mosaic: median of its noise map where there are
-    data, or (no map) the robust scale of its pixels.
+    Typical pixel noise sigma of a mosaic, measured on its data.
+
+    Robust scale of the pixels not in ``exclude`` (sources, no data) about a coarse
+    background (every 4th pixel, 128-pixel boxes). Measured rather than taken from a
+    noise map, whose absolute scale is not always known (an HST WHT map may hold
+    exposure times rather than inverse variances).
     """
+    from jwst_ceers.masking import coarse_background
     from jwst_ceers.masking.robust import robust_location_scale, sample_unmasked
 
-    nodata = np.asarray(nodata, dtype=bool)
-    if noise is not None and np.ndim(noise) == 2:
-        step = max(1, int(np.sqrt(nodata.size / 1_000_000)))
-        values = np.asarray(noise)[::step, ::step][~nodata[::step, ::step]]
-        values = values[np.isfinite(values) & (values > 0)]
-        if values.size:
-            return float(np.median(values))
-    _, scale = robust_location_scale(sample_unmasked(data, nodata | ~np.isfinite(data)))
+    sub = np.asarray(data, dtype=np.float32)[::4, ::4]
+    bad = np.asarray(exclude, dtype=bool)[::4, ::4] | ~np.isfinite(sub)
+    background = coarse_background(sub, exclude=bad, box=32)
+    if background is None:
+        return float("nan")
+    _, scale = robust_location_scale(sample_unmasked(sub - background, bad))
     return float(scale)
 
 
@@ -379,7 +386,8 @@ def large_galaxy_models(
     nodata : ndarray of bool, optional
         Pixels without data (default: non-finite pixels).
     noise : ndarray, optional
-        Pixel noise sigma map; default: measured on the unmasked pixels.
+        Not used (kept for symmetry with the other mosaic functions): the pixel noise
+        is measured on the data (:func:`typical_noise`).
     block : int
         Block size (a power of two).
     box_size : int
@@ -406,9 +414,9 @@ def large_galaxy_models(
     )
     if not sources:
         return LargeGalaxies([], [])
-    pixel_noise = typical_noise(data, ~valid, noise)
+    pixel_noise = typical_noise(data, np.asarray(exclude, dtype=bool) | ~valid)
     if not (np.isfinite(pixel_noise) and pixel_noise > 0):
-        return LargeGalaxies([], list(sources))
+        return LargeGalaxies([], list(sources), pixel_noise)
     usable = fraction >= 0.5
     components, unmodelled = [], []
     for y, x, radius in sorted(sources, key=lambda s: -s[2]):
@@ -426,7 +434,7 @@ def large_galaxy_models(
                 c.x, c.y, c.r_eff, c.n, c.axis_ratio, c.intensity / pixel_noise,
             )
         components.extend(found)
-    return LargeGalaxies(components, unmodelled)
+    return LargeGalaxies(components, unmodelled, pixel_noise)
 
 
 def header_cards(components):

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from jwst_ceers.mosaic_bkg.background_fit import fit_background
-from jwst_ceers.mosaic_bkg.galaxy_models import evaluate_components, large_galaxy_models, typical_noise
+from jwst_ceers.mosaic_bkg.galaxy_models import evaluate_components, large_galaxy_models
 from jwst_ceers.mosaic_bkg.mask_growth import grow_masks_by_size, grow_wing_mask
 from jwst_ceers.mosaic_bkg.ring_median import ring_median_background
 
@@ -68,7 +68,7 @@ class GalaxyModelling:
     Attributes
     ----------
     enabled : bool
-        Fit the models (False: the wing growth and larger boxes alone deal with them).
+        Fit the models (False: only larger background boxes around such galaxies).
     core_nsigma : float
         Pixels where a model exceeds this many pixel sigma stay masked (the model is
         least exact in the core). Where the residual of a model is significant, the
@@ -241,7 +241,7 @@ def pointing_background(
         large_sources = [f.unmodelled for f in found]
         if any(models):
             core = _remask_around_models(
-                images, nodata, noise, tiers, tiermasks, models, galaxy_modelling,
+                images, nodata, noise, tiers, tiermasks, models, [f.pixel_noise for f in found], galaxy_modelling,
                 lambda d, m, s, t: _mask_one(d, m, s, t, ring_radius, ring_width, clip_nsigma, cpu_threads),
             )
             merged = edit(merge_source_masks(tiermasks) | grown)
@@ -287,11 +287,11 @@ def pointing_background(
     return PointingBackground(backgrounds=backgrounds, tiermasks=tiermasks, merged_mask=merged, galaxy_models=models)
 
 
-def _remask_around_models(images, nodata, noise, tiers, tiermasks, models, modelling, mask_one):
+def _remask_around_models(images, nodata, noise, tiers, tiermasks, models, sigmas, modelling, mask_one):
     """
     Remake the tier masks (in place in ``tiermasks``) on the model-subtracted mosaics
     where any galaxy model exceeds ``modelling.region_nsigma``; return the core mask
-    (any model above ``modelling.core_nsigma``).
+    (any model above ``modelling.core_nsigma``); ``sigmas``: each mosaic's pixel noise.
 
     The masks are remade on cut-outs (the region's bounding box plus a margin that
     covers the ring median, the smoothing kernels and the dilations) and only the
@@ -299,7 +299,6 @@ def _remask_around_models(images, nodata, noise, tiers, tiermasks, models, model
     """
     shape = np.shape(images[0])
     block = 8
-    sigmas = [typical_noise(d, m, s) for d, m, s in zip(images, nodata, noise, strict=True)]
     region = np.zeros((-(-shape[0] // block), -(-shape[1] // block)), dtype=bool)
     for components, sigma in zip(models, sigmas, strict=True):
         if components:
