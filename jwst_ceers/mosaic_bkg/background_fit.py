@@ -140,6 +140,7 @@ def fit_background(
         sources = list(large_sources)
     if not sources:
         return small
+    log.info("background: %d px boxes blended in around %d large bright source(s)", large_source_box, len(sources))
     inner, outer = (float(v) for v in large_source_blend)
     if not outer > inner >= 0:
         raise ValueError("fit_background: large_source_blend must be (inner, outer) with 0 <= inner < outer")
@@ -304,7 +305,7 @@ def find_large_bright_sources(
         sources.append((y, x, float(radius[index])))
     if sources:
         log.info(
-            "background: %d large bright source(s) (equivalent radii %s px): larger boxes around them",
+            "%d large bright source(s) found (equivalent radii %s px)",
             len(sources), ", ".join(f"{r:.0f}" for _, _, r in sources),
         )
     return sources
