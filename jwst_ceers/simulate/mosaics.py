@@ -17,8 +17,9 @@ Calibration (independent of the background step's score):
   16-18.5. Sizes, Sersic indices and shapes of ALL galaxies, the bright ones included,
   follow one size-magnitude relation (median r_eff 0.3" at mag 23, 0.1 dex larger per
   brighter mag, 0.2 dex scatter: ~1.2" at mag 17) and disc/bulge mixture. The
-  catalogue's ``rh`` column cannot calibrate sizes (it behaves as SExtractor's
-  KRON_RADIUS: floor 3.5, grows towards faint magnitudes, never above 11.4).
+  catalogue's ``rh`` column (half-light radius in 0.03" pixels) cannot calibrate sizes:
+  its floor of 3.5 px is the F160W PSF and it grows towards faint magnitudes (noise
+  bias of a measured half-light radius), never above 11.4.
 - Large bright galaxies: no longer forced (the old default put at least one of mag
   16-18.5 with r_eff uniform 1-4" and n uniform 1-4 in every field, twice a full
   pointing's density at 2000^2). They come from the counts, Poisson: ~0.35 per 2000^2
