@@ -69,7 +69,7 @@ def test_fit_recovers_injected_galaxy_on_curved_background():
 def test_large_galaxy_models_find_and_fit_and_ignore_empty_fields():
     image, sigma = _field(2)
     exclude = evaluate_components([TRUE], SHAPE) > 3 * sigma  # a mask of the core, as tiers give
-    found = large_galaxy_models(image, exclude, noise=np.full(SHAPE, sigma, np.float32))
+    found = large_galaxy_models(image, exclude)
     assert len(found.components) == 1 and found.components[0].n == pytest.approx(TRUE.n, abs=0.3)
     assert found.unmodelled == []
     empty = np.random.default_rng(3).normal(0, sigma, SHAPE).astype(np.float32)

@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 #: on dask workers (1 BLAS thread) must equal a serial run's bitwise.
 _FIT_LOCK = threading.Lock()
 
-#: Parameters of one component in the least-squares vector.
+#: Sersic parameters (y, x, log I_e, log r_eff, n, e1, e2) at the head of the least-squares vector.
 _NPAR = 7
 _MAX_INDEX = 8.0
 
@@ -151,27 +151,21 @@ def evaluate_components(components, shape, *, step=1, block=None):
     return out
 
 
-def _unpack(p):
-    """Least-squares vector -> (y, x, log I_e, log r_eff, n, e1, e2) per component."""
-    return p[: len(p) - len(p) % _NPAR].reshape(-1, _NPAR)
-
-
 def _shape_from_ellipticity(e1, e2):
     e = min(float(np.hypot(e1, e2)), 0.95)
     return (1.0 - e) / (1.0 + e), 0.5 * float(np.arctan2(e2, e1))
 
 
 def _model_values(params, rows, cols):
-    total = np.zeros(rows.shape, dtype=float)
-    for y, x, log_i, log_r, n, e1, e2 in params:
-        q, theta = _shape_from_ellipticity(e1, e2)
-        dy, dx = rows - y, cols - x
-        u = dx * np.cos(theta) + dy * np.sin(theta)
-        v = (dy * np.cos(theta) - dx * np.sin(theta)) / q
-        r = np.sqrt(u * u + v * v) / np.exp(log_r)
-        b = float(_sersic_b(n))
-        total += np.exp(log_i - b * (r ** (1.0 / n) - 1.0))
-    return total
+    """Sersic profile of the least-squares parameters (y, x, log I_e, log r_eff, n, e1, e2)."""
+    y, x, log_i, log_r, n, e1, e2 = params
+    q, theta = _shape_from_ellipticity(e1, e2)
+    dy, dx = rows - y, cols - x
+    u = dx * np.cos(theta) + dy * np.sin(theta)
+    v = (dy * np.cos(theta) - dx * np.sin(theta)) / q
+    r = np.sqrt(u * u + v * v) / np.exp(log_r)
+    b = float(_sersic_b(n))
+    return np.exp(log_i - b * (r ** (1.0 / n) - 1.0))
 
 
 def _polynomial_terms(rows, cols, centre, scale, order):
@@ -282,7 +276,7 @@ def fit_sersic_galaxy(
         upper = np.concatenate([upper_galaxy, np.full(poly.shape[1], np.inf)])
 
         def residual(p):
-            return (_model_values(_unpack(p[:_NPAR]), y, x) + poly @ p[_NPAR:] - d) / sigma
+            return (_model_values(p[:_NPAR], y, x) + poly @ p[_NPAR:] - d) / sigma
 
         return least_squares(residual, np.clip(start, lower, upper), bounds=(lower, upper), loss="soft_l1",
                              f_scale=2.0, x_scale="jac", max_nfev=200 * len(start))
@@ -291,7 +285,7 @@ def fit_sersic_galaxy(
         solution = run_fit(start_galaxy, in_disc)
         for _ in range(int(neighbour_passes)):
             # positive residuals (neighbours, compact sources) leave the fit, with a margin
-            model = _model_values(_unpack(solution.x[:_NPAR]), rows2d, cols2d)
+            model = _model_values(solution.x[:_NPAR], rows2d, cols2d)
             poly_all = _polynomial_terms(rows2d.ravel(), cols2d.ravel(), (yc, xc), fit_radius, background_order)
             excess = np.where(in_disc, blocks - model - (poly_all @ solution.x[_NPAR:]).reshape(blocks.shape), 0.0)
             bright = (uniform_filter(excess, size=3) > excess_nsigma * sigma / 3.0) | (excess > 3.0 * sigma)
@@ -363,7 +357,6 @@ def large_galaxy_models(
     exclude,
     *,
     nodata=None,
-    noise=None,
     block=8,
     box_size=128,
     fit_radius_factor=2.5,
@@ -385,9 +378,6 @@ def large_galaxy_models(
         Masked pixels (sources, no data), for the search.
     nodata : ndarray of bool, optional
         Pixels without data (default: non-finite pixels).
-    noise : ndarray, optional
-        Not used (kept for symmetry with the other mosaic functions): the pixel noise
-        is measured on the data (:func:`typical_noise`).
     block : int
         Block size (a power of two).
     box_size : int

@@ -232,10 +232,9 @@ def pointing_background(
     core = None
     if galaxy_modelling is not None and galaxy_modelling.enabled:
         found = run(
-            lambda d, m, s: large_galaxy_models(d, merged | m, nodata=m, noise=s, box_size=box_size),
+            lambda d, m: large_galaxy_models(d, merged | m, nodata=m, box_size=box_size),
             images,
             nodata,
-            noise,
         )
         models = [f.components for f in found]
         large_sources = [f.unmodelled for f in found]
