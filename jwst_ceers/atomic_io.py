@@ -13,7 +13,10 @@ from pathlib import Path
 
 from jwst_ceers.errors import CeersFileError
 
-__all__ = ["ensure_output_directory", "atomic_output", "write_fits_atomic", "write_model_atomic", "write_text_atomic"]
+__all__ = [
+    "check_outputs_not_inputs",
+    "ensure_output_directory",
+    "atomic_output", "write_fits_atomic", "write_model_atomic", "write_text_atomic"]
 
 
 def ensure_output_directory(path, *, what="output directory"):
@@ -33,6 +36,47 @@ def ensure_output_directory(path, *, what="output directory"):
     except OSError as exc:
         raise CeersFileError(f"{what} {path}: cannot be created ({exc.strerror or exc})") from exc
     return path
+
+
+def _same_file(a, b):
+    """True when paths ``a`` and ``b`` name one file (resolved; hard links too)."""
+    a, b = Path(a), Path(b)
+    try:
+        return a.samefile(b)
+    except OSError:  # one of them does not exist (yet): compare the resolved names
+        return a.resolve() == b.resolve()
+
+
+def check_outputs_not_inputs(outputs, inputs, *, what="output"):
+    """
+    Refuse to go on when an output path would overwrite an input path.
+
+    Call it before the first expensive step, with every path the run will write and
+    every file it reads. Paths are compared resolved (symbolic links, ``..``) and, when
+    both exist, as files (hard links).
+
+    Parameters
+    ----------
+    outputs, inputs : iterable of str or Path
+        Paths to be written, and paths read.
+    what : str
+        What the outputs are, for the message.
+
+    Raises
+    ------
+    CeersFileError
+        Naming the first output that is also an input.
+    """
+    inputs = [Path(p) for p in inputs if p]
+    for out in outputs:
+        if not out:
+            continue
+        for inp in inputs:
+            if _same_file(out, inp):
+                raise CeersFileError(
+                    f"{what} {out} would overwrite the input {inp}; choose another output_dir, "
+                    "output_file or suffix (inputs are never written)"
+                )
 
 
 @contextlib.contextmanager
