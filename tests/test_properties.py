@@ -3,7 +3,7 @@
 For finite input with enough good pixels the pedestal, the hole fill and the mosaic
 background (fit and tiered masks) never return NaN, and they respond to adding a
 constant as they should: the pedestal and the background shift by exactly that
-constant, the source masks and the hole fill do not change.
+constant, the source masks do not change; the hole fill step fills exactly the zeros.
 """
 
 import numpy as np
@@ -87,9 +87,14 @@ def test_hole_fill_never_nan_and_fills_exactly_the_zeros(values):
 
 
 @settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(seed=seeds, shift=shifts)
-def test_hole_fill_step_unaffected_by_a_constant_added_to_the_science_data(seed, shift):
-    """VarianceHoleFill looks only at the variances: SCI + c gives the same variance arrays."""
+@given(seed=seeds, arrays=st.lists(st.sampled_from(["var_rnoise", "var_poisson", "var_flat"]), min_size=1, max_size=3, unique=True))
+def test_hole_fill_step_fills_exactly_the_zeros_of_the_chosen_arrays(seed, arrays):
+    """
+    VarianceHoleFill(arrays=...) sets to +inf exactly the zeros of the chosen arrays.
+
+    Truth: the injected zero positions. The other variance arrays, SCI, ERR and DQ are
+    bit-for-bit those of the input, and the caller's model is not modified.
+    """
     from stdatamodels.jwst import datamodels
 
     from jwst_ceers import VarianceHoleFill
@@ -98,20 +103,27 @@ def test_hole_fill_step_unaffected_by_a_constant_added_to_the_science_data(seed,
     model = datamodels.ImageModel((16, 16))
     model.meta.filename = "prop_cal.fits"
     model.data = rng.normal(0.3, 0.01, (16, 16)).astype(np.float32)
+    model.err = rng.uniform(0.01, 0.02, (16, 16)).astype(np.float32)
+    zeros = {}
     for name in ("var_rnoise", "var_poisson", "var_flat"):
         var = rng.uniform(1e-5, 1e-4, (16, 16)).astype(np.float32)
-        var[rng.random((16, 16)) < 0.1] = 0
+        zeros[name] = rng.random((16, 16)) < 0.1
+        var[zeros[name]] = 0
         setattr(model, name, var)
-    shifted = model.copy()
-    shifted.data = (model.data + np.float32(shift)).astype(np.float32)
-    step = VarianceHoleFill()
+    original = model.copy()
     # process() is what run() calls after stpipe's bookkeeping (logging set-up, ~1 s per call)
-    a = step.process(model)
-    b = step.process(shifted)
-    assert a.meta.cal_step.ceers_varfill == b.meta.cal_step.ceers_varfill == "COMPLETE"
+    out = VarianceHoleFill(arrays=arrays).process(model)
+    assert out.meta.cal_step.ceers_varfill == "COMPLETE"
     for name in ("var_rnoise", "var_poisson", "var_flat"):
-        assert np.array_equal(getattr(a, name), getattr(b, name))
-        assert not np.isnan(getattr(a, name)).any()
+        got, before = getattr(out, name), getattr(original, name)
+        if name in arrays:
+            assert np.array_equal(np.isposinf(got), zeros[name])
+            assert np.array_equal(got[~zeros[name]], before[~zeros[name]])
+        else:
+            assert np.array_equal(got, before)
+        assert np.array_equal(getattr(model, name), before)  # caller's model untouched
+    for name in ("data", "err", "dq"):
+        assert np.array_equal(getattr(out, name), getattr(original, name))
 
 
 # ---------------------------------------------------------------- mosaic background
