@@ -6,7 +6,10 @@ __all__ = ["add_parser", "run"]
 def add_parser(parser):
     """Add the ``asn`` arguments to ``parser``."""
     parser.add_argument(
-        "inputs", nargs="+", help="directories (searched for *_cal.fits), glob patterns or files"
+        "inputs",
+        nargs="+",
+        help="directories (searched for *_cal, *_crf, *_tweakreg or *_match.fits: the one kind present), "
+        "glob patterns or files",
     )
     parser.add_argument("-o", "--output-dir", default=".", help="where the associations go (created)")
     parser.add_argument(
@@ -36,9 +39,10 @@ def add_parser(parser):
     parser.add_argument(
         "--suffix",
         nargs="+",
-        default=["cal"],
+        default=None,
         metavar="SUFFIX",
-        help="file suffixes looked for in directories (default: cal)",
+        help="file suffixes looked for in directories (default: whichever of cal, crf, tweakreg, match "
+        "a directory holds)",
     )
 
 
@@ -54,7 +58,7 @@ def run(args):
         filters=args.filters,
         group_by_detector=args.group_by_detector,
         catalog_suffix=args.catalog_suffix,
-        suffixes=tuple(args.suffix),
+        suffixes=tuple(args.suffix) if args.suffix else None,
     )
     for path in written:
         print(path)
