@@ -1,5 +1,7 @@
 """``jwst-ceers asn``: one Level-3 association per (pointing or visit, filter)."""
 
+from jwst_ceers.cli.options import add_suffix_option
+
 __all__ = ["add_parser", "run"]
 
 
@@ -36,14 +38,7 @@ def add_parser(parser):
         metavar="SUFFIX",
         help="add tweakreg_catalog <root>_<SUFFIX>.ecsv for members that have one",
     )
-    parser.add_argument(
-        "--suffix",
-        nargs="+",
-        default=None,
-        metavar="SUFFIX",
-        help="file suffixes looked for in directories (default: whichever of cal, crf, tweakreg, match "
-        "a directory holds)",
-    )
+    add_suffix_option(parser)
 
 
 def run(args):

@@ -7,6 +7,8 @@ i2d or an HST mosaic), optionally cropped to the exposures on that lattice
 (``--snap``).
 """
 
+from jwst_ceers.cli.options import add_suffix_option
+
 __all__ = ["add_parser", "run"]
 
 
@@ -75,14 +77,7 @@ def add_parser(parser):
         default=None,
         help="drizzle weighting (default: --from FILE's, else ivm)",
     )
-    parser.add_argument(
-        "--suffix",
-        nargs="+",
-        default=None,
-        metavar="SUFFIX",
-        help="file suffixes looked for in directories (default: whichever of cal, crf, tweakreg, match "
-        "a directory holds)",
-    )
+    add_suffix_option(parser)
 
 
 def _check_options(args):
