@@ -124,7 +124,8 @@ def run(args):
     from jwst_ceers.mosaic_grid import pointing_grid, write_grid_parameter_file
 
     _check_options(args)
-    exposures = find_exposure_files(args.inputs, suffixes=tuple(args.suffix) if args.suffix else None) if args.inputs else []
+    suffixes = tuple(args.suffix) if args.suffix else None
+    exposures = find_exposure_files(args.inputs, suffixes=suffixes) if args.inputs else []
     extension = args.reference_ext
     if extension is not None and extension.isdigit():
         extension = int(extension)

@@ -12,7 +12,9 @@ __all__ = ["add_parser", "run"]
 
 def add_parser(parser):
     """Add the ``import-ceers`` arguments to ``parser``."""
-    parser.add_argument("cfg_files", nargs="+", metavar="FILE.cfg", help="CEERS alignment cfgs and/or mosaic_background.cfg")
+    parser.add_argument(
+        "cfg_files", nargs="+", metavar="FILE.cfg", help="CEERS alignment cfgs and/or mosaic_background.cfg"
+    )
     parser.add_argument("-o", "--output-dir", default=".", help="where the parameter files go (created)")
     parser.add_argument(
         "--noise-from",
@@ -37,7 +39,9 @@ def _noise_mosaics(paths):
         if mosaic.model is not None:
             mosaic.model.close()
         if mosaic.filter.upper() in mosaics:
-            raise CeersParameterError(f"--noise-from: {mosaics[mosaic.filter.upper()]} and {path} are both {mosaic.filter}")
+            raise CeersParameterError(
+                f"--noise-from: {mosaics[mosaic.filter.upper()]} and {path} are both {mosaic.filter}"
+            )
         mosaics[mosaic.filter.upper()] = path
     return mosaics
 

@@ -165,7 +165,7 @@ class CatalogTweakReg(CeersStep):
         asn_ids = [str(asn["asn_id"])] if asn.get("asn_id") else []
         # find every file first: a wrong wcs_dir fails before any model is touched
         found = []
-        for index, filename in enumerate(_member_filenames(library)):
+        for filename in _member_filenames(library):
             path, looked_for = find_wcs_solution(wcs_dir, filename, asn_ids=asn_ids)
             found.append((path, looked_for))
         if all(path is None for path, _ in found):
@@ -196,12 +196,8 @@ class CatalogTweakReg(CeersStep):
                     library.shelve(model, index, modify=False)
                     raise
                 model.meta.wcs = wcs
-                # saved wcsinfo (ours, or CEERS's pre-alignment one) first, then the FITS/SIP
-                # header and S_REGION recomputed from the applied gwcs
-                model.meta.wcsinfo.instance.update(_pointing_wcsinfo(wcsinfo))
+                self._restore_wcsinfo(model, wcs, wcsinfo, name)
                 _update_s_region(model)
-                if self.sip_approx:
-                    _update_fits_wcsinfo(model, self)
                 offset = fits_header_offset_mas(model.meta.wcsinfo.instance, wcs, model.data.shape)
                 if offset > HEADER_TOLERANCE_MAS:
                     log.warning(
@@ -215,6 +211,25 @@ class CatalogTweakReg(CeersStep):
                 log.info("%s: applied saved WCS solution %s", name, path)
                 library.shelve(model, index, modify=True)
         return records
+
+    def _restore_wcsinfo(self, model, wcs, saved, name):
+        """
+        meta.wcsinfo for an applied solution: the saved one if its FITS/SIP header matches
+        the gwcs (files written here), else the saved pointing keys plus a FITS/SIP header
+        recomputed from the gwcs (CEERS's files carry the pre-alignment header, 200-400 mas off).
+        """
+        merged = {**model.meta.wcsinfo.instance, **saved}
+        header_ok = saved.get("crval1") is not None and (
+            fits_header_offset_mas(merged, wcs, model.data.shape) <= HEADER_TOLERANCE_MAS
+        )
+        if header_ok:
+            model.meta.wcsinfo.instance.clear()
+            model.meta.wcsinfo.instance.update(merged)
+            return
+        model.meta.wcsinfo.instance.update(_pointing_wcsinfo(saved))
+        if self.sip_approx:
+            log.info("%s: FITS/SIP header recomputed from the saved gwcs", name)
+            _update_fits_wcsinfo(model, self)
 
     # --------------------------------------------------------------- fitting
     def _fit_parameters(self):
