@@ -19,6 +19,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
+from jwst_ceers.associations.product_suffixes import directory_exposure_files
 from jwst_ceers.atomic_io import write_text_atomic
 from jwst_ceers.errors import CeersDataError, CeersFileError, CeersParameterError
 
@@ -124,7 +125,7 @@ def _header_string(header, keyword):
     return str(value).strip()
 
 
-def find_exposure_files(inputs, *, suffixes=("cal",)):
+def find_exposure_files(inputs, *, suffixes=None):
     """
     Expand directories, glob patterns and file names into a sorted list of files.
 
@@ -133,7 +134,10 @@ def find_exposure_files(inputs, *, suffixes=("cal",)):
     inputs : str, Path or sequence of them
         Directories (searched for ``*_<suffix>.fits``), glob patterns or file names.
     suffixes : sequence of str, optional
-        File suffixes looked for inside directories (``cal``, ``crf`` ...).
+        File suffixes looked for inside directories (``cal``, ``crf`` ...). Default:
+        whichever one of ``RECOGNISED_SUFFIXES`` (``cal``, ``crf``, ``tweakreg``,
+        ``match``) the directory holds; a directory holding several of them, or none,
+        is an error that lists the suffixes found and those looked for.
 
     Returns
     -------
@@ -152,10 +156,7 @@ def find_exposure_files(inputs, *, suffixes=("cal",)):
         text = str(item)
         path = Path(text)
         if path.is_dir():
-            matches = [m for s in suffixes for m in path.glob(f"*_{s}.fits")]
-            if not matches:
-                pattern = ", ".join(f"*_{s}.fits" for s in suffixes)
-                raise CeersFileError(f"{path}: directory holds no {pattern} file")
+            matches = directory_exposure_files(path, suffixes)
         elif glob.has_magic(text):
             matches = [Path(m) for m in glob.glob(text)]
             if not matches:
@@ -337,7 +338,7 @@ def write_associations(
     filters=None,
     group_by_detector=False,
     catalog_suffix=None,
-    suffixes=("cal",),
+    suffixes=None,
 ):
     """
     Write one Level-3 association per (pointing or visit, band) of the inputs.
@@ -362,7 +363,7 @@ def write_associations(
     catalog_suffix : str, optional
         Per-member ``tweakreg_catalog`` ``<root>_<catalog_suffix>.ecsv`` when present.
     suffixes : sequence of str, optional
-        File suffixes looked for in directories.
+        File suffixes looked for in directories (default: see :func:`find_exposure_files`).
 
     Returns
     -------

@@ -1,4 +1,4 @@
-"""The ``jwst-ceers`` command: ``demo``, ``asn``, ``grid`` and ``survey``.
+"""The ``jwst-ceers`` command: ``demo``, ``asn``, ``grid``, ``survey`` and ``import-ceers``.
 
 Each sub-command lives in its own module that provides ``add_parser(subparsers)``
 and ``run(args)``; modules are imported only when their command runs, so
@@ -21,6 +21,10 @@ COMMANDS = {
     "asn": ("jwst_ceers.cli.asn", "Level-3 associations per pointing/visit and filter"),
     "grid": ("jwst_ceers.cli.grid", "shared resample grid of a pointing, as an asdf parameter file"),
     "survey": ("jwst_ceers.cli.survey", "many pointings and filters on dask.distributed, restartable"),
+    "import-ceers": (
+        "jwst_ceers.cli.import_ceers",
+        "CEERS alignment cfgs and mosaic_background.cfg as asdf parameter files (same meaning)",
+    ),
 }
 
 

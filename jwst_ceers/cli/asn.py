@@ -1,12 +1,17 @@
 """``jwst-ceers asn``: one Level-3 association per (pointing or visit, filter)."""
 
+from jwst_ceers.cli.options import add_suffix_option
+
 __all__ = ["add_parser", "run"]
 
 
 def add_parser(parser):
     """Add the ``asn`` arguments to ``parser``."""
     parser.add_argument(
-        "inputs", nargs="+", help="directories (searched for *_cal.fits), glob patterns or files"
+        "inputs",
+        nargs="+",
+        help="directories (searched for *_cal, *_crf, *_tweakreg or *_match.fits: the one kind present), "
+        "glob patterns or files",
     )
     parser.add_argument("-o", "--output-dir", default=".", help="where the associations go (created)")
     parser.add_argument(
@@ -33,13 +38,7 @@ def add_parser(parser):
         metavar="SUFFIX",
         help="add tweakreg_catalog <root>_<SUFFIX>.ecsv for members that have one",
     )
-    parser.add_argument(
-        "--suffix",
-        nargs="+",
-        default=["cal"],
-        metavar="SUFFIX",
-        help="file suffixes looked for in directories (default: cal)",
-    )
+    add_suffix_option(parser)
 
 
 def run(args):
@@ -54,7 +53,7 @@ def run(args):
         filters=args.filters,
         group_by_detector=args.group_by_detector,
         catalog_suffix=args.catalog_suffix,
-        suffixes=tuple(args.suffix),
+        suffixes=tuple(args.suffix) if args.suffix else None,
     )
     for path in written:
         print(path)

@@ -60,6 +60,7 @@ class MosaicBackground(CeersStep):
     hst_nsigma = float_list(min=1, max=15, default=list(3.0, 3.0, 3.5, 4.5))  # HST tiers: threshold in sigma of each smoothed image
     hst_npixels = int_list(min=1, max=15, default=list(15, 10, 5, 2))  # HST tiers: minimum connected pixels
     hst_dilate = float_list(min=1, max=15, default=list(33.0, 25.0, 21.0, 19.0))  # HST tiers: dilation disk radius, pixels
+    filter_tiers = input_file(default=None)  # ASDF file {filter_tiers: {FILTER: {kernel_fwhm, nsigma, npixels, dilate}}} overriding nircam_*/hst_* for those filters (e.g. from jwst-ceers import-ceers)
     ring_radius = float(min=4, max=1000, default=80.0)  # Ring-median pre-filter: ring radius, pixels
     ring_width = float(min=1, max=100, default=4.0)  # Ring-median pre-filter: ring width, pixels
     ring_clip_nsigma = float(min=1, max=100, default=5.0)  # Ceiling (sigma over a coarse background) applied before the ring median
@@ -118,12 +119,14 @@ class MosaicBackground(CeersStep):
 
     def process(self, input_data):
         """Run the algorithm on all mosaics of the pointing; see the class docstring."""
+        from jwst_ceers.mosaic_bkg.filter_tiers import read_filter_tiers
         from jwst_ceers.mosaic_bkg.mosaic_io import check_same_grid, read_mosaic
         from jwst_ceers.mosaic_bkg.region_edits import apply_region_edits, read_region_edits
 
         start = time.perf_counter()
         nircam_tiers = self._tiers("nircam")
         hst_tiers = self._tiers("hst")
+        per_filter = read_filter_tiers(self.filter_tiers) if self.filter_tiers else {}
         if self.bkg_box_size % 2:
             raise CeersParameterError(f"ceers_mosaic_bkg: bkg_box_size must be even, got {self.bkg_box_size}")
         members, asn_name, default_dir = self._members(input_data)
@@ -143,7 +146,7 @@ class MosaicBackground(CeersStep):
 
         wcs = WCS(mosaics[0].header)
         edit = (lambda merged: apply_region_edits(merged, edits, wcs=wcs)) if edits else None
-        tiers = [nircam_tiers if m.is_jwst else hst_tiers for m in mosaics]
+        tiers = [per_filter.get(m.filter.upper(), nircam_tiers if m.is_jwst else hst_tiers) for m in mosaics]
         log.info(
             "ceers_mosaic_bkg: %d mosaics (%s) of pointing %s, grid %s",
             len(mosaics),

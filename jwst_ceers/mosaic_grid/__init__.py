@@ -13,6 +13,8 @@ __all__ = [
     "grid_parameter_tree",
     "write_grid_parameter_file",
     "read_grid_parameter_file",
+    "read_grid_source",
+    "snap_grid_to_footprints",
 ]
 
 from jwst_ceers.mosaic_grid.output_grid import (
@@ -26,7 +28,9 @@ from jwst_ceers.mosaic_grid.from_files import (
     exposure_footprint,
     exposure_rotation_keywords,
     pointing_grid,
+    read_grid_source,
     read_reference_header,
+    snap_grid_to_footprints,
 )
 from jwst_ceers.mosaic_grid.parameter_file import (
     grid_parameter_tree,

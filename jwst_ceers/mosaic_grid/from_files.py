@@ -10,16 +10,20 @@ import numpy as np
 
 from jwst_ceers.errors import CeersFileError, CeersParameterError
 from jwst_ceers.mosaic_grid.output_grid import (
+    _crop_to_footprints as crop_to_footprints,
     default_rotation,
     grid_from_footprints,
     grid_from_reference_header,
 )
+from jwst_ceers.mosaic_grid.parameter_file import read_grid_parameter_file
 
 __all__ = [
     "exposure_footprint",
     "exposure_rotation_keywords",
     "read_reference_header",
     "pointing_grid",
+    "read_grid_source",
+    "snap_grid_to_footprints",
 ]
 
 log = logging.getLogger(__name__)
@@ -166,8 +170,9 @@ def pointing_grid(
         WCS when absent) bound the grid. May be empty when ``reference`` is given:
         the grid then covers the whole reference mosaic.
     reference : str or Path, optional
-        Reference mosaic (e.g. HST): its tangent point, rotation and pixel lattice
-        are kept (see :func:`~jwst_ceers.mosaic_grid.grid_from_reference_header`).
+        Reference mosaic (e.g. HST), or an ASDF parameter file holding a grid (e.g.
+        CEERS's Image3 file): its tangent point, rotation and pixel lattice are kept
+        (see :func:`~jwst_ceers.mosaic_grid.grid_from_reference_header`).
     reference_extension : int or str, optional
         HDU of ``reference`` holding the WCS.
     pixel_scale : float, optional
@@ -199,7 +204,15 @@ def pointing_grid(
     if reference is not None:
         if rotation is not None or crval is not None:
             raise CeersParameterError("rotation/crval: taken from the reference mosaic; do not give them")
-        header = read_reference_header(reference, extension=reference_extension)
+        if Path(reference).suffix.lower() == ".asdf":  # a parameter file's grid is a lattice too
+            lattice = read_grid_source(reference)
+            if footprints is None and pixel_scale is None:
+                return lattice
+            header = lattice.to_fits_header()
+            if footprints is not None and pixel_scale is None:
+                return snap_grid_to_footprints(lattice, footprints, margin=margin, source=str(reference))
+        else:
+            header = read_reference_header(reference, extension=reference_extension)
         return grid_from_reference_header(
             header, pixel_scale=pixel_scale, footprints=footprints, margin=margin, source=str(reference)
         )
@@ -218,4 +231,73 @@ def pointing_grid(
         log.info("rotation %.4f deg from the exposures' roll angles", rotation)
     return grid_from_footprints(
         footprints, pixel_scale=pixel_scale, rotation=rotation, crval=crval, crval_step=crval_step, margin=margin
+    )
+
+
+def read_grid_source(path, *, extension=None):
+    """
+    The grid of an existing product: a parameter file or a mosaic.
+
+    Parameters
+    ----------
+    path : str or Path
+        An ASDF parameter file holding resample's grid (a stock or CEERS
+        ``Image3Pipeline`` file, an ``Image3Ceers`` or ``ResampleStep`` file), or a
+        FITS mosaic (jwst ``*_i2d.fits``, an HST drizzled image).
+    extension : int or str, optional
+        HDU of a FITS mosaic holding the WCS.
+
+    Returns
+    -------
+    OutputGrid
+        Exactly that grid (a mosaic: all of it).
+
+    Raises
+    ------
+    CeersFileError
+        If the file is missing, unreadable or holds no complete grid.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CeersFileError(f"{path}: grid source does not exist")
+    if path.suffix.lower() == ".asdf":
+        return read_grid_parameter_file(path)
+    header = read_reference_header(path, extension=extension)
+    return grid_from_reference_header(header, source=str(path))
+
+
+def snap_grid_to_footprints(grid, footprints, *, margin=10, pixel_scale=None, source="grid"):
+    """
+    A grid covering ``footprints`` on the pixel lattice of ``grid``.
+
+    Same tangent point, rotation and scale (or an integer multiple or divisor of the
+    scale, with pixel edges kept on the lattice's edges); only ``crpix`` moves, by
+    whole pixels, and the shape shrinks to the footprints plus ``margin``. A mosaic
+    made on it shares its pixels with every mosaic made on ``grid`` (e.g. CEERS's
+    and the HST mosaics of the field).
+
+    Parameters
+    ----------
+    grid : OutputGrid
+        The lattice to keep.
+    footprints : list of (N, 2) arrays
+        (RA, Dec) polygons of the exposures, degrees.
+    margin : int, optional
+        Extra pixels on every side.
+    pixel_scale : float, optional
+        Output scale (arcsec), an integer multiple or divisor of ``grid``'s.
+    source : str, optional
+        Name of the lattice for messages.
+
+    Returns
+    -------
+    OutputGrid
+    """
+    if not footprints:
+        raise CeersParameterError("snap: no exposure footprint given")
+    if pixel_scale is None or pixel_scale == grid.pixel_scale:
+        # the lattice's own numbers, untouched: only crpix moves, by whole pixels
+        return crop_to_footprints(grid, footprints, int(margin))
+    return grid_from_reference_header(
+        grid.to_fits_header(), pixel_scale=pixel_scale, footprints=footprints, margin=int(margin), source=source
     )

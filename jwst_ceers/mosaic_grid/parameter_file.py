@@ -20,6 +20,7 @@ __all__ = [
     "grid_parameter_tree",
     "write_grid_parameter_file",
     "read_grid_parameter_file",
+    "read_drizzle_parameters",
 ]
 
 RESAMPLE_CLASS = "jwst.resample.resample_step.ResampleStep"
@@ -103,6 +104,38 @@ def write_grid_parameter_file(grid, path, **kwargs):
     return path
 
 
+def _resample_parameters(path, step_name):
+    """The parameters holding the grid: top level, or the ``steps`` entry named ``step_name``."""
+    import asdf
+
+    path = Path(path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with asdf.open(path, lazy_load=False) as af:
+                tree = {"parameters": dict(af.tree.get("parameters", {})), "steps": list(af.tree.get("steps", []))}
+    except Exception as exc:  # asdf raises many types for bad files
+        raise CeersFileError(f"{path}: cannot read ASDF parameter file ({exc})") from exc
+    parameters = tree["parameters"]
+    if parameters.get("crval") is None:
+        for step in tree["steps"]:
+            if step.get("name") == step_name:
+                parameters = dict(step.get("parameters", {}))
+    return parameters
+
+
+def read_drizzle_parameters(path, *, step_name=RESAMPLE_NAME):
+    """
+    ``pixfrac`` and ``weight_type`` of a resample or pipeline parameter file (those present).
+
+    Returns
+    -------
+    dict
+    """
+    parameters = _resample_parameters(path, step_name)
+    return {key: parameters[key] for key in ("pixfrac", "weight_type") if parameters.get(key) is not None}
+
+
 def read_grid_parameter_file(path, *, step_name=RESAMPLE_NAME):
     """
     Read the grid back from a resample or pipeline parameter file.
@@ -122,21 +155,8 @@ def read_grid_parameter_file(path, *, step_name=RESAMPLE_NAME):
     CeersFileError
         If the file cannot be read or holds no complete grid.
     """
-    import asdf
-
     path = Path(path)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            with asdf.open(path, lazy_load=False) as af:
-                tree = {"parameters": dict(af.tree.get("parameters", {})), "steps": list(af.tree.get("steps", []))}
-    except Exception as exc:  # asdf raises many types for bad files
-        raise CeersFileError(f"{path}: cannot read ASDF parameter file ({exc})") from exc
-    parameters = tree["parameters"]
-    if parameters.get("crval") is None:
-        for step in tree["steps"]:
-            if step.get("name") == step_name:
-                parameters = dict(step.get("parameters", {}))
+    parameters = _resample_parameters(path, step_name)
     try:
         return OutputGrid.from_mapping(parameters)
     except CeersParameterError as exc:

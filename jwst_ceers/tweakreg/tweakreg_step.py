@@ -9,6 +9,7 @@ then one absolute fit of the group to ``abs_refcat``. Results go to a table
 """
 
 import logging
+import os
 from collections import defaultdict
 from pathlib import Path
 
@@ -16,12 +17,21 @@ import numpy as np
 from jwst.stpipe.utilities import record_step_status
 
 from jwst_ceers._step import CeersStep
-from jwst_ceers.errors import CeersParameterError
+from jwst_ceers.atomic_io import check_outputs_not_inputs, ensure_output_directory
+from jwst_ceers.errors import CeersFileError, CeersParameterError
 from jwst_ceers.inputs import check_image_model, check_wcs, open_library
 from jwst_ceers.tweakreg.alignment import AlignmentImage, FitParameters, align_groups, check_fit_parameters
 from jwst_ceers.tweakreg.fit_results import FitRecord, write_results_table
 from jwst_ceers.tweakreg.reference_catalog import load_reference_catalog
-from jwst_ceers.tweakreg.saved_wcs import exposure_root, load_wcs_solution, save_wcs_solution, solution_path
+from jwst_ceers.tweakreg.saved_wcs import (
+    check_solution_frame,
+    exposure_root,
+    fits_header_offset_mas,
+    find_wcs_solution,
+    load_wcs_solution,
+    save_wcs_solution,
+    solution_path,
+)
 from jwst_ceers.tweakreg.source_catalog import (
     exclusion_mask_from_dq,
     find_sources,
@@ -32,6 +42,9 @@ from jwst_ceers.tweakreg.source_catalog import (
 __all__ = ["CatalogTweakReg"]
 
 log = logging.getLogger(__name__)
+
+# a FITS/SIP header further than this from the applied gwcs is reported (milli-arcsec)
+HEADER_TOLERANCE_MAS = 1.0
 
 
 class CatalogTweakReg(CeersStep):
@@ -112,6 +125,7 @@ class CatalogTweakReg(CeersStep):
         library = open_library(output, on_disk=not self.in_memory)
         if len(library) == 0:
             raise CeersParameterError("ceers_tweakreg: the input holds no exposure")
+        self._check_output_folders(library)
 
         if self.use_saved_wcs:
             records = self._apply_saved_solutions(library)
@@ -123,30 +137,99 @@ class CatalogTweakReg(CeersStep):
             log.info("Wrote alignment results table %s (%d fits)", path, len(records))
         return library
 
+    def _check_output_folders(self, library):
+        """Create ``wcs_dir`` and the folder of ``results_file`` now, before any catalog or fit."""
+        inputs = [self.abs_refcat.strip()] if self.abs_refcat else []
+        asn_dir = getattr(library, "asn_dir", None)
+        inputs += [Path(asn_dir or ".") / str(m.get("expname", "")) for m in library.asn["products"][0]["members"]]
+        if self.wcs_dir and not self.use_saved_wcs:
+            ensure_output_directory(self.wcs_dir, what="wcs_dir")
+            _check_writable(Path(self.wcs_dir), what="wcs_dir")
+        if self.results_file:
+            path = Path(self.results_file)
+            if path.is_dir():
+                raise CeersFileError(f"results_file {path}: is a directory; give a file name (e.g. fits.ecsv)")
+            folder = ensure_output_directory(path.parent if str(path.parent) else Path("."), what="results_file folder")
+            _check_writable(folder, what=f"results_file {path}: folder")
+            check_outputs_not_inputs([path], inputs, what="results_file")
+
     # ------------------------------------------------------------ saved WCS
     def _apply_saved_solutions(self, library):
+        """Apply ``<wcs_dir>`` solutions; exposures without one are SKIPPED with a warning."""
         if not self.wcs_dir:
             raise CeersParameterError("ceers_tweakreg: use_saved_wcs=True needs wcs_dir")
+        wcs_dir = Path(self.wcs_dir)
+        if not wcs_dir.is_dir():
+            raise CeersFileError(f"wcs_dir {wcs_dir}: directory of saved WCS solutions does not exist")
+        asn = getattr(library, "asn", None) or {}
+        asn_ids = [str(asn["asn_id"])] if asn.get("asn_id") else []
+        # find every file first: a wrong wcs_dir fails before any model is touched
+        found = []
+        for filename in _member_filenames(library):
+            path, looked_for = find_wcs_solution(wcs_dir, filename, asn_ids=asn_ids)
+            found.append((path, looked_for))
+        if all(path is None for path, _ in found):
+            first = found[0][1][0]
+            raise CeersFileError(
+                f"{first}: saved WCS solution does not exist, nor any for the other {len(found) - 1} exposure(s) "
+                f"(looked for {' and '.join(Path(p).name for p in found[0][1])} in {wcs_dir}); "
+                "use_saved_wcs=True needs them"
+            )
         records = []
         with library:
             for index, model in enumerate(library):
                 name = exposure_root(model.meta.filename or f"exposure{index}")
-                path = solution_path(self.wcs_dir, name)
+                path, looked_for = found[index]
+                if path is None:
+                    log.warning(
+                        "%s: no saved WCS solution (looked for %s); exposure SKIPPED, its WCS left unchanged",
+                        name, ", ".join(looked_for),
+                    )
+                    record_step_status(model, self.class_alias, status="SKIPPED")
+                    records.append(FitRecord.failed("saved", "", name, f"NO SOLUTION: {looked_for[0]}"))
+                    library.shelve(model, index, modify=True)
+                    continue
                 try:
                     wcs, wcsinfo, provenance = _read_solution(path)
+                    check_solution_frame(wcs, model.data.shape, solution=path, exposure=model.meta.filename or name)
                 except BaseException:
                     library.shelve(model, index, modify=False)
                     raise
                 model.meta.wcs = wcs
-                model.meta.wcsinfo.instance.clear()
-                model.meta.wcsinfo.instance.update(wcsinfo)
+                self._restore_wcsinfo(model, wcs, wcsinfo, name)
                 _update_s_region(model)
+                offset = fits_header_offset_mas(model.meta.wcsinfo.instance, wcs, model.data.shape)
+                if offset > HEADER_TOLERANCE_MAS:
+                    log.warning(
+                        "%s: the FITS/SIP header (meta.wcsinfo) differs from the applied gwcs by up to %.1f mas "
+                        "(sip_approx=%s); tools reading the header (DS9, astropy) are off by that much",
+                        name, offset, self.sip_approx,
+                    )
                 status = "COMPLETE" if provenance.get("status", "COMPLETE") == "COMPLETE" else "SKIPPED"
                 record_step_status(model, self.class_alias, status=status)
                 records.append(FitRecord.failed("saved", provenance.get("group", ""), name, f"APPLIED: {path}"))
                 log.info("%s: applied saved WCS solution %s", name, path)
                 library.shelve(model, index, modify=True)
         return records
+
+    def _restore_wcsinfo(self, model, wcs, saved, name):
+        """
+        meta.wcsinfo for an applied solution: the saved one if its FITS/SIP header matches
+        the gwcs (files written here), else the saved pointing keys plus a FITS/SIP header
+        recomputed from the gwcs (CEERS's files carry the pre-alignment header, 200-400 mas off).
+        """
+        merged = {**model.meta.wcsinfo.instance, **saved}
+        header_ok = saved.get("crval1") is not None and (
+            fits_header_offset_mas(merged, wcs, model.data.shape) <= HEADER_TOLERANCE_MAS
+        )
+        if header_ok:
+            model.meta.wcsinfo.instance.clear()
+            model.meta.wcsinfo.instance.update(merged)
+            return
+        model.meta.wcsinfo.instance.update(_pointing_wcsinfo(saved))
+        if self.sip_approx:
+            log.info("%s: FITS/SIP header recomputed from the saved gwcs", name)
+            _update_fits_wcsinfo(model, self)
 
     # --------------------------------------------------------------- fitting
     def _fit_parameters(self):
@@ -361,6 +444,27 @@ def _read_solution(path):
     with asdf.open(path, lazy_load=False, memmap=False) as handle:
         provenance = dict(handle.tree.get("provenance", {}))
     return wcs, wcsinfo, provenance
+
+
+# wcsinfo keys of a saved solution that describe the pointing, not its FITS approximation
+_POINTING_KEYS = ("v2_ref", "v3_ref", "vparity", "v3yangle", "ra_ref", "dec_ref", "roll_ref", "velosys")
+
+
+def _check_writable(folder, *, what):
+    """CeersFileError unless files can be created in ``folder``."""
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise CeersFileError(f"{what} {folder}: not writable")
+
+
+def _pointing_wcsinfo(wcsinfo):
+    """The pointing keys of a saved ``wcsinfo`` (the FITS/SIP keys are recomputed from the gwcs)."""
+    return {key: wcsinfo[key] for key in _POINTING_KEYS if wcsinfo.get(key) is not None}
+
+
+def _member_filenames(library):
+    """File name of every exposure of ``library``, in order, from its association (no model is opened)."""
+    members = library.asn["products"][0]["members"]
+    return [Path(str(member.get("expname") or f"exposure{index}")).name for index, member in enumerate(members)]
 
 
 def _association_catalogs(library):
