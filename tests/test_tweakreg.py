@@ -15,6 +15,7 @@ import pytest
 from astropy.table import Table
 from scipy.special import erf
 
+from jwst_ceers import CatalogTweakReg
 from jwst_ceers.errors import CeersFileError, CeersParameterError
 from jwst_ceers.tweakreg.alignment import AlignmentImage, FitParameters, align_group
 from jwst_ceers.tweakreg.fit_results import results_table
@@ -187,6 +188,17 @@ def _wcsinfo(wcs):
     return {"v2_ref": float(ap.V2Ref), "v3_ref": float(ap.V3Ref), "roll_ref": 40.0}
 
 
+def _params(**values):
+    """FitParameters with the step's relative defaults (from its spec), overridden by ``values``."""
+    step = CatalogTweakReg()
+    defaults = {
+        "searchrad": step.searchrad, "separation": step.separation, "tolerance": step.tolerance,
+        "use2dhist": step.use2dhist, "fitgeometry": step.fitgeometry, "nclip": step.nclip,
+        "sigma": step.sigma, "minobj": step.minobj,
+    }
+    return FitParameters(**(defaults | values))
+
+
 def test_align_group_recovers_injected_offsets():
     rng = np.random.default_rng(5)
     # a common 200 mas pointing error plus small per-dither differences
@@ -195,8 +207,8 @@ def test_align_group_recovers_injected_offsets():
     aligned, records = align_group(
         images,
         refcat=refcat,
-        relative=FitParameters(searchrad=0.5, separation=0.3, tolerance=0.1, fitgeometry="shift", minobj=10),
-        absolute=FitParameters(searchrad=1.0, separation=0.3, tolerance=0.1, fitgeometry="rshift", minobj=10),
+        relative=_params(searchrad=0.5, fitgeometry="shift"),
+        absolute=_params(searchrad=1.0, fitgeometry="rshift"),
     )
     assert [a.status for a in aligned] == ["COMPLETE"] * 3
     for result, truth, image in zip(aligned, true_wcs, images, strict=True):
@@ -221,7 +233,7 @@ def test_align_group_without_overlap_is_skipped_not_crashed():
     rng = np.random.default_rng(6)
     images, _, refcat = _aligned_group_case(rng, offsets_mas=[(100.0, 0.0)] * 2)
     far = Table({"RA": refcat["RA"] + 1.0, "DEC": refcat["DEC"]})
-    aligned, records = align_group(images, refcat=far)
+    aligned, records = align_group(images, refcat=far, relative=_params(searchrad=0.5), absolute=_params(searchrad=1.0))
     assert [a.status for a in aligned] == ["SKIPPED", "SKIPPED"]
     assert all(a.wcs is None for a in aligned)
     absolute = [r for r in records if r.kind == "absolute"]
@@ -300,10 +312,12 @@ def test_visit_level_rotation_recovers_injected_roll_error():
         wcsinfo = {"v2_ref": float(ap.V2Ref), "v3_ref": float(ap.V3Ref), "roll_ref": header_ptg[2]}
         groups[det] = [AlignmentImage(det, det, header, wcsinfo, catalog, visit="v1")]
         truths[det] = true
-    params = FitParameters(searchrad=1.0, separation=0.3, tolerance=0.1, fitgeometry="shift", minobj=10)
+    params = _params(searchrad=1.0, fitgeometry="shift")
     errors = {}
     for visit_geometry in ("none", "rshift"):
-        aligned, records = align_groups(groups, refcat=refcat, absolute=params, visit_fitgeometry=visit_geometry)
+        aligned, records = align_groups(
+            groups, refcat=refcat, relative=params, absolute=params, visit_fitgeometry=visit_geometry
+        )
         errors[visit_geometry] = {d: sky_rms_mas(a[0].wcs, truths[d], (2048, 2048)) for d, a in aligned.items()}
     assert max(errors["none"].values()) > 2.0, errors  # the roll error is visible with shifts only
     # measured: 2.6-2.7 mas with shifts only, 0.8-1.0 mas with the visit-level rotation
@@ -319,7 +333,7 @@ def test_separation_tolerance_rule():
     from jwst_ceers.tweakreg.alignment import check_fit_parameters
 
     with pytest.raises(CeersParameterError, match="abs_separation"):
-        check_fit_parameters(FitParameters(separation=0.1, tolerance=0.1), prefix="abs_")
+        check_fit_parameters(_params(separation=0.1, tolerance=0.1), prefix="abs_")
 
 
 # ------------------------------------------------ the step on a simulated visit

@@ -108,31 +108,32 @@ class AlignedImage:
     reason: str = ""
 
 
-@dataclass
+@dataclass(kw_only=True)
 class FitParameters:
     """Matching and fitting parameters, with jwst TweakReg's names and meanings.
 
-    Distances are in arcsec (tangent plane of the V2/V3 frame).
+    Distances are in arcsec (tangent plane of the V2/V3 frame). There are no
+    defaults here: the defaults live in one place, `CatalogTweakReg`'s spec
+    (``searchrad`` ... for the relative pass, ``abs_searchrad`` ... for the absolute
+    one), and the step builds these from its parameters.
     ``refine_tolerance`` > 0 (absolute fits only) adds a second matching and
     fitting pass from the first solution, with this tighter tolerance and no
     offset search. ``merge_radius`` > 0 (absolute fits only): detections
     of one source in several dithers of a group (after the relative pass)
     closer than this are averaged into one (see `_merge_dither_catalogs`).
+    Both are 0 (off) unless given: the relative pass has neither.
     """
 
-    searchrad: float = 2.0
-    separation: float = 1.0
-    tolerance: float = 0.7
-    use2dhist: bool = True
-    xoffset: float = 0.0
-    yoffset: float = 0.0
-    fitgeometry: str = "rshift"
-    nclip: int = 3
-    sigma: float = 3.0
-    minobj: int = 15
+    searchrad: float
+    separation: float
+    tolerance: float
+    use2dhist: bool
+    fitgeometry: str
+    nclip: int
+    sigma: float
+    minobj: int
     refine_tolerance: float = 0.0
     merge_radius: float = 0.0
-    extra: dict = field(default_factory=dict)
 
 
 def check_fit_parameters(params, *, prefix=""):
@@ -210,8 +211,8 @@ def _relative_pass(images, params):
         separation=params.separation,
         use2dhist=params.use2dhist,
         tolerance=params.tolerance,
-        xoffset=params.xoffset,
-        yoffset=params.yoffset,
+        xoffset=0.0,
+        yoffset=0.0,
         enforce_user_order=False,
         expand_refcat=True,
         minobj=params.minobj,
@@ -225,7 +226,7 @@ def _relative_pass(images, params):
         # Start again from the original WCSs: a refused solution may be half applied.
         correctors = [make_corrector(image) for image in images]
         records = [
-            FitRecord.failed("relative", group, image.name, f"FAILED: {error}", params.fitgeometry)
+            FitRecord.without_fit("relative", group, image.name, f"FAILED: {error}", params.fitgeometry)
             for image in images
         ]
         return correctors, records, [False] * len(images)
@@ -258,11 +259,11 @@ def _absolute_pass(correctors, refcat, params, unit_name, group, *, refine=False
         corrector.meta["group_id"] = unit_name
         corrector.meta.pop("fit_info", None)
     if not any(len(c.meta["catalog"]) for c in correctors):
-        return False, FitRecord.failed(
+        return False, FitRecord.without_fit(
             kind, group, ",".join(names), "SKIPPED: no sources in the group", params.fitgeometry
         )
     if len(refcat) < params.minobj:
-        return False, FitRecord.failed(
+        return False, FitRecord.without_fit(
             kind,
             group,
             ",".join(names),
@@ -284,8 +285,8 @@ def _absolute_pass(correctors, refcat, params, unit_name, group, *, refine=False
             separation=params.separation,
             use2dhist=params.use2dhist,
             tolerance=params.tolerance,
-            xoffset=params.xoffset,
-            yoffset=params.yoffset,
+            xoffset=0.0,
+            yoffset=0.0,
         )
     error = _catch_alignment_errors(
         align_wcs,
@@ -300,7 +301,7 @@ def _absolute_pass(correctors, refcat, params, unit_name, group, *, refine=False
         sigma=(params.sigma, "rmse"),
     )
     if error:
-        return False, FitRecord.failed(kind, group, ",".join(names), f"SKIPPED: {error}", params.fitgeometry)
+        return False, FitRecord.without_fit(kind, group, ",".join(names), f"SKIPPED: {error}", params.fitgeometry)
     fit_info = correctors[0].meta.get("fit_info", {})
     status = fit_info.get("status", "FAILED: no fit performed")
     record = record_from_fit_info(kind, group, ",".join(names), fit_info, status=status)
@@ -350,7 +351,7 @@ def _refcat_near(refcat, correctors, margin_arcsec):
     return sub
 
 
-def align_group(images, *, refcat=None, relative=None, absolute=None):
+def align_group(images, *, relative, absolute, refcat=None):
     """
     Align one group of images: relative pass, then one absolute fit of the group.
 
@@ -363,11 +364,11 @@ def align_group(images, *, refcat=None, relative=None, absolute=None):
     records : list of FitRecord
         One per relative fit (per image) and one per absolute fit.
     """
-    outcomes, records = align_groups({images[0].group: images}, refcat=refcat, relative=relative, absolute=absolute)
+    outcomes, records = align_groups({images[0].group: images}, relative=relative, absolute=absolute, refcat=refcat)
     return outcomes[images[0].group], records
 
 
-def align_groups(groups, *, refcat=None, relative=None, absolute=None, visit_fitgeometry="none", visits=None):
+def align_groups(groups, *, relative, absolute, refcat=None, visit_fitgeometry="none", visits=None):
     """
     Align groups of images: relative pass per group, then absolute fits.
 
@@ -389,8 +390,9 @@ def align_groups(groups, *, refcat=None, relative=None, absolute=None, visit_fit
     refcat : `~astropy.table.Table`, optional
         Absolute reference catalog (``RA``, ``DEC`` in deg). Without it only
         the relative pass is done.
-    relative, absolute : FitParameters, optional
-        Parameters of the relative and absolute fits (``None``: defaults).
+    relative, absolute : FitParameters
+        Parameters of the relative and absolute fits (the step builds them from its
+        spec, where their defaults are).
     visit_fitgeometry : {'none', 'rshift', 'rscale'}, optional
         Geometry of the visit-level fit; 'none' skips it.
     visits : dict, optional
@@ -406,8 +408,6 @@ def align_groups(groups, *, refcat=None, relative=None, absolute=None, visit_fit
         absolute fits (one per group or lone image; shifts, rotation and
         scale summed over the passes, nmatch and rmse of the last pass).
     """
-    relative = relative or FitParameters()
-    absolute = absolute or FitParameters(searchrad=6.0)
     if visit_fitgeometry not in ("none", "rshift", "rscale"):
         raise CeersParameterError(f"visit_fitgeometry must be none, rshift or rscale, not {visit_fitgeometry!r}")
     visits = visits or {group: images[0].visit or "visit" for group, images in groups.items()}
@@ -598,7 +598,7 @@ def _visit_pass(units, refcat, absolute, fitgeometry, visits):
         names = ",".join(unit.name for unit in members)
         if not matrices:
             log.warning("Visit-level %s fit of %s failed: groups keep their own fits", fitgeometry, visit)
-            records.append(FitRecord.failed("visit", visit, names, "SKIPPED: no group could be fitted", fitgeometry))
+            records.append(FitRecord.without_fit("visit", visit, names, "SKIPPED: no group could be fitted", fitgeometry))
             continue
         weights = np.asarray(weights, dtype=float)
         matrix = np.tensordot(weights / weights.sum(), np.asarray(matrices), axes=1)

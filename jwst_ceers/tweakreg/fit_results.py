@@ -44,8 +44,8 @@ class FitRecord:
     status: str = ""
 
     @classmethod
-    def failed(cls, kind, group, image, status, fitgeometry=""):
-        """A record of a fit that was not done (``status`` says why)."""
+    def without_fit(cls, kind, group, image, status, fitgeometry=""):
+        """A row with no fit of its own: failed, skipped, or applied from a saved solution (``status`` says which)."""
         return cls(kind=kind, group=group, image=image, fitgeometry=fitgeometry, status=status)
 
 

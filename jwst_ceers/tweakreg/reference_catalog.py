@@ -16,7 +16,7 @@ from astropy.table import Table
 
 from jwst_ceers.errors import CeersFileError, CeersParameterError
 
-__all__ = ["load_reference_catalog", "select_in_footprint"]
+__all__ = ["load_reference_catalog"]
 
 log = logging.getLogger(__name__)
 
@@ -105,37 +105,3 @@ def _as_degrees(column):
         except Exception:  # unit not convertible to an angle: keep numbers as degrees
             log.warning("Reference catalog column unit %s is not an angle; assuming degrees", unit)
     return values
-
-
-def select_in_footprint(refcat, world_to_pixel, shape, *, margin=0):
-    """
-    Reference sources falling on a detector (plus a margin).
-
-    Parameters
-    ----------
-    refcat : `~astropy.table.Table`
-        Catalog with ``RA``/``DEC`` (deg).
-    world_to_pixel : callable
-        ``(ra, dec) -> (x, y)`` 0-based pixel coordinates (e.g. a gwcs inverse).
-    shape : tuple of int
-        Detector shape ``(ny, nx)``.
-    margin : float, optional
-        Extra pixels around the detector.
-
-    Returns
-    -------
-    ndarray of bool
-        True for sources within the detector (and margin).
-    """
-    x, y = world_to_pixel(np.asarray(refcat["RA"]), np.asarray(refcat["DEC"]))
-    x = np.asarray(x)
-    y = np.asarray(y)
-    ny, nx = shape
-    return (
-        np.isfinite(x)
-        & np.isfinite(y)
-        & (x >= -0.5 - margin)
-        & (x <= nx - 0.5 + margin)
-        & (y >= -0.5 - margin)
-        & (y <= ny - 0.5 + margin)
-    )

@@ -186,7 +186,7 @@ class CatalogTweakReg(CeersStep):
                         name, ", ".join(looked_for),
                     )
                     record_step_status(model, self.class_alias, status="SKIPPED")
-                    records.append(FitRecord.failed("saved", "", name, f"NO SOLUTION: {looked_for[0]}"))
+                    records.append(FitRecord.without_fit("saved", "", name, f"NO SOLUTION: {looked_for[0]}"))
                     library.shelve(model, index, modify=True)
                     continue
                 try:
@@ -207,7 +207,7 @@ class CatalogTweakReg(CeersStep):
                     )
                 status = "COMPLETE" if provenance.get("status", "COMPLETE") == "COMPLETE" else "SKIPPED"
                 record_step_status(model, self.class_alias, status=status)
-                records.append(FitRecord.failed("saved", provenance.get("group", ""), name, f"APPLIED: {path}"))
+                records.append(FitRecord.without_fit("saved", provenance.get("group", ""), name, f"APPLIED: {path}"))
                 log.info("%s: applied saved WCS solution %s", name, path)
                 library.shelve(model, index, modify=True)
         return records
