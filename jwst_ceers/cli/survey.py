@@ -20,7 +20,7 @@ from jwst_ceers.errors import CeersParameterError
 
 __all__ = ["SCHEDULER_TIMEOUT_S", "add_parser", "run"]
 
-SCHEDULER_TIMEOUT_S = 10  # --scheduler: seconds to wait for the scheduler to answer
+SCHEDULER_TIMEOUT_S = 5  # --scheduler: seconds to wait for the scheduler to answer
 
 
 def add_parser(parser):
