@@ -16,8 +16,7 @@ and output folders at the same paths and have jwst_ceers installed)::
     from jwst_ceers.survey import format_summary, load_survey_config, plan_survey, run_products
 
     cluster = SLURMCluster(cores=1, processes=1, memory="16GB", walltime="04:00:00",
-                           queue="normal", account="myproject",
-                           job_script_prologue=["export STPIPE_DISABLE_CRDS_STEPPARS=true"])
+                           queue="normal", account="myproject")
     cluster.adapt(minimum_jobs=1, maximum_jobs=40)   # one product per job at a time
     results = run_products(plan_survey(load_survey_config("survey.toml")), client=Client(cluster))
     print(format_summary(results))
@@ -25,6 +24,10 @@ and output folders at the same paths and have jwst_ceers installed)::
 or keep such a cluster running and point the command at its scheduler:
 ``jwst-ceers survey survey.toml --scheduler tcp://<host>:<port>``.
 
+``run_products`` holds ``<folder>/.survey.lock`` of every output folder for the whole
+run (as the command does), so a second run on the same folders is refused at once.
+Each product gets a memory budget of 70% of its worker's memory limit (here 11.2 GB)
+unless the configuration sets ``memory_budget_gb``.
 
 The parts, one job each: ``config`` (the TOML file), ``plan`` (config -> graph),
 ``graph`` (:class:`ProductTask`, order, priorities), ``execution`` (decide / run /
