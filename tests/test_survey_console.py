@@ -82,3 +82,21 @@ def test_live_progress_bar_with_elapsed_time(chatty_survey):
     plain = io.StringIO()
     run_products(plan_survey(load_survey_config(path)), stream=plain, force=True)
     assert "\r" not in plain.getvalue() and plain.getvalue().count("] p") == 6
+
+
+def standin_raises_without_message(*, inputs, upstream, output_dir, name, params):
+    """Fails as regions' DS9 parser does on a point region: an exception with no message."""
+    raise NotImplementedError()
+
+
+def test_a_failure_without_message_still_says_where_to_look(tmp_path):
+    from jwst_ceers.survey import ProductTask, format_summary
+
+    task = ProductTask("p/a", "p", "a", "p_a", "test_survey_console:standin_raises_without_message", str(tmp_path))
+    stream = io.StringIO()
+    [result] = run_products([task], stream=stream)
+    assert result.status == "failed"
+    assert result.reason.startswith("NotImplementedError: ") and "log" in result.reason.removeprefix("NotImplementedError: ")
+    assert str(tmp_path / "logs" / "p_a.log") in stream.getvalue()  # the failed line names its log
+    assert "Traceback" in (tmp_path / "logs" / "p_a.log").read_text()
+    assert "NotImplementedError: (no message" in format_summary([result])
