@@ -7,7 +7,9 @@ stpipe step a product is in). The products' full logs are in files; the first li
 names where.
 """
 
+import contextlib
 import os
+import threading
 from pathlib import Path
 
 from tqdm import tqdm
@@ -94,6 +96,26 @@ class Progress:
     def refresh(self):
         """Redraw the bar (elapsed time) while nothing finishes."""
         self._bar.refresh()
+
+    @contextlib.contextmanager
+    def ticking(self, seconds=1.0):
+        """Redraw the bar every ``seconds`` from a thread of its own (serial runs: this thread is busy)."""
+        if self._bar.disable:
+            yield
+            return
+        stop = threading.Event()
+
+        def tick():
+            while not stop.wait(seconds):
+                self._bar.refresh()
+
+        ticker = threading.Thread(target=tick, name="survey-progress", daemon=True)
+        ticker.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            ticker.join()
 
     def close(self):
         """Remove the bar."""

@@ -65,15 +65,18 @@ def run_products(tasks, *, client=None, rehash=False, force=False, dry_run=False
         results = {}
         try:
             if client is None or dry_run:
-                for task in ordered:
-                    progress.running([task.key])
-                    deps = [results[d] for d in task.depends]
-                    results[task.key] = execute_product(
-                        task, *deps, rehash=rehash, force=force, dry_run=dry_run, run_id=run_id
-                    )
-                    progress.finished(results[task.key])
+                with progress.ticking():
+                    _run_serially(ordered, results, progress, rehash=rehash, force=force, dry_run=dry_run, run_id=run_id)
             else:
                 run_on_client(client, ordered, results, progress, rehash=rehash, force=force, run_id=run_id)
         finally:
             progress.close()
     return [results[t.key] for t in ordered]
+
+
+def _run_serially(ordered, results, progress, *, rehash, force, dry_run, run_id):
+    for task in ordered:
+        progress.running([task.key])
+        deps = [results[d] for d in task.depends]
+        results[task.key] = execute_product(task, *deps, rehash=rehash, force=force, dry_run=dry_run, run_id=run_id)
+        progress.finished(results[task.key])
