@@ -54,8 +54,8 @@ def add_parser(parser):
     parser.add_argument(
         "--rehash",
         action="store_true",
-        help="re-read every input to hash it (by default an input whose size and mtime are unchanged "
-        "keeps the hash recorded in the manifest)",
+        help="re-read every input to hash it (by default an input whose size, mtime and ctime are "
+        "unchanged keeps the hash recorded in the manifest)",
     )
 
 

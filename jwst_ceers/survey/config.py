@@ -321,6 +321,22 @@ def _pointing(check, value, key, memory_budget_gb):
     )
 
 
+def _check_inputs_outside_outputs(check, output_root, pointings, shared_files):
+    """Refuse inputs that live in a pointing's output folder: a product could be written onto them."""
+    folders = {(output_root / p.name).resolve(): i for i, p in enumerate(pointings)}
+    for i, pointing in enumerate(pointings):
+        files = [f for members in pointing.members_by_filter.values() for f in members]
+        files += [*pointing.hst_mosaics, *pointing.edit_regions, *([pointing.abs_refcat] if pointing.abs_refcat else [])]
+        for path in [*files, *shared_files]:
+            folder = Path(path).resolve().parent
+            if folder in folders:
+                raise check.param(
+                    f"pointings[{i}]" if path in files else "inputs",
+                    f"input {path} is in the output folder of pointings[{folders[folder]}] ({folder}); "
+                    "products written there could overwrite it: move it or choose another output_root",
+                )
+
+
 def load_survey_config(path, *, check_steps=True):
     """
     Read and validate a survey configuration file.
@@ -406,6 +422,8 @@ def load_survey_config(path, *, check_steps=True):
         if pointing.name in seen:
             raise check.param(f"pointings[{i}].name", f"{pointing.name!r} already used by pointings[{seen[pointing.name]}]")
         seen[pointing.name] = i
+    shared_files = [f for f in (abs_refcat, image3_file, bkg_file) if f is not None]
+    _check_inputs_outside_outputs(check, output_root, pointings, shared_files)
     unknown_filters = sorted(set(image3_filters) - {f for p in pointings for f in p.members_by_filter})
     if unknown_filters:
         raise check.param(f"image3.filters.{unknown_filters[0]}", "no pointing has exposures in this filter")

@@ -35,6 +35,7 @@ import time
 import traceback
 from pathlib import Path
 
+from jwst_ceers.atomic_io import check_outputs_not_inputs
 from jwst_ceers.errors import CeersDataError
 from jwst_ceers.survey.log_capture import captured_log
 from jwst_ceers.survey.manifest import (
@@ -198,11 +199,16 @@ def publish_product(task, decision, staging, *, extra):
     """
     Move the staged files into place and write the manifest last; return the output records.
 
-    The old manifest is removed first (it must never describe new files) and outputs
-    of the old manifest that the new run no longer makes are deleted.
+    Nothing is written or deleted when a file to publish, or an old output to delete,
+    is one of the product's inputs (CeersFileError). The old manifest is removed first
+    (it must never describe new files) and outputs of the old manifest that the new
+    run no longer makes are deleted.
     """
     output_dir = Path(task.output_dir).absolute()
     manifest_file = manifest_path(output_dir, task.name)
+    stale = [output_dir / r["path"] for r in (decision.old_manifest or {}).get("outputs", [])]
+    planned = [output_dir / p.relative_to(staging) for p in staged_files(staging)]
+    check_outputs_not_inputs([*planned, *stale], [r["path"] for r in decision.records], what=f"{task.key}: output")
     with contextlib.suppress(FileNotFoundError):
         manifest_file.unlink()
     finals = publish(
@@ -259,7 +265,7 @@ def execute_product(task, *upstream, rehash=False, force=False, dry_run=False, r
     *upstream : ProductResult
         Results of the products in ``task.depends`` (same order).
     rehash : bool
-        Re-read every input to hash it (ignore the size+mtime shortcut).
+        Re-read every input to hash it (ignore the size+mtime+ctime shortcut).
     force : bool
         Remake the product even when it is up to date.
     dry_run : bool
