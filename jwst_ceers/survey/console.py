@@ -31,16 +31,18 @@ class Progress:
         Where to print.
     live : bool
         Show the live progress bar (a terminal); otherwise only the finished lines.
+    name_logs : bool
+        Say first where the products' log files are (not for a dry run: it writes none).
     """
 
-    def __init__(self, tasks, stream, *, live):
+    def __init__(self, tasks, stream, *, live, name_logs=True):
         self._stream = stream
         self._total = len(tasks)
         self._count = 0
         self._running = {}  # key -> current step ("" before the first)
         self._width = len(str(self._total))
         log_dirs = sorted({str(Path(t.output_dir).absolute() / "logs") for t in tasks})
-        if log_dirs:
+        if log_dirs and name_logs:
             where = log_dirs[0] if len(log_dirs) == 1 else os.path.commonpath(log_dirs) + "/*/logs"
             self._line(f"full logs: {where}/<product>.log")
         self._bar = tqdm(

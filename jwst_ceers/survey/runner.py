@@ -61,7 +61,7 @@ def run_products(tasks, *, client=None, rehash=False, force=False, dry_run=False
     with survey_lock(folders):
         for folder in sorted(set(folders)):
             remove_leftover_staging(folder, run_id)
-        progress = Progress(ordered, stream, live=live)
+        progress = Progress(ordered, stream, live=live, name_logs=not dry_run)
         results = {}
         try:
             if client is None or dry_run:
