@@ -100,3 +100,15 @@ def test_a_failure_without_message_still_says_where_to_look(tmp_path):
     assert str(tmp_path / "logs" / "p_a.log") in stream.getvalue()  # the failed line names its log
     assert "Traceback" in (tmp_path / "logs" / "p_a.log").read_text()
     assert "NotImplementedError: (no message" in format_summary([result])
+
+
+def test_console_drops_dask_chatter_but_keeps_its_warnings():
+    from jwst_ceers.cli.survey import _quiet_dask
+
+    def record(name, level, msg):
+        return logging.LogRecord(name, level, "", 0, msg, (), None)
+
+    assert not _quiet_dask(record("distributed.scheduler", logging.INFO, "Receive client connection"))
+    assert not _quiet_dask(record("distributed.nanny", logging.WARNING, "Worker process still alive after 4.0 seconds, killing"))
+    assert _quiet_dask(record("distributed.worker", logging.WARNING, "Unmanaged memory use is high"))
+    assert _quiet_dask(record("jwst_ceers.survey", logging.INFO, "anything of ours"))
