@@ -306,13 +306,13 @@ def test_input_and_parameter_changes_redo_only_what_depends_on_them(survey):
 
 
 def test_package_version_change_redoes(survey, monkeypatch):
-    from jwst_ceers.survey import engine, provenance
+    from jwst_ceers.survey import execution, provenance
 
     root, _ = survey
     path = write_config(root)
     run_serial(path)
     real = provenance.package_versions()
-    monkeypatch.setattr(engine, "package_versions", lambda: {**real, "jwst": "99.0.0"})
+    monkeypatch.setattr(execution, "package_versions", lambda: {**real, "jwst": "99.0.0"})
     results, _ = run_serial(path)
     assert all(r.status == "done" for r in results.values())
     assert results["p1/F150W"].reason == "package versions changed (jwst)"
@@ -326,7 +326,7 @@ def test_code_change_redoes(survey):
     manifest_file = root / "products" / "p1" / "p1_f150w.manifest.json"
     manifest = json.loads(manifest_file.read_text())
     assert "atomic_io.py" in manifest["code"]  # the package code loaded when the product was made
-    assert not any(name.startswith(("survey/engine", "cli/")) for name in manifest["code"])
+    assert not any(name.startswith(("survey/execution", "cli/")) for name in manifest["code"])
     manifest["code"]["atomic_io.py"] = "0" * 64  # as if atomic_io.py had been edited since
     manifest_file.write_text(json.dumps(manifest))
     results, _ = run_serial(path)
@@ -432,7 +432,7 @@ def test_two_workers_give_the_same_products_as_serial(survey, tmp_path_factory):
 
 
 def test_graph_errors_are_reported():
-    from jwst_ceers.survey.engine import ProductTask, order_tasks
+    from jwst_ceers.survey.graph import ProductTask, order_tasks
 
     def task(key, depends=(), name=None):
         return ProductTask(key, "p", key, name or key.replace("/", "_"), "m:f", "/tmp/x", depends=depends)
@@ -449,7 +449,7 @@ def test_graph_errors_are_reported():
 
 
 def test_scheduling_priorities_start_the_longest_chains_first():
-    from jwst_ceers.survey.engine import ProductTask, order_tasks, scheduling_priorities
+    from jwst_ceers.survey.graph import ProductTask, order_tasks, scheduling_priorities
 
     def task(key, cost, depends=()):
         return ProductTask(key, key.split("/")[0], key, key.replace("/", "_"), "m:f", "/tmp/x", depends=depends, cost=cost)
@@ -476,7 +476,7 @@ def test_scheduling_priorities_start_the_longest_chains_first():
 
 def test_cluster_starts_the_big_products_first(tmp_path):
     distributed = pytest.importorskip("distributed")
-    from jwst_ceers.survey.engine import ProductTask
+    from jwst_ceers.survey.graph import ProductTask
     from jwst_ceers.survey.worker_process import prepare_workers
 
     log = tmp_path / "started.txt"

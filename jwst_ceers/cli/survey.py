@@ -3,15 +3,24 @@
 Products are made only when out of date (see :mod:`jwst_ceers.survey.manifest`),
 so re-running after an interruption, or after changing an input or a parameter,
 redoes exactly what is needed. Exit status: 0 all products done or up to date,
-1 some product failed, 2 bad configuration.
+1 some product failed, 2 bad configuration or command line (one line on stderr).
+
+The terminal shows one line per product and a progress bar; each product's full log
+is in ``<output_root>/<pointing>/logs/<product>.log`` and this process's own messages
+in ``<output_root>/survey.log``.
 """
 
 import contextlib
 import logging
+import os
 import sys
 import time
 
-__all__ = ["add_parser", "run"]
+from jwst_ceers.errors import CeersParameterError
+
+__all__ = ["SCHEDULER_TIMEOUT_S", "add_parser", "run"]
+
+SCHEDULER_TIMEOUT_S = 5  # --scheduler: seconds to wait for the scheduler to answer
 
 
 def add_parser(parser):
@@ -35,40 +44,88 @@ def add_parser(parser):
         "--memory-limit",
         default=None,
         metavar="SIZE",
-        help="memory limit per local worker, e.g. 8GB (default: 90%% of RAM / workers)",
+        help="memory limit per local worker, e.g. 8GB (default: 90%% of RAM / workers); "
+        "each product's memory budget is 70%% of it unless the config sets memory_budget_gb",
     )
     parser.add_argument("--force", action="store_true", help="remake every product, even up-to-date ones")
     parser.add_argument(
         "--dry-run", action="store_true", help="only list the products that are out of date and why; run nothing"
     )
     parser.add_argument(
-        "--rehash", action="store_true", help="re-read every input to hash it (ignore the size+mtime shortcut)"
+        "--rehash",
+        action="store_true",
+        help="re-read every input to hash it (by default an input whose size, mtime and ctime are "
+        "unchanged keeps the hash recorded in the manifest)",
     )
 
 
-@contextlib.contextmanager
-def _exclusive(output_root):
-    """Hold ``<output_root>/.survey.lock`` so two runs never make the same products at once."""
-    import fcntl
+def _memory_limit(text):
+    """``--memory-limit`` in bytes (None when not given)."""
+    if text is None:
+        return None
+    from dask.utils import parse_bytes  # dask only when a size is given
 
-    from jwst_ceers.errors import CeersFileError
-
-    output_root.mkdir(parents=True, exist_ok=True)
-    path = output_root / ".survey.lock"
-    with open(path, "a") as stream:
-        try:
-            fcntl.flock(stream, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            raise CeersFileError(f"{output_root}: another jwst-ceers survey is running on this output_root") from exc
-        try:
-            yield
-        finally:
-            fcntl.flock(stream, fcntl.LOCK_UN)
+    try:
+        value = parse_bytes(text)
+    except (ValueError, TypeError) as exc:
+        raise CeersParameterError(f"--memory-limit {text!r}: not a size (e.g. 8GB, 512MiB)") from exc
+    if value <= 0:
+        raise CeersParameterError(f"--memory-limit {text!r}: must be > 0")
+    return int(value)
 
 
 def _quiet_dask(record):
-    """Logging filter: drop dask's own INFO chatter (cluster start, connections)."""
-    return record.levelno >= logging.WARNING or not record.name.startswith(("distributed", "dask"))
+    """
+    Logging filter: drop dask's own INFO chatter (cluster start, connections), and the
+    nanny's warning when it kills a worker at the end of a run (jwst leaves threads
+    that outlive the 4 s grace period; the products are all written by then).
+    """
+    if not record.name.startswith(("distributed", "dask")):
+        return True
+    if record.name == "distributed.nanny" and str(record.msg).startswith("Worker process still alive after"):
+        return False
+    return record.levelno >= logging.WARNING
+
+
+@contextlib.contextmanager
+def _console_and_log_file(path, *, verbose):
+    """
+    While running: the console shows no product's records (they are in its log file) and
+    no dask chatter; every record of this process also goes to ``path``.
+    """
+    from jwst_ceers.survey import NotFromAProduct
+
+    root = logging.getLogger()
+    console_filters = [NotFromAProduct()] + ([] if verbose else [_quiet_dask])
+    consoles = list(root.handlers)
+    for handler in consoles:
+        for item in console_filters:
+            handler.addFilter(item)
+    file_handler = logging.FileHandler(path, mode="a", encoding="utf-8")
+    file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    file_handler.addFilter(NotFromAProduct())
+    root.addHandler(file_handler)
+    try:
+        yield
+    finally:
+        root.removeHandler(file_handler)
+        file_handler.close()
+        for handler in consoles:
+            for item in console_filters:
+                handler.removeFilter(item)
+
+
+def _connect(address):
+    """A client of the scheduler at ``address``, or a one-line error after SCHEDULER_TIMEOUT_S."""
+    from distributed import Client
+
+    try:
+        return Client(address, timeout=f"{SCHEDULER_TIMEOUT_S}s")
+    except (OSError, TimeoutError, ValueError) as exc:
+        raise CeersParameterError(
+            f"--scheduler {address}: no dask scheduler answered within {SCHEDULER_TIMEOUT_S} s "
+            f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'no detail'})"
+        ) from exc
 
 
 def _local_cluster(workers, memory_limit):
@@ -94,34 +151,32 @@ def _local_cluster(workers, memory_limit):
     )
     if has_dashboard:
         print(f"jwst-ceers survey: dask dashboard at {cluster.dashboard_link}")
-    limit = memory_limit if isinstance(memory_limit, str) else f"{memory_limit / 1e9:.1f} GB"
-    return Client(cluster), f"local cluster: {workers} workers x 1 thread, {limit} each"
+    return Client(cluster), f"local cluster: {workers} workers x 1 thread, {memory_limit / 1e9:.1f} GB each"
 
 
 def run(args):
     """Run the survey; print progress and the summary table."""
-    from jwst_ceers.errors import CeersParameterError
-    from jwst_ceers.survey import check_step_parameters, load_survey_config, plan_survey
+    from jwst_ceers.survey import check_survey_outputs, load_survey_config, plan_survey
+    from jwst_ceers.survey.lock import survey_lock
 
-    if not getattr(args, "verbose", False):
-        # the product logs hold the pipeline messages; keep the console to the progress lines
-        for handler in logging.getLogger().handlers:
-            handler.addFilter(_quiet_dask)
-    config = load_survey_config(args.config)
-    check_step_parameters(config)
-    tasks = plan_survey(config)
+    # everything a user can get wrong is checked before any cluster starts or product runs
     if args.workers is not None and args.workers < 1:
         raise CeersParameterError(f"--workers {args.workers}: must be >= 1")
+    memory_limit = _memory_limit(args.memory_limit)
+    config = load_survey_config(args.config)  # also checks the step parameters
+    check_survey_outputs(config)
+    tasks = plan_survey(config)
     n_pointings = len(config.pointings)
     print(f"jwst-ceers survey: {len(tasks)} products in {n_pointings} pointing(s) -> {config.output_root}")
     start = time.perf_counter()
-    with _exclusive(config.output_root):
-        return _run_locked(args, config, tasks, start)
+    with survey_lock([config.output_root]):
+        log_file = config.output_root / "survey.log"
+        with _console_and_log_file(log_file, verbose=getattr(args, "verbose", False)):
+            print(f"jwst-ceers survey: messages of this run in {log_file}", flush=True)
+            return _run_locked(args, config, tasks, start, memory_limit)
 
 
-def _run_locked(args, config, tasks, start):
-    import os
-
+def _run_locked(args, config, tasks, start, memory_limit):
     from jwst_ceers.atomic_io import write_text_atomic
     from jwst_ceers.survey import format_summary, run_products
 
@@ -134,12 +189,10 @@ def _run_locked(args, config, tasks, start):
         if args.serial:
             where = "serial, in this process"
         elif args.scheduler:
-            from distributed import Client
-
-            client = Client(args.scheduler)
+            client = _connect(args.scheduler)
             where = f"scheduler {args.scheduler}: {len(client.scheduler_info().get('workers', {}))} workers"
         else:
-            client, where = _local_cluster(args.workers or os.cpu_count() or 1, args.memory_limit)
+            client, where = _local_cluster(args.workers or os.cpu_count() or 1, memory_limit)
         print(f"jwst-ceers survey: running on {where}", flush=True)
         if client is not None:
             from jwst_ceers.survey.worker_process import prepare_workers
@@ -155,5 +208,9 @@ def _run_locked(args, config, tasks, start):
     summary = format_summary(results) + f"\nwall time {time.perf_counter() - start:.1f} s"
     print(summary)
     write_text_atomic(summary + "\n", config.output_root / "survey_summary.txt")
+    failed = [r for r in results if not r.ok]
+    if failed:
+        print(f"jwst-ceers survey: {len(failed)} product(s) not made; their logs: "
+              + ", ".join(r.log_file for r in failed if r.log_file))
     sys.stdout.flush()
-    return 0 if all(r.ok for r in results) else 1
+    return 0 if not failed else 1

@@ -11,7 +11,7 @@ import numpy as np
 from jwst_ceers._step import CeersStep
 from jwst_ceers.errors import CeersDataError, CeersFileError, CeersParameterError
 
-__all__ = ["MosaicBackground"]
+__all__ = ["MosaicBackground", "check_bkg_box_size"]
 
 log = logging.getLogger(__name__)
 
@@ -127,8 +127,7 @@ class MosaicBackground(CeersStep):
         nircam_tiers = self._tiers("nircam")
         hst_tiers = self._tiers("hst")
         per_filter = read_filter_tiers(self.filter_tiers) if self.filter_tiers else {}
-        if self.bkg_box_size % 2:
-            raise CeersParameterError(f"ceers_mosaic_bkg: bkg_box_size must be even, got {self.bkg_box_size}")
+        check_bkg_box_size(self.bkg_box_size)
         members, asn_name, default_dir = self._members(input_data)
         if not members:
             raise CeersFileError("ceers_mosaic_bkg: no input mosaics")
@@ -256,6 +255,12 @@ class MosaicBackground(CeersStep):
 # (smoothed images, spectra, dilations) while it is processed.
 _HELD_BYTES_PER_PIXEL = 17.0
 _WORKING_BYTES_PER_PIXEL = 30.0
+
+
+def check_bkg_box_size(value):
+    """Raise CeersParameterError unless ``bkg_box_size`` is even (the spec checks its range only)."""
+    if value % 2:
+        raise CeersParameterError(f"ceers_mosaic_bkg: bkg_box_size must be even, got {value}")
 
 
 def _map_threads(function, items, *, threads):

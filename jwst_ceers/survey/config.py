@@ -8,6 +8,9 @@ Layout (paths are relative to the configuration file's folder)::
     output_root = "products"            # required; one folder per pointing below it
     abs_refcat = "refcat.ecsv"          # optional absolute reference catalog
     mosaic_background = true            # run MosaicBackground per pointing (default true)
+    memory_budget_gb = 16.0             # optional: memory one product may use, GB, passed to
+                                        # Image3Ceers (default: the dask worker's memory limit;
+                                        # 0: no limit); also bounds the grids' output_shape
 
     [image3]                            # optional, for every filter
     parameter_file = "image3.asdf"      # stpipe parameter file of Image3Ceers
@@ -50,14 +53,37 @@ import re
 import tomllib
 from pathlib import Path
 
-from jwst_ceers.errors import CeersFileError, CeersParameterError
+import psutil
 
-__all__ = ["PointingConfig", "SurveyConfig", "check_step_parameters", "filter_of", "load_survey_config"]
+from jwst_ceers.errors import CeersFileError, CeersParameterError
+from jwst_ceers.survey.lock import check_writable_folder
+
+__all__ = [
+    "MOSAIC_BYTES_PER_PIXEL",
+    "PointingConfig",
+    "SurveyConfig",
+    "check_step_parameters",
+    "check_survey_outputs",
+    "filter_of",
+    "load_survey_config",
+]
 
 DEFAULT_IMAGE3_TASK = "jwst_ceers.survey.tasks:image3_ceers"
 DEFAULT_MOSAIC_BKG_TASK = "jwst_ceers.survey.tasks:mosaic_background"
 
-_TOP_KEYS = {"output_root", "abs_refcat", "mosaic_background", "image3", "mosaic_bkg", "pointings", "engine"}
+_TOP_KEYS = {
+    "output_root",
+    "abs_refcat",
+    "mosaic_background",
+    "memory_budget_gb",
+    "image3",
+    "mosaic_bkg",
+    "pointings",
+    "engine",
+}
+# An i2d holds SCI, ERR, WHT, CON (int32), VAR_POISSON, VAR_RNOISE and VAR_FLAT: 7 x 4 bytes
+# per output pixel, all in memory while resample makes it (a lower bound of its peak).
+MOSAIC_BYTES_PER_PIXEL = 28
 _POINTING_KEYS = {"name", "inputs", "filters", "grid", "hst_mosaics", "edit_regions", "abs_refcat"}
 _GRID_KEYS = {"crval", "crpix", "rotation", "pixel_scale", "pixel_scale_ratio", "output_shape"}
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
@@ -92,6 +118,7 @@ class SurveyConfig:
     image3_task: str
     mosaic_bkg_task: str
     pointings: tuple
+    memory_budget_gb: float | None = None  # None: the worker's memory limit; 0: no limit
 
 
 class _Checker:
@@ -223,7 +250,7 @@ def _steps_table(check, value, key):
     return steps
 
 
-def _grid(check, value, key):
+def _grid(check, value, key, memory_budget_gb):
     check.table(value, key, _GRID_KEYS)
     grid = {}
     for name, item in value.items():
@@ -238,10 +265,28 @@ def _grid(check, value, key):
             grid[name] = check.number(item, where)
     if "crval" in grid and not (-90 <= grid["crval"][1] <= 90):
         raise check.param(f"{key}.crval", f"declination must be in [-90, 90], got {grid['crval'][1]}")
+    if "output_shape" in grid:
+        _check_mosaic_fits(check, grid["output_shape"], f"{key}.output_shape", memory_budget_gb)
     return grid
 
 
-def _pointing(check, value, key):
+def _check_mosaic_fits(check, shape, key, memory_budget_gb):
+    """Refuse an output_shape whose mosaic arrays alone exceed the memory a product may use."""
+    needed_gb = shape[0] * shape[1] * MOSAIC_BYTES_PER_PIXEL / 1e9
+    if memory_budget_gb:
+        limit_gb, source = memory_budget_gb, "memory_budget_gb"
+    else:
+        limit_gb = psutil.virtual_memory().total / 1e9
+        source = "the memory of this machine; set memory_budget_gb to that of the machines that run the products"
+    if needed_gb > limit_gb:
+        raise check.param(
+            key,
+            f"{shape[0]} x {shape[1]} pixels: the mosaic arrays alone need {needed_gb:.3g} GB "
+            f"({MOSAIC_BYTES_PER_PIXEL} bytes per pixel), more than {limit_gb:.3g} GB ({source})",
+        )
+
+
+def _pointing(check, value, key, memory_budget_gb):
     check.table(value, key, _POINTING_KEYS)
     for required in ("name", "inputs"):
         if required not in value:
@@ -262,7 +307,7 @@ def _pointing(check, value, key):
                 f"{', '.join(missing)} not among the inputs' filters ({', '.join(sorted(by_filter))})",
             )
         by_filter = {f: by_filter[f] for f in wanted}
-    grid = _grid(check, value.get("grid", {}), f"{key}.grid")
+    grid = _grid(check, value.get("grid", {}), f"{key}.grid", memory_budget_gb)
     hst = check.globbed_files(value["hst_mosaics"], f"{key}.hst_mosaics") if "hst_mosaics" in value else ()
     regions = check.globbed_files(value["edit_regions"], f"{key}.edit_regions") if "edit_regions" in value else ()
     refcat = check.existing_file(value["abs_refcat"], f"{key}.abs_refcat") if "abs_refcat" in value else None
@@ -276,7 +321,23 @@ def _pointing(check, value, key):
     )
 
 
-def load_survey_config(path):
+def _check_inputs_outside_outputs(check, output_root, pointings, shared_files):
+    """Refuse inputs that live in a pointing's output folder: a product could be written onto them."""
+    folders = {(output_root / p.name).resolve(): i for i, p in enumerate(pointings)}
+    for i, pointing in enumerate(pointings):
+        files = [f for members in pointing.members_by_filter.values() for f in members]
+        files += [*pointing.hst_mosaics, *pointing.edit_regions, *([pointing.abs_refcat] if pointing.abs_refcat else [])]
+        for path in [*files, *shared_files]:
+            folder = Path(path).resolve().parent
+            if folder in folders:
+                raise check.param(
+                    f"pointings[{i}]" if path in files else "inputs",
+                    f"input {path} is in the output folder of pointings[{folders[folder]}] ({folder}); "
+                    "products written there could overwrite it: move it or choose another output_root",
+                )
+
+
+def load_survey_config(path, *, check_steps=True):
     """
     Read and validate a survey configuration file.
 
@@ -284,6 +345,10 @@ def load_survey_config(path):
     ----------
     path : str or Path
         The TOML file.
+    check_steps : bool
+        Also check the step parameters' names and values against the steps
+        (:func:`check_step_parameters`; imports jwst when the default task
+        functions are used).
 
     Returns
     -------
@@ -299,7 +364,10 @@ def load_survey_config(path):
     path = Path(path)
     check = _Checker(path)
     try:
-        raw = tomllib.loads(path.read_text())
+        # "utf-8-sig": a byte-order mark (some Windows editors write one) is not TOML
+        raw = tomllib.loads(path.read_text(encoding="utf-8-sig"))
+    except IsADirectoryError as exc:
+        raise CeersFileError(f"{path}: is a directory, not a survey configuration file") from exc
     except OSError as exc:
         raise CeersFileError(f"{path}: cannot read survey configuration: {exc.strerror or exc}") from exc
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
@@ -310,6 +378,11 @@ def load_survey_config(path):
     output_root = check.base / Path(check.string(raw["output_root"], "output_root")).expanduser()
     abs_refcat = check.existing_file(raw["abs_refcat"], "abs_refcat") if "abs_refcat" in raw else None
     mosaic_background = check.boolean(raw.get("mosaic_background", True), "mosaic_background")
+    memory_budget_gb = None
+    if "memory_budget_gb" in raw:
+        memory_budget_gb = check.number(raw["memory_budget_gb"], "memory_budget_gb")
+        if memory_budget_gb < 0:
+            raise check.param("memory_budget_gb", f"must be >= 0 (0: no limit), got {memory_budget_gb!r}")
 
     image3 = check.table(raw.get("image3", {}), "image3", {"parameter_file", "steps", "filters"})
     image3_file = (
@@ -341,17 +414,21 @@ def load_survey_config(path):
         raise check.param("pointings", "missing (required): add at least one [[pointings]] table")
     if not isinstance(raw["pointings"], list) or not raw["pointings"]:
         raise check.param("pointings", "must be a non-empty array of tables ([[pointings]])")
-    pointings = [_pointing(check, item, f"pointings[{i}]") for i, item in enumerate(raw["pointings"])]
+    pointings = [
+        _pointing(check, item, f"pointings[{i}]", memory_budget_gb) for i, item in enumerate(raw["pointings"])
+    ]
     seen = {}
     for i, pointing in enumerate(pointings):
         if pointing.name in seen:
             raise check.param(f"pointings[{i}].name", f"{pointing.name!r} already used by pointings[{seen[pointing.name]}]")
         seen[pointing.name] = i
+    shared_files = [f for f in (abs_refcat, image3_file, bkg_file) if f is not None]
+    _check_inputs_outside_outputs(check, output_root, pointings, shared_files)
     unknown_filters = sorted(set(image3_filters) - {f for p in pointings for f in p.members_by_filter})
     if unknown_filters:
         raise check.param(f"image3.filters.{unknown_filters[0]}", "no pointing has exposures in this filter")
 
-    return SurveyConfig(
+    config = SurveyConfig(
         path=path.absolute(),
         output_root=output_root,
         abs_refcat=abs_refcat,
@@ -364,7 +441,26 @@ def load_survey_config(path):
         image3_task=image3_task,
         mosaic_bkg_task=bkg_task,
         pointings=tuple(pointings),
+        memory_budget_gb=memory_budget_gb,
     )
+    if check_steps:
+        check_step_parameters(config)
+    return config
+
+
+def check_survey_outputs(config):
+    """
+    Check, before any work, that ``output_root`` is (or can be made) a writable folder.
+
+    Raises
+    ------
+    CeersFileError
+        Naming the configuration file and output_root.
+    """
+    try:
+        check_writable_folder(config.output_root, what="output_root")
+    except CeersFileError as exc:
+        raise CeersFileError(f"{config.path}: output_root: {exc}") from exc
 
 
 def _unknown(names, known, where, path, what):
@@ -375,12 +471,23 @@ def _unknown(names, known, where, path, what):
             )
 
 
+def _check_values(params, spec, where, path):
+    """Validate parameter values against a step's spec (types, ranges) without making the step."""
+    from stpipe import config_parser  # with jwst, only when the default steps are checked
+
+    try:
+        config_parser.config_from_dict(params, spec=spec, allow_missing=True)
+    except config_parser.ValidationError as exc:
+        raise CeersParameterError(f"{path}: {where}: {exc}") from exc
+
+
 def check_step_parameters(config):
     """
-    Check the step and parameter names of the configuration against the steps' specs.
+    Check the step and parameter names and values of the configuration against the steps' specs.
 
-    Only for the default task functions (``Image3Ceers``, ``MosaicBackground``); the
-    values themselves are validated by stpipe when the step runs. Imports jwst.
+    Only for the default task functions (``Image3Ceers``, ``MosaicBackground``), and
+    only the values given in the configuration (parameter files are checked when
+    their step runs). Imports jwst.
 
     Raises
     ------
@@ -399,8 +506,16 @@ def check_step_parameters(config):
             for step, params in steps.items():
                 known = {*step_specs[step], "parameter_file"}
                 _unknown(params, known, f"{where}.{step}", config.path, f"parameter of step {step}")
+            values = {step: {k: v for k, v in p.items() if k != "parameter_file"} for step, p in steps.items()}
+            _check_values({"steps": values}, Image3Ceers.load_spec_file(), where.removesuffix(".steps"), config.path)
     if config.mosaic_background and config.mosaic_bkg_task == DEFAULT_MOSAIC_BKG_TASK:
-        from jwst_ceers.mosaic_bkg.mosaic_bkg_step import MosaicBackground
+        from jwst_ceers.mosaic_bkg.mosaic_bkg_step import MosaicBackground, check_bkg_box_size
 
         known = MosaicBackground.load_spec_file()
         _unknown(config.mosaic_bkg_params, known, "mosaic_bkg.params", config.path, "parameter of MosaicBackground")
+        _check_values(config.mosaic_bkg_params, known, "mosaic_bkg.params", config.path)
+        if "bkg_box_size" in config.mosaic_bkg_params:
+            try:
+                check_bkg_box_size(config.mosaic_bkg_params["bkg_box_size"])
+            except CeersParameterError as exc:
+                raise CeersParameterError(f"{config.path}: mosaic_bkg.params.bkg_box_size: {exc}") from exc

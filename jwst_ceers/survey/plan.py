@@ -2,7 +2,9 @@
 
 Per pointing: one Image3 product per filter (``<pointing>/<FILTER>``, product
 name ``<pointing>_<filter>``), then, when ``mosaic_background`` is on, one
-MosaicBackground product (``<pointing>/mosaic_bkg``) that depends on all of them.
+MosaicBackground product (``<pointing>/mosaic_bkg``) that depends on all of them;
+it is made from the filters that could be made when others could not be from
+their data (an empty mosaic), and says which it went without.
 Everything goes to ``<output_root>/<pointing>/``.
 """
 
@@ -10,7 +12,7 @@ import contextlib
 import copy
 from pathlib import Path
 
-from jwst_ceers.survey.engine import ProductTask
+from jwst_ceers.survey.graph import ProductTask
 
 __all__ = ["MOSAIC_BKG_LABEL", "STEP_PARAMETER_FILE", "image3_product_name", "plan_survey"]
 
@@ -65,6 +67,8 @@ def plan_survey(config):
         Image3 products first, each pointing's MosaicBackground after its filters.
     """
     tasks = []
+    # how to run, not what to make: a memory budget never remakes a product
+    run_options = {} if config.memory_budget_gb is None else {"memory_budget_gb": config.memory_budget_gb}
     for pointing in config.pointings:
         output_dir = str(config.output_root / pointing.name)
         image3_keys = []
@@ -96,6 +100,7 @@ def plan_survey(config):
                     inputs=inputs,
                     params={"product_name": name, "filter": filt, "steps": steps},
                     cost=_bytes_of(members),
+                    run_options=run_options,
                 )
             )
             image3_keys.append(key)
@@ -119,6 +124,8 @@ def plan_survey(config):
                     params={"pointing": pointing.name, "params": copy.deepcopy(config.mosaic_bkg_params)},
                     depends=tuple(image3_keys),
                     cost=_mosaic_bytes(pointing.grid, len(image3_keys)),
+                    # an empty filter (CeersDataError) must not cost the others their background
+                    partial_upstream=True,
                 )
             )
     return tasks

@@ -1,4 +1,4 @@
-"""Task functions the survey runs (see :mod:`jwst_ceers.survey.engine` for the contract).
+"""Task functions the survey runs (see :mod:`jwst_ceers.survey.execution` for the contract).
 
 - :func:`image3_ceers`: one (pointing, filter) association through ``Image3Ceers``.
 - :func:`mosaic_background`: one pointing's mosaics through ``MosaicBackground``.
@@ -7,34 +7,94 @@
   background. They do real work of a similar shape and are used by the survey
   benchmark and as a fallback; they are not the CEERS reduction.
 
-Every function writes only into ``output_dir`` (the engine's staging folder).
+Every function writes only into ``output_dir`` (the engine's staging folder). Steps
+run through :func:`run_step`: stpipe's ``Step.call`` without asking CRDS for parameter
+references (the survey passes every parameter explicitly) and without stpipe's own
+log handlers (the engine captures the product's log), so no process-wide setting is
+changed. An Image3 product whose mosaic has no finite pixel is refused
+(CeersDataError), so it is never published as done.
 """
 
 import copy
 import json
-import os
 import warnings
 from pathlib import Path
+
+import numpy as np
+from astropy.io import fits
 
 from jwst_ceers.atomic_io import write_model_atomic, write_text_atomic
 from jwst_ceers.errors import CeersDataError
 from jwst_ceers.survey.plan import STEP_PARAMETER_FILE
+from jwst_ceers.survey.worker_process import worker_memory_limit_gb, worker_threads
 
 __all__ = [
+    "WORKER_MEMORY_FRACTION",
+    "check_mosaic_not_empty",
     "image3_ceers",
+    "memory_budget_gb",
     "mosaic_background",
     "prepare_worker",
+    "run_step",
     "stock_image3",
     "stock_mosaic_background",
     "worker_threads",
     "write_product_association",
 ]
 
+# Share of a dask worker's memory limit given to its product as memory budget: dask
+# pauses a worker at 80% of its limit and kills it at 95%, and the worker itself uses some.
+WORKER_MEMORY_FRACTION = 0.7
 
-def _offline_stpipe():
-    # Step.call asks CRDS for parameter references unless told not to; the survey
-    # passes every parameter explicitly, so it never needs them.
-    os.environ.setdefault("STPIPE_DISABLE_CRDS_STEPPARS", "true")
+
+def run_step(step_class, input_data, **parameters):
+    """
+    Run a step as ``step_class.call(input_data, **parameters)`` would, process-wide settings untouched.
+
+    Unlike ``Step.call`` it asks CRDS for no parameter reference (no need for
+    ``STPIPE_DISABLE_CRDS_STEPPARS``) and adds no log handler: the records propagate
+    to the product's log.
+    """
+    config, config_file = step_class.build_config(None, **parameters)
+    config.pop("class", None)
+    step = step_class.from_config_section(config, name=config.get("name"), config_file=config_file)
+    return step.run(input_data)
+
+
+def memory_budget_gb(run_options=None):
+    """
+    Memory budget of one product, GB: the configured one, else a share of the worker's limit.
+
+    Returns
+    -------
+    float
+        ``run_options["memory_budget_gb"]`` when given; otherwise
+        ``WORKER_MEMORY_FRACTION`` x the dask worker's memory limit per thread; 0
+        (no limit) outside a worker with a limit.
+    """
+    configured = (run_options or {}).get("memory_budget_gb")
+    if configured is not None:
+        return float(configured)
+    limit = worker_memory_limit_gb()
+    return 0.0 if limit is None else round(WORKER_MEMORY_FRACTION * limit, 2)
+
+
+def check_mosaic_not_empty(path, *, rows=256):
+    """
+    Raise CeersDataError when the SCI array of the mosaic at ``path`` has no finite pixel.
+
+    Reads the array by blocks of ``rows`` rows and stops at the first finite pixel.
+    """
+    with fits.open(path, memmap=True) as hdul:
+        hdu = hdul["SCI"] if "SCI" in hdul else hdul[0]
+        data = hdu.data
+        if data is not None:
+            for start in range(0, data.shape[0], rows):
+                if np.isfinite(data[start : start + rows]).any():
+                    return
+    raise CeersDataError(
+        f"{Path(path).name}: the mosaic has no finite pixel (empty mosaic: are all members NaN or flagged?)"
+    )
 
 
 def write_product_association(members, *, product_name, output_dir):
@@ -82,30 +142,11 @@ def _steps_with_files(params, inputs):
 
 def prepare_worker():
     """Import jwst and the steps the task functions use (called once per dask worker)."""
-    _offline_stpipe()
     import jwst.outlier_detection  # noqa: F401
     import jwst.resample  # noqa: F401
 
     import jwst_ceers.mosaic_bkg.mosaic_bkg_step  # noqa: F401
     import jwst_ceers.pipeline.image3_ceers  # noqa: F401
-
-
-def worker_threads():
-    """
-    Threads of the dask worker running the current task, or None outside a worker.
-
-    A task uses this many threads at most, so that N workers x T threads never
-    oversubscribe the cores the cluster was sized for.
-    """
-    try:
-        from distributed import get_worker
-
-        worker = get_worker()
-    except (ImportError, ValueError):
-        return None
-    state = getattr(worker, "state", worker)
-    threads = getattr(state, "nthreads", None)
-    return int(threads) if threads else None
 
 
 def _require(path, what):
@@ -114,23 +155,28 @@ def _require(path, what):
     return path
 
 
-def image3_ceers(*, inputs, upstream, output_dir, name, params):
+def image3_ceers(*, inputs, upstream, output_dir, name, params, run_options=None):
     """
     Make ``<product>_i2d.fits`` of one (pointing, band) with ``Image3Ceers``.
 
     ``inputs``: ``members`` (cal files), optional ``abs_refcat``,
     ``parameter_file`` and ``step_parameter_file:<step>``; ``params``: ``product_name`` and ``steps`` (per-step
-    parameters, the pointing grid already in ``steps.resample``).
+    parameters, the pointing grid already in ``steps.resample``); ``run_options``: optional
+    ``memory_budget_gb`` (see :func:`memory_budget_gb`), given to Image3Ceers' parameter of that name.
     """
-    _offline_stpipe()
-    from jwst_ceers.pipeline.image3_ceers import Image3Ceers
+    from jwst_ceers.pipeline.image3_ceers import Image3Ceers  # imports jwst: only where products are made
 
     asn = write_product_association(inputs["members"], product_name=params["product_name"], output_dir=output_dir)
     kwargs = {"output_dir": output_dir, "save_results": True, "steps": _steps_with_files(params, inputs)}
     if inputs.get("parameter_file"):
         kwargs["config_file"] = inputs["parameter_file"][0]
-    Image3Ceers.call(str(asn), **kwargs)
-    _require(Path(output_dir) / f"{params['product_name']}_i2d.fits", "Image3Ceers")
+    budget = memory_budget_gb(run_options)
+    if "memory_budget_gb" in Image3Ceers.load_spec_file():
+        kwargs["memory_budget_gb"] = budget
+        print(f"jwst_ceers survey: memory budget of {name}: {budget:g} GB (0: no limit)")
+    run_step(Image3Ceers, str(asn), **kwargs)
+    i2d = _require(Path(output_dir) / f"{params['product_name']}_i2d.fits", "Image3Ceers")
+    check_mosaic_not_empty(i2d)
 
 
 def _upstream_mosaics(upstream):
@@ -144,8 +190,7 @@ def mosaic_background(*, inputs, upstream, output_dir, name, params):
     ``inputs``: optional ``hst_mosaics``, ``edit_regions``, ``parameter_file``;
     ``params``: ``pointing`` and ``params`` (MosaicBackground parameters).
     """
-    _offline_stpipe()
-    from jwst_ceers.mosaic_bkg.mosaic_bkg_step import MosaicBackground
+    from jwst_ceers.mosaic_bkg.mosaic_bkg_step import MosaicBackground  # imports jwst: only where products are made
 
     mosaics = _upstream_mosaics(upstream) + list(inputs.get("hst_mosaics", []))
     if not mosaics:
@@ -168,7 +213,7 @@ def mosaic_background(*, inputs, upstream, output_dir, name, params):
         kwargs["edit_regions"] = list(inputs["edit_regions"])
     if inputs.get("parameter_file"):
         kwargs["config_file"] = inputs["parameter_file"][0]
-    MosaicBackground.call(str(listing), **kwargs)
+    run_step(MosaicBackground, str(listing), **kwargs)
 
 
 def stock_image3(*, inputs, upstream, output_dir, name, params):
@@ -178,17 +223,17 @@ def stock_image3(*, inputs, upstream, output_dir, name, params):
     Honours ``steps.outlier_detection`` and ``steps.resample`` of ``params``
     (the pointing grid); writes ``<product>_asn.json`` and ``<product>_i2d.fits``.
     """
-    _offline_stpipe()
-    from jwst.outlier_detection import OutlierDetectionStep
+    from jwst.outlier_detection import OutlierDetectionStep  # imports jwst: only where products are made
     from jwst.resample import ResampleStep
 
     product = params["product_name"]
     asn = write_product_association(inputs["members"], product_name=product, output_dir=output_dir)
     steps = params.get("steps", {})
-    flagged = OutlierDetectionStep.call(str(asn), **steps.get("outlier_detection", {}))
-    mosaic = ResampleStep.call(flagged, **steps.get("resample", {}))
-    write_model_atomic(mosaic, Path(output_dir) / f"{product}_i2d.fits")
+    flagged = run_step(OutlierDetectionStep, str(asn), **steps.get("outlier_detection", {}))
+    mosaic = run_step(ResampleStep, flagged, **steps.get("resample", {}))
+    i2d = write_model_atomic(mosaic, Path(output_dir) / f"{product}_i2d.fits")
     mosaic.close()
+    check_mosaic_not_empty(i2d)
 
 
 def stock_mosaic_background(*, inputs, upstream, output_dir, name, params):
@@ -198,8 +243,6 @@ def stock_mosaic_background(*, inputs, upstream, output_dir, name, params):
     Writes ``<mosaic>_bkg.fits`` and ``<mosaic>_bkgsub.fits`` per input mosaic.
     ``params.params`` may give ``box_size`` (default 64) and ``filter_size`` (3).
     """
-    import numpy as np
-    from astropy.io import fits
     from astropy.stats import SigmaClip
     from photutils.background import Background2D, MedianBackground
 

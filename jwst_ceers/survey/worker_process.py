@@ -4,14 +4,36 @@
   jwst) on every worker of a cluster at start-up.
 - :func:`use_large_array_malloc`: glibc settings for tasks that allocate many MB-sized
   arrays (dask workers start with settings that make every such array a fresh mmap).
+- :func:`reset_peak_rss`, :func:`peak_rss_mb`, :func:`worker_name`: what a product cost.
+- :func:`worker_memory_limit_gb`, :func:`worker_threads`: the resources of the dask worker
+  running the current task (None outside a worker).
+- :func:`send_event`: live progress from a task to the dask client (topic :data:`EVENT_TOPIC`).
 """
 
+import contextlib
 import logging
+import os
+import resource
+import socket
 import sys
 import time
 from importlib import import_module
+from pathlib import Path
 
-__all__ = ["import_task_function", "prepare_workers", "use_large_array_malloc"]
+__all__ = [
+    "EVENT_TOPIC",
+    "import_task_function",
+    "peak_rss_mb",
+    "prepare_workers",
+    "reset_peak_rss",
+    "send_event",
+    "use_large_array_malloc",
+    "worker_memory_limit_gb",
+    "worker_name",
+    "worker_threads",
+]
+
+EVENT_TOPIC = "jwst-ceers-survey"
 
 log = logging.getLogger(__name__)
 
@@ -95,3 +117,75 @@ def use_large_array_malloc():
         return False
     m_trim_threshold, m_mmap_threshold = -1, -3  # <malloc.h>
     return bool(mallopt(m_mmap_threshold, _MMAP_THRESHOLD)) and bool(mallopt(m_trim_threshold, _TRIM_THRESHOLD))
+
+
+def reset_peak_rss():
+    """Reset this process's peak-RSS counter (Linux >= 4.0), so each task reports its own peak."""
+    with contextlib.suppress(OSError):
+        Path("/proc/self/clear_refs").write_text("5")
+
+
+def peak_rss_mb():
+    """Peak resident memory of this process since the last reset, in MiB."""
+    # VmHWM starts afresh at exec (unlike ru_maxrss, which a spawned worker inherits
+    # from its parent) and is reset by reset_peak_rss.
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
+
+
+def worker_name():
+    """``host:pid`` of this process."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _current_worker():
+    """The dask worker running the current task, or None (no distributed, or not in a task)."""
+    try:
+        from distributed import get_worker  # only on workers: keeps the serial path free of dask
+
+        return get_worker()
+    except (ImportError, ValueError):
+        return None
+
+
+def worker_threads():
+    """
+    Threads of the dask worker running the current task, or None outside a worker.
+
+    A task uses this many threads at most, so that N workers x T threads never
+    oversubscribe the cores the cluster was sized for.
+    """
+    worker = _current_worker()
+    if worker is None:
+        return None
+    state = getattr(worker, "state", worker)
+    threads = getattr(state, "nthreads", None)
+    return int(threads) if threads else None
+
+
+def worker_memory_limit_gb():
+    """
+    Memory limit of the dask worker running the current task, per thread, in GB (1e9 bytes).
+
+    None outside a worker or when the worker has no limit.
+    """
+    worker = _current_worker()
+    if worker is None:
+        return None
+    manager = getattr(worker, "memory_manager", None)
+    limit = getattr(manager, "memory_limit", None) or getattr(worker, "memory_limit", None)
+    if not limit:
+        return None
+    return float(limit) / 1e9 / (worker_threads() or 1)
+
+
+def send_event(key, step):
+    """Tell the dask client (if any) what product ``key`` is doing now (stpipe step name)."""
+    worker = _current_worker()
+    if worker is None:
+        return
+    with contextlib.suppress(Exception):  # progress only: never fail a product for it
+        worker.log_event(EVENT_TOPIC, {"key": key, "step": step})
