@@ -8,6 +8,8 @@ multiply-adds per pixel.
 
 import numpy as np
 import scipy.sparse
+import scipy.sparse.linalg
+from scipy.ndimage import distance_transform_edt
 
 __all__ = ["block_samples", "fill_invalid_nearest", "fill_invalid_smooth", "upsample_cubic", "grid_shape"]
 
@@ -61,7 +63,6 @@ def block_samples(image, exclude, *, box, stride=1, subtract=None):
 
 def fill_invalid_nearest(values, valid):
     """Copy of ``values`` where invalid entries take the value of the nearest valid one."""
-    from scipy.ndimage import distance_transform_edt
 
     values = np.asarray(values)
     if valid.all() or not valid.any():
@@ -115,7 +116,6 @@ def fill_invalid_smooth(values, valid):
     ndarray
         New float32 grid.
     """
-    import scipy.sparse.linalg
 
     values = np.asarray(values, dtype=np.float64)
     valid = np.asarray(valid, dtype=bool)

@@ -1,17 +1,13 @@
 """The whole mosaic background algorithm for the mosaics of one pointing, on arrays.
 
-For every mosaic (filter): a ring-median pre-filter (:mod:`.ring_median`), tiered
+For every mosaic (filter): values that cannot be physical are set aside as no data
+(:func:`exclude_nonphysical`), a ring-median pre-filter (:mod:`.ring_median`), tiered
 source masks (:func:`jwst_ceers.masking.tiered_source_mask`, bit 0 = no data,
 bits 1.. = tiers). The source bits of all mosaics (NIRCam and HST) are OR-ed into one
 merged mask and hand edits are applied to it. Large bright galaxies are then fitted
 with Sersic models (:mod:`.galaxy_models`, per mosaic); around them the tier masks are
-remade on the model-subtracted mosaics (their cores stay masked), and everything after
-sees the data minus the models. Optionally (off by default) the merged mask is grown
-over the faint wings of other galaxies
-(:func:`~jwst_ceers.mosaic_bkg.mask_growth.grow_wing_mask`: iterated
-large-box fits, detection of extended light on block-averaged residuals, hysteresis
-growth from the mask, all filters together; the added pixels get one more tier bit),
-and a smooth background is fitted to the unmasked pixels of every mosaic
+remade on the model-subtracted mosaics (their cores stay masked), and a smooth
+background is fitted to the unmasked pixels of every mosaic minus its models
 (:mod:`.background_fit`).
 """
 
@@ -20,44 +16,28 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy.ndimage import find_objects, label
 
+from jwst_ceers.masking import tier_mask_dtype, tiered_source_mask
 from jwst_ceers.mosaic_bkg.background_fit import fit_background
-from jwst_ceers.mosaic_bkg.galaxy_models import evaluate_components, large_galaxy_models
-from jwst_ceers.mosaic_bkg.mask_growth import grow_masks_by_size, grow_wing_mask
+from jwst_ceers.mosaic_bkg.galaxy_models import large_galaxy_models
 from jwst_ceers.mosaic_bkg.ring_median import ring_median_background
+from jwst_ceers.mosaic_bkg.sersic import evaluate_components
 
-__all__ = ["GalaxyModelling", "PointingBackground", "WingGrowth", "pointing_background", "merge_source_masks"]
+__all__ = [
+    "NONPHYSICAL_LIMIT",
+    "GalaxyModelling",
+    "PointingBackground",
+    "exclude_nonphysical",
+    "merge_source_masks",
+    "pointing_background",
+]
 
 log = logging.getLogger(__name__)
 
-
-@dataclass(frozen=True)
-class WingGrowth:
-    """
-    Growth of the merged mask over faint extended light (see :func:`grow_wing_mask`).
-
-    Attributes
-    ----------
-    iterations : int
-        Fit / detect / grow cycles; 0 disables the growth.
-    kernel_fwhm : float
-        Gaussian smoothing FWHM of the block-averaged residual (pixels).
-    nsigma : float
-        Threshold in units of the smoothed residual's robust rms.
-    box_size : int
-        Background box (pixels) of the fits made while growing.
-    seed_nsigma : float
-        Mean significance needed around a mask region for it to grow.
-    block : int
-        Block size (pixels) of the working grid.
-    """
-
-    iterations: int = 5
-    kernel_fwhm: float = 64.0
-    nsigma: float = 1.5
-    box_size: int = 128
-    seed_nsigma: float = 3.0
-    block: int = 8
+#: |value| above which a mosaic pixel cannot be sky or source (MJy/sr; the brightest
+#: saturated-star cores of CEERS mosaics are ~1e3-1e4).
+NONPHYSICAL_LIMIT = 1e6
 
 
 @dataclass(frozen=True)
@@ -96,10 +76,11 @@ class PointingBackground:
     backgrounds : list of ndarray
         float32 background maps, 0 off the footprint.
     tiermasks : list of ndarray
-        Unsigned integer bitmasks: bit 0 no data, bits 1..n tiers, bit n+1 the mask
-        growth (size-dependent and wing growth, shared by all mosaics).
+        Unsigned integer bitmasks: bit 0 no data (non-physical values included), bits
+        1..n tiers, bit n+1 the cores of modelled galaxies (shared by all mosaics).
     merged_mask : ndarray of bool
-        True where any mosaic's tiers or the growth (after hand edits) mask a source.
+        True where any mosaic's tiers or a modelled galaxy core (after hand edits)
+        mask a source.
     galaxy_models : list of list of SersicComponent
         Per mosaic, the models of large bright galaxies subtracted before the fit.
     """
@@ -128,9 +109,34 @@ def _relative_noise(noise):
     return noise
 
 
-def _mask_one(data, nodata, noise, tiers, ring_radius, ring_width, clip_nsigma, workers):
-    from jwst_ceers.masking import tiered_source_mask
+def exclude_nonphysical(data, nodata, *, name="mosaic", limit=NONPHYSICAL_LIMIT):
+    """
+    ``nodata`` plus the pixels of ``data`` that cannot be physical (non-finite, or
+    ``|data| > limit``), reported once in the log with their number.
 
+    Such values (a 3x3 group at 1e30, an unflagged hot cluster) would otherwise enter
+    the smoothing of every tier; by the FFTs' float32 round-off alone a single 1e30
+    pixel leaves ~1e23 everywhere, and the tiers' noise estimates explode.
+
+    Returns
+    -------
+    ndarray of bool
+        New no-data mask.
+    """
+    data = np.asarray(data)
+    with np.errstate(invalid="ignore"):
+        bad = ~(np.abs(data) <= np.float32(limit))  # NaN compares False: also bad
+    bad &= ~np.asarray(nodata, dtype=bool)
+    count = int(np.count_nonzero(bad))
+    if count:
+        log.warning(
+            "%s: %d pixel(s) non-finite or beyond |%g| (not physical) treated as no data", name, count, limit
+        )
+        return np.asarray(nodata, dtype=bool) | bad
+    return np.asarray(nodata, dtype=bool)
+
+
+def _mask_one(data, nodata, noise, tiers, ring_radius, ring_width, clip_nsigma, workers):
     ring = ring_median_background(data, nodata, radius=ring_radius, width=ring_width, clip_nsigma=clip_nsigma)
     bits = tiered_source_mask(
         data, coverage=nodata, tiers=tiers, noise=_relative_noise(noise), background=ring, workers=workers
@@ -145,6 +151,7 @@ def pointing_background(
     nodata,
     tiers,
     noise=None,
+    names=None,
     edit_mask=None,
     ring_radius=80.0,
     ring_width=4.0,
@@ -152,9 +159,6 @@ def pointing_background(
     box_size=128,
     filter_size=3,
     clip_sigma=3.0,
-    wing_growth=None,
-    grow_factor=0.0,
-    grow_min_radius=40.0,
     galaxy_modelling=GalaxyModelling(),
     threads=2,
     parallel_mosaics=None,
@@ -168,29 +172,26 @@ def pointing_background(
         Mosaics on one grid (float; values under ``nodata`` are ignored).
     nodata : list of ndarray of bool
         Per mosaic, True where there are no data (NaN, zero weight, off footprint).
+        Non-physical values are added (:func:`exclude_nonphysical`).
     tiers : list of sequence of `~jwst_ceers.masking.MaskTier`
         Per mosaic, its detection tiers (e.g. NIRCam or HST sets).
     noise : list of (ndarray or None), optional
         Per mosaic, a per-pixel noise sigma map (ERR or 1/sqrt(WHT)); detections then
         follow signal-to-noise where the depth varies.
+    names : list of str, optional
+        Per mosaic, a name for the log.
     edit_mask : callable, optional
         ``edit_mask(merged) -> new merged`` (e.g. DS9 region edits), applied to the
-        merged mask before and after the growth.
+        merged mask.
     ring_radius, ring_width, clip_nsigma : float
         Ring-median pre-filter (pixels, pixels, sigma).
     box_size, filter_size, clip_sigma :
         Background fit: box (pixels), median filter over boxes, clipping sigma.
-    wing_growth : WingGrowth or None
-        Growth of the merged mask over faint wings (default None, or 0 iterations: skipped).
-        Off by default: with the large galaxies modelled it only made marginal, costly
-        decisions (a 400 x 800 px background bump grown over: -0.3 sigma there).
-    grow_factor, grow_min_radius : float
-        Optional geometric growth (:func:`grow_masks_by_size`; 0: off).
     galaxy_modelling : GalaxyModelling or None
         Sersic models of large bright galaxies, fitted per mosaic after the first
         masks; the source masks are then remade around them on the model-subtracted
-        mosaics, and the wing growth and the background fit see the data minus the
-        models (None or not enabled: no models).
+        mosaics, and the background fit sees the data minus the models (None or not
+        enabled: no models).
     threads : int
         CPU threads to use: mosaics masked and fitted in parallel, FFTs sharing the rest.
     parallel_mosaics : int, optional
@@ -203,6 +204,8 @@ def pointing_background(
     n = len(images)
     if not (len(nodata) == len(tiers) == n):
         raise ValueError("pointing_background: images, nodata and tiers must have the same length")
+    names = list(names) if names is not None else [f"mosaic {k + 1}" for k in range(n)]
+    nodata = [exclude_nonphysical(d, m, name=name) for d, m, name in zip(images, nodata, names, strict=True)]
     noise = list(noise) if noise is not None else [None] * n
     cpu_threads = max(1, int(threads))
     threads = max(1, min(cpu_threads, n, int(parallel_mosaics or cpu_threads)))
@@ -222,14 +225,9 @@ def pointing_background(
         noise,
         tiers,
     )
-    merged = merge_source_masks(tiermasks)
-    grown = np.zeros(merged.shape, dtype=bool)
-    if grow_factor > 0:
-        grown |= grow_masks_by_size(merged, factor=grow_factor, min_radius=grow_min_radius) & ~merged
-    merged = edit(merged | grown)
+    merged = edit(merge_source_masks(tiermasks))
     models = [[] for _ in range(n)]
     large_sources = [None] * n  # None: fit_background searches for them itself
-    core = None
     if galaxy_modelling is not None and galaxy_modelling.enabled:
         found = run(
             lambda d, m: large_galaxy_models(d, merged | m, nodata=m, box_size=box_size),
@@ -243,35 +241,14 @@ def pointing_background(
                 images, nodata, noise, tiers, tiermasks, models, [f.pixel_noise for f in found], galaxy_modelling,
                 lambda d, m, s, t: _mask_one(d, m, s, t, ring_radius, ring_width, clip_nsigma, cpu_threads),
             )
-            merged = edit(merge_source_masks(tiermasks) | grown)
-    if wing_growth is not None and wing_growth.iterations > 0:
-        wings = grow_wing_mask(
-            images,
-            nodata=nodata,
-            mask=merged,
-            noise=[_relative_noise(s) for s in noise],
-            block=wing_growth.block,
-            kernel_fwhm=wing_growth.kernel_fwhm,
-            nsigma=wing_growth.nsigma,
-            iterations=wing_growth.iterations,
-            box_size=wing_growth.box_size,
-            seed_nsigma=wing_growth.seed_nsigma,
-            workers=cpu_threads,
-            components=models,
-        )
-        no_data_anywhere = np.logical_and.reduce([np.asarray(bad, dtype=bool) for bad in nodata])
-        wings &= ~no_data_anywhere
-        grown |= wings
-        log.info("wing growth added %.1f%% of the grid to the merged mask", 100.0 * wings.mean())
-        merged = edit(merged | wings)
-    if core is not None:
-        # the modelled galaxies' cores stay masked (added after the wing growth, which
-        # must not seed on them: their surroundings are modelled, not grown over)
-        grown |= core & ~merged
-        merged = edit(merged | core)
-    if grown.any():
-        for index in range(n):
-            tiermasks[index] = _set_bit(tiermasks[index], grown & ~nodata[index], len(tiers[index]) + 1)
+            merged = edit(merge_source_masks(tiermasks))
+            if core is not None:
+                # the modelled galaxies' cores stay masked (the model is least exact there)
+                added = core & ~merged
+                merged = edit(merged | core)
+                if added.any():
+                    for index in range(n):
+                        tiermasks[index] = _set_bit(tiermasks[index], added & ~nodata[index], len(tiers[index]) + 1)
 
     def fit(data, bad, components, sources):
         background, _ = fit_background(
@@ -304,8 +281,6 @@ def _remask_around_models(images, nodata, noise, tiers, tiermasks, models, sigma
             region |= evaluate_components(components, shape, block=block) > modelling.region_nsigma * sigma
     if not region.any():
         return None
-    from scipy.ndimage import find_objects, label
-
     boxes = find_objects(label(region)[0])
     margin = int(modelling.margin)
     core = np.zeros(shape, dtype=bool)
@@ -336,8 +311,6 @@ def _remask_around_models(images, nodata, noise, tiers, tiermasks, models, sigma
 
 
 def _set_bit(bits, where, bit):
-    from jwst_ceers.masking import tier_mask_dtype
-
     dtype = np.dtype(tier_mask_dtype(bit))
     if dtype.itemsize > bits.dtype.itemsize:
         bits = bits.astype(dtype)
