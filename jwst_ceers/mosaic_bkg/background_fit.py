@@ -36,6 +36,8 @@ def fit_background(
     nodata=None,
     components=(),
     large_sources=None,
+    smoothing=None,
+    search_box=128,
 ):
     """
     Fit a smooth background to the pixels of ``data`` not in ``exclude``.
@@ -63,8 +65,9 @@ def fit_background(
     sigma : float
         Clipping threshold.
     stride : int, optional
-        Pixel subsampling step for the statistics; default: ``box_size // 64`` (at
-        least 1, a divisor of ``box_size``), i.e. up to 64 x 64 samples per box
+        Pixel subsampling step for the statistics; default: ``box_size // 64``
+        (``box_size // 16`` with ``smoothing``; at least 1, a divisor of
+        ``box_size``), i.e. up to 64 x 64 (16 x 16) samples per box
         (drizzled noise is correlated over ~2 pixels, so samples 2 pixels apart are
         nearly independent).
     min_fraction : float
@@ -86,6 +89,12 @@ def fit_background(
         ``(y, x, radius)`` of the large bright galaxies to blend the larger-box fit
         around (e.g. those a model could not be fitted to); default: searched with
         :func:`find_large_bright_sources`.
+    search_box : int
+        Background box (pixels) of the search for large bright sources.
+    smoothing : float, optional
+        Fit the box grid with a weighted thin-plate smoothing spline of this bending
+        weight (:func:`~jwst_ceers.mosaic_bkg.box_fit.fit_boxes`) instead of thin-plate
+        filling plus a median filter.
 
     Returns
     -------
@@ -96,13 +105,13 @@ def fit_background(
     """
     small = fit_boxes(
         data, exclude, box_size=box_size, filter_size=filter_size, sigma=sigma, stride=stride, min_fraction=min_fraction,
-        components=components,
+        components=components, smoothing=smoothing,
     )
     if not large_source_box or large_source_box <= box_size:
         return small
     if large_sources is None:
         sources = find_large_bright_sources(
-            data, exclude, nodata=nodata, box_size=box_size, filter_size=filter_size, components=components
+            data, exclude, nodata=nodata, box_size=search_box, filter_size=filter_size, components=components
         )
     else:
         sources = list(large_sources)
@@ -114,7 +123,7 @@ def fit_background(
         raise ValueError("fit_background: large_source_blend must be (inner, outer) with 0 <= inner < outer")
     large, _ = fit_boxes(
         data, exclude, box_size=int(large_source_box), filter_size=filter_size, sigma=sigma, stride=None,
-        min_fraction=min_fraction, components=components,
+        min_fraction=min_fraction, components=components, smoothing=smoothing,
     )
     # blend weight: 1 within inner * radius of a source, 0 beyond outer * radius
     # (computed only inside the bounding box of the discs)

@@ -140,11 +140,20 @@ def fit_sersic_galaxy(
     """
     blocks = np.asarray(blocks, dtype=np.float32)
     usable = np.asarray(usable, dtype=bool)
-    ny, nx = blocks.shape
-    rows = (np.arange(ny, dtype=float) + 0.5) * block - 0.5
-    cols = (np.arange(nx, dtype=float) + 0.5) * block - 0.5
-    rows2d, cols2d = np.meshgrid(rows, cols, indexing="ij")
     fit_radius = float(fit_radius_factor * radius)
+    # everything below happens in a window around the galaxy (the disc around the
+    # brightest block within half the radius, plus the 3x3 filter and dilation margins):
+    # the cost of a fit does not depend on the size of the mosaic
+    reach = int(np.ceil((fit_radius + 0.5 * radius) / block)) + 4
+    cy, cx = int(round((centre[0] + 0.5) / block - 0.5)), int(round((centre[1] + 0.5) / block - 0.5))
+    y0, y1 = max(0, cy - reach), min(blocks.shape[0], cy + reach + 1)
+    x0, x1 = max(0, cx - reach), min(blocks.shape[1], cx + reach + 1)
+    if y1 <= y0 or x1 <= x0:
+        return []
+    blocks, usable = blocks[y0:y1, x0:x1], usable[y0:y1, x0:x1]
+    rows = (np.arange(y0, y1, dtype=float) + 0.5) * block - 0.5
+    cols = (np.arange(x0, x1, dtype=float) + 0.5) * block - 0.5
+    rows2d, cols2d = np.meshgrid(rows, cols, indexing="ij")
     distance = np.hypot(rows2d - centre[0], cols2d - centre[1])
     # the centre: brightest 3x3-smoothed block within half the radius
     smoothed = uniform_filter(np.where(usable, blocks, np.float32(0)), size=3)

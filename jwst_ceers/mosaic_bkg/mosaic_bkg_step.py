@@ -42,7 +42,10 @@ class MosaicBackground(CeersStep):
     Sersic models (``galaxy_*``); the masks are remade around them on the
     model-subtracted mosaics, and the rest sees the data minus the models (the outputs
     keep the galaxies). A smooth background is fitted to the unmasked pixels of every
-    mosaic and subtracted (off-footprint pixels become 0). Pixels that cannot be
+    mosaic and subtracted (off-footprint pixels become 0): ``bkg_box_size`` boxes joined
+    by a weighted thin-plate smoothing spline (``bkg_smoothing``), which follows the
+    background closely where pixels are plentiful and smooths more where masks leave
+    few (one surface, no switch between measured boxes and filled holes). Pixels that cannot be
     physical (non-finite, or ``|SCI| > 1e6`` MJy/sr) are treated as no data and
     reported once per mosaic.
 
@@ -88,8 +91,9 @@ class MosaicBackground(CeersStep):
     ring_clip_nsigma = float(min=1, max=100, default=5.0)  # Ceiling (sigma over a coarse background) applied before the ring median
     galaxy_models = boolean(default=True)  # Fit Sersic models of large bright galaxies; the remade masks and the background fit see the data minus them
     galaxy_core_nsigma = float(min=0.5, max=10000, default=10.0)  # Keep masked where a galaxy model exceeds this many pixel sigma
-    bkg_box_size = integer(min=4, max=2048, default=128)  # Background fit: box size, pixels (even)
-    bkg_filter_size = integer(min=1, max=15, default=3)  # Background fit: median filter size, boxes (odd)
+    bkg_box_size = integer(min=4, max=2048, default=32)  # Background fit: box size, pixels (even)
+    bkg_smoothing = float(min=0, max=1000, default=1.0)  # Background fit: bending weight of the thin-plate smoothing spline through the boxes (0: thin-plate filling + median filter)
+    bkg_filter_size = integer(min=1, max=15, default=3)  # Background fit: median filter size, boxes (odd; only with bkg_smoothing 0)
     bkg_clip_sigma = float(min=1, max=10, default=3.0)  # Background fit: sigma-clipping threshold
     edit_regions = string_list(default=list())  # DS9 region files editing the merged mask: plain shapes add, '-' shapes remove
     save_plots = boolean(default=False)  # Write <pointing>_mosaic_bkg.png previews
@@ -269,6 +273,7 @@ def algorithm_options(step):
         "box_size": step.bkg_box_size,
         "filter_size": step.bkg_filter_size,
         "clip_sigma": step.bkg_clip_sigma,
+        "smoothing": step.bkg_smoothing or None,
         "galaxy_modelling": GalaxyModelling(enabled=step.galaxy_models, core_nsigma=step.galaxy_core_nsigma),
         "threads": step.threads,
     }

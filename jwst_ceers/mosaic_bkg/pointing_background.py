@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.ndimage import find_objects, label
 
-from jwst_ceers.masking import tier_mask_dtype, tiered_source_mask
+from jwst_ceers.masking import robust_location_scale, sample_unmasked, tier_mask_dtype, tiered_source_mask
 from jwst_ceers.mosaic_bkg.background_fit import fit_background
 from jwst_ceers.mosaic_bkg.galaxy_models import large_galaxy_models
 from jwst_ceers.mosaic_bkg.ring_median import ring_median_background
@@ -58,12 +58,16 @@ class GalaxyModelling:
         exceeds this (with a margin covering the ring median, smoothing and dilation).
     margin : int
         That margin, pixels.
+    search_box : int
+        Background box (pixels) of the search for large bright galaxies (independent of
+        the final fit's box: the search needs boxes larger than the galaxies' cores).
     """
 
     enabled: bool = True
     core_nsigma: float = 10.0
     region_nsigma: float = 0.05
     margin: int = 256
+    search_box: int = 128
 
 
 @dataclass
@@ -136,10 +140,37 @@ def exclude_nonphysical(data, nodata, *, name="mosaic", limit=NONPHYSICAL_LIMIT)
     return np.asarray(nodata, dtype=bool)
 
 
-def _mask_one(data, nodata, noise, tiers, ring_radius, ring_width, clip_nsigma, workers):
-    ring = ring_median_background(data, nodata, radius=ring_radius, width=ring_width, clip_nsigma=clip_nsigma)
+def _detection_ceiling(data, nodata, noise, background, nsigma):
+    """
+    ``data`` clipped at ``background + nsigma`` pixel sigma (per-pixel with a noise map).
+
+    The wide tiers smooth with kernels of 35-59 px FWHM: unclipped, the flux of any
+    compact bright source (a mag-21 star, a 3x3 artefact of 100 MJy/sr) is spread by
+    the kernel's own wings over ~100 px and masked there, although the sky there holds
+    none of it (it grew a 512^2 pointing's merged mask by 7.5 points). Clipped, the
+    wide tiers see the extended light that is really there; compact sources are still
+    detected by the narrow tiers, which they exceed many times.
+    """
+    relative = _relative_noise(noise)
+    residual = np.asarray(data, dtype=np.float32) - background
+    if relative is not None:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            residual = residual / relative
+    _, scale = robust_location_scale(sample_unmasked(residual, nodata))
+    if not (np.isfinite(scale) and scale > 0):
+        return data
+    ceiling = np.float32(nsigma * scale) * (relative if relative is not None else np.float32(1)) + background
+    with np.errstate(invalid="ignore"):
+        return np.where(data > ceiling, ceiling, data)
+
+
+def _mask_one(data, nodata, noise, tiers, ring_radius, ring_width, clip_nsigma, workers, ceiling_nsigma=None):
+    """Tier bits of one mosaic, detected over its ring median (values above ``ceiling_nsigma`` clipped)."""
+    background = ring_median_background(data, nodata, radius=ring_radius, width=ring_width, clip_nsigma=clip_nsigma)
+    if ceiling_nsigma:
+        data = _detection_ceiling(data, nodata, noise, background, ceiling_nsigma)
     bits = tiered_source_mask(
-        data, coverage=nodata, tiers=tiers, noise=_relative_noise(noise), background=ring, workers=workers
+        data, coverage=nodata, tiers=tiers, noise=_relative_noise(noise), background=background, workers=workers
     )
     bits |= nodata.astype(bits.dtype)
     return bits
@@ -159,6 +190,8 @@ def pointing_background(
     box_size=128,
     filter_size=3,
     clip_sigma=3.0,
+    smoothing=None,
+    detection_ceiling=None,
     galaxy_modelling=GalaxyModelling(),
     threads=2,
     parallel_mosaics=None,
@@ -187,6 +220,13 @@ def pointing_background(
         Ring-median pre-filter (pixels, pixels, sigma).
     box_size, filter_size, clip_sigma :
         Background fit: box (pixels), median filter over boxes, clipping sigma.
+    smoothing : float, optional
+        Background fit: bending weight of the thin-plate smoothing spline through the
+        boxes (:func:`~jwst_ceers.mosaic_bkg.box_fit.fit_boxes`; None: thin-plate
+        filling of empty boxes and a ``filter_size`` median filter).
+    detection_ceiling : float, optional
+        Pixels above the ring median by more than this many pixel sigma are clipped to
+        it before the tiers smooth them (:func:`_detection_ceiling`); None: no clipping.
     galaxy_modelling : GalaxyModelling or None
         Sersic models of large bright galaxies, fitted per mosaic after the first
         masks; the source masks are then remade around them on the model-subtracted
@@ -219,7 +259,7 @@ def pointing_background(
             return list(pool.map(function, *columns))
 
     tiermasks = run(
-        lambda d, m, s, t: _mask_one(d, m, s, t, ring_radius, ring_width, clip_nsigma, fft_workers),
+        lambda d, m, s, t: _mask_one(d, m, s, t, ring_radius, ring_width, clip_nsigma, fft_workers, detection_ceiling),
         images,
         nodata,
         noise,
@@ -228,9 +268,10 @@ def pointing_background(
     merged = edit(merge_source_masks(tiermasks))
     models = [[] for _ in range(n)]
     large_sources = [None] * n  # None: fit_background searches for them itself
+    core = None
     if galaxy_modelling is not None and galaxy_modelling.enabled:
         found = run(
-            lambda d, m: large_galaxy_models(d, merged | m, nodata=m, box_size=box_size),
+            lambda d, m: large_galaxy_models(d, merged | m, nodata=m, box_size=galaxy_modelling.search_box),
             images,
             nodata,
         )
@@ -239,7 +280,9 @@ def pointing_background(
         if any(models):
             core = _remask_around_models(
                 images, nodata, noise, tiers, tiermasks, models, [f.pixel_noise for f in found], galaxy_modelling,
-                lambda d, m, s, t: _mask_one(d, m, s, t, ring_radius, ring_width, clip_nsigma, cpu_threads),
+                lambda d, m, s, t: _mask_one(
+                    d, m, s, t, ring_radius, ring_width, clip_nsigma, cpu_threads, detection_ceiling
+                ),
             )
             merged = edit(merge_source_masks(tiermasks))
             if core is not None:
@@ -253,7 +296,8 @@ def pointing_background(
     def fit(data, bad, components, sources):
         background, _ = fit_background(
             data, merged | bad, box_size=box_size, filter_size=filter_size, sigma=clip_sigma, components=components,
-            large_sources=sources,
+            large_sources=sources, smoothing=smoothing,
+            search_box=galaxy_modelling.search_box if galaxy_modelling is not None else 128,
         )
         return background
 
@@ -281,22 +325,14 @@ def _remask_around_models(images, nodata, noise, tiers, tiermasks, models, sigma
             region |= evaluate_components(components, shape, block=block) > modelling.region_nsigma * sigma
     if not region.any():
         return None
-    boxes = find_objects(label(region)[0])
-    margin = int(modelling.margin)
+    cutouts = _merged_cutouts(find_objects(label(region)[0]), block=block, margin=int(modelling.margin), shape=shape)
     core = np.zeros(shape, dtype=bool)
-    for box in boxes:
-        y0, y1 = box[0].start * block, min(shape[0], box[0].stop * block)
-        x0, x1 = box[1].start * block, min(shape[1], box[1].stop * block)
-        cy0, cy1 = max(0, y0 - margin), min(shape[0], y1 + margin)
-        cx0, cx1 = max(0, x0 - margin), min(shape[1], x1 + margin)
+    for (y0, y1, x0, x1), (cy0, cy1, cx0, cx1) in cutouts:
         cut = (slice(cy0, cy1), slice(cx0, cx1))
         inner = (slice(y0 - cy0, y1 - cy0), slice(x0 - cx0, x1 - cx0))
-        rows = np.arange(cy0, cy1, dtype=np.float32)[:, None]
-        cols = np.arange(cx0, cx1, dtype=np.float32)[None, :]
         for index, components in enumerate(models):
-            model = np.zeros((cy1 - cy0, cx1 - cx0), dtype=np.float32)
-            for component in components:
-                model += component.evaluate(rows, cols)
+            # each component evaluated within its truncation radius only
+            model = evaluate_components(components, (cy1 - cy0, cx1 - cx0), origin=(cy0, cx0))
             core[cut] |= model > modelling.core_nsigma * sigmas[index]
             local_noise = noise[index][cut] if noise[index] is not None and np.ndim(noise[index]) == 2 else noise[index]
             bits = mask_one(np.asarray(images[index][cut], dtype=np.float32) - model, nodata[index][cut], local_noise,
@@ -308,6 +344,43 @@ def _remask_around_models(images, nodata, noise, tiers, tiermasks, models, sigma
             x0, x1, y0, y1, sum(len(m) for m in models),
         )
     return core & ~np.logical_and.reduce([np.asarray(bad, dtype=bool) for bad in nodata])
+
+
+def _merged_cutouts(boxes, *, block, margin, shape):
+    """
+    ``[((y0, y1, x0, x1), (cy0, cy1, cx0, cx1)), ...]``: regions (block slices from
+    ``find_objects``, in pixels) and their cut-outs (plus ``margin``), regions whose
+    cut-outs overlap merged into one, so that no pixel is masked twice; when the
+    cut-outs cover most of the image, one cut-out of the whole image.
+    """
+    ny, nx = shape
+    rects = [
+        [box[0].start * block, min(ny, box[0].stop * block), box[1].start * block, min(nx, box[1].stop * block)]
+        for box in boxes
+    ]
+
+    def grown(r):
+        return max(0, r[0] - margin), min(ny, r[1] + margin), max(0, r[2] - margin), min(nx, r[3] + margin)
+
+    merged = True
+    while merged and len(rects) > 1:
+        merged = False
+        for i in range(len(rects)):
+            for j in range(i + 1, len(rects)):
+                a, b = grown(rects[i]), grown(rects[j])
+                if a[0] < b[1] and b[0] < a[1] and a[2] < b[3] and b[2] < a[3]:
+                    r, q = rects[i], rects.pop(j)
+                    rects[i] = [min(r[0], q[0]), max(r[1], q[1]), min(r[2], q[2]), max(r[3], q[3])]
+                    merged = True
+                    break
+            if merged:
+                break
+    cutouts = [(tuple(r), grown(r)) for r in rects]
+    area = sum((c[1] - c[0]) * (c[3] - c[2]) for _, c in cutouts)
+    if area > 0.6 * ny * nx:
+        whole = (0, ny, 0, nx)
+        return [(whole, whole)]
+    return cutouts
 
 
 def _set_bit(bits, where, bit):

@@ -83,7 +83,7 @@ def truncation_radius(intensity, r_eff, n, floor):
     return float(r_eff * (1.0 + np.log(intensity / floor) / float(sersic_b(n))) ** n)
 
 
-def evaluate_components(components, shape, *, step=1, block=None):
+def evaluate_components(components, shape, *, step=1, block=None, origin=(0, 0)):
     """
     Sum of ``components`` on a grid covering an image of ``shape``.
 
@@ -99,6 +99,9 @@ def evaluate_components(components, shape, *, step=1, block=None):
         Instead, sample the centres of ``block`` x ``block`` blocks (the grid of
         :func:`~jwst_ceers.masking.fft_ops.block_mean`); exact away from the cores,
         which are masked.
+    origin : (int, int)
+        Full-resolution pixel (y, x) of the grid's first element (a cut-out of shape
+        ``shape`` starting there; with ``step`` only).
 
     Returns
     -------
@@ -110,8 +113,8 @@ def evaluate_components(components, shape, *, step=1, block=None):
         rows = (np.arange(-(-ny // block), dtype=np.float32) + np.float32(0.5)) * np.float32(block) - np.float32(0.5)
         cols = (np.arange(-(-nx // block), dtype=np.float32) + np.float32(0.5)) * np.float32(block) - np.float32(0.5)
     else:
-        rows = np.arange(0, ny, step, dtype=np.float32)
-        cols = np.arange(0, nx, step, dtype=np.float32)
+        rows = np.arange(origin[0], origin[0] + ny, step, dtype=np.float32)
+        cols = np.arange(origin[1], origin[1] + nx, step, dtype=np.float32)
     out = np.zeros((rows.size, cols.size), dtype=np.float32)
     for c in components:
         # only the grid points within the truncation radius (rows, cols ascending)
