@@ -89,6 +89,7 @@ class MosaicBackground(CeersStep):
     ring_radius = float(min=4, max=1000, default=80.0)  # Ring-median pre-filter: ring radius, pixels
     ring_width = float(min=1, max=100, default=4.0)  # Ring-median pre-filter: ring width, pixels
     ring_clip_nsigma = float(min=1, max=100, default=5.0)  # Ceiling (sigma over a coarse background) applied before the ring median
+    detection_ceiling_nsigma = float(min=0, max=1000000, default=10.0)  # Pixels more than this many sigma above the ring median are clipped to it before the tiers smooth them (compact bright sources do not spread over the wide kernels); 0: off
     galaxy_models = boolean(default=True)  # Fit Sersic models of large bright galaxies; the remade masks and the background fit see the data minus them
     galaxy_core_nsigma = float(min=0.5, max=10000, default=10.0)  # Keep masked where a galaxy model exceeds this many pixel sigma
     bkg_box_size = integer(min=4, max=2048, default=32)  # Background fit: box size, pixels (even)
@@ -270,6 +271,7 @@ def algorithm_options(step):
         "ring_radius": step.ring_radius,
         "ring_width": step.ring_width,
         "clip_nsigma": step.ring_clip_nsigma,
+        "detection_ceiling": step.detection_ceiling_nsigma or None,
         "box_size": step.bkg_box_size,
         "filter_size": step.bkg_filter_size,
         "clip_sigma": step.bkg_clip_sigma,
