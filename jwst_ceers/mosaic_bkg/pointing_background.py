@@ -351,7 +351,10 @@ def _merged_cutouts(boxes, *, block, margin, shape):
     ``[((y0, y1, x0, x1), (cy0, cy1, cx0, cx1)), ...]``: regions (block slices from
     ``find_objects``, in pixels) and their cut-outs (plus ``margin``), regions whose
     cut-outs overlap merged into one, so that no pixel is masked twice; when the
-    cut-outs cover most of the image, one cut-out of the whole image.
+    cut-outs cover most of the image (60%), one cut-out of the whole image: the
+    remasking costs at most about one masking of the mosaic, whatever the number of
+    models (a lower switch, 25%, was measured slower and 0.5 GB larger on a
+    10600 x 4800 mosaic with 8 models).
     """
     ny, nx = shape
     rects = [
