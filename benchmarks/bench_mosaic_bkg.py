@@ -87,7 +87,7 @@ def accuracy(bkg_paths, merged_path, truth_paths):
 
     from jwst_ceers.simulate.mosaics import read_mosaic_truth
 
-    from jwst_ceers.mosaic_bkg.galaxy_models import components_from_header, evaluate_components
+    from jwst_ceers.mosaic_bkg.sersic import components_from_header, evaluate_components
 
     merged = fits.getdata(merged_path).astype(bool)
     rows = []

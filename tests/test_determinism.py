@@ -83,7 +83,8 @@ def test_mosaic_background_does_not_depend_on_threads():
 
 GALAXY_SCRIPT = r"""
 import numpy as np
-from jwst_ceers.mosaic_bkg.galaxy_models import SersicComponent, evaluate_components, large_galaxy_models
+from jwst_ceers.mosaic_bkg.galaxy_models import large_galaxy_models
+from jwst_ceers.mosaic_bkg.sersic import SersicComponent, evaluate_components
 
 true = SersicComponent(y=530.3, x=470.8, intensity=1.5, r_eff=40.0, n=3.5, axis_ratio=0.7, theta=0.5)
 rng = np.random.default_rng(5)

@@ -5,14 +5,8 @@ import pytest
 from astropy.io import fits
 
 from jwst_ceers.masking.fft_ops import block_mean
-from jwst_ceers.mosaic_bkg.galaxy_models import (
-    SersicComponent,
-    components_from_header,
-    evaluate_components,
-    fit_sersic_galaxy,
-    header_cards,
-    large_galaxy_models,
-)
+from jwst_ceers.mosaic_bkg.galaxy_models import fit_sersic_galaxy, large_galaxy_models
+from jwst_ceers.mosaic_bkg.sersic import SersicComponent, components_from_header, evaluate_components, header_cards
 
 SHAPE = (1024, 1024)
 TRUE = SersicComponent(y=530.3, x=470.8, intensity=1.5, r_eff=40.0, n=3.5, axis_ratio=0.7, theta=0.5)

@@ -11,6 +11,7 @@ from jwst_ceers.masking.fft_ops import dilate_disk, gaussian_smooth
 from jwst_ceers.masking.robust import robust_location_scale, sample_unmasked
 from jwst_ceers.masking.tiers import (
     CEERS_EXPOSURE_TIERS,
+    CEERS_HST_MOSAIC_TIERS,
     CEERS_NIRCAM_MOSAIC_TIERS,
     MaskTier,
     source_bits_to_bool,
@@ -21,6 +22,7 @@ from jwst_ceers.masking.tiers import (
 __all__ = [
     "MaskTier",
     "CEERS_NIRCAM_MOSAIC_TIERS",
+    "CEERS_HST_MOSAIC_TIERS",
     "CEERS_EXPOSURE_TIERS",
     "tiered_source_mask",
     "tier_mask_dtype",

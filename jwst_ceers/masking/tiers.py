@@ -30,7 +30,6 @@ import scipy.ndimage
 
 from jwst_ceers.masking.background import coarse_background
 from jwst_ceers.masking.fft_ops import (
-    FWHM_TO_SIGMA,
     FourierImage,
     block_any,
     block_mean,
@@ -42,6 +41,7 @@ from jwst_ceers.masking.robust import robust_location_scale, sample_unmasked
 __all__ = [
     "MaskTier",
     "CEERS_NIRCAM_MOSAIC_TIERS",
+    "CEERS_HST_MOSAIC_TIERS",
     "CEERS_EXPOSURE_TIERS",
     "tiered_source_mask",
     "tier_mask_dtype",
@@ -86,19 +86,33 @@ class MaskTier:
             raise ValueError(f"MaskTier: dilate must be >= 0, got {self.dilate}")
 
 
-# CEERS NIRCam mosaic tiers (issue 8). CEERS built its kernels with
+# CEERS NIRCam mosaic tiers (issue 8): the defaults of MosaicBackground's nircam_*
+# parameters (its spec is generated from this constant; parameter_files/ must match,
+# tests/test_tier_defaults.py checks). CEERS built its kernels with
 # Gaussian2DKernel(size), i.e. 25, 15, 5, 2 px are standard deviations: the FWHMs are
-# 2.3548 times larger. Dilation radii 33, 25, 21, 19 px (photutils circular_footprint).
-# Thresholds are in smoothed-image sigma (see the module docstring); CEERS's 1.5 x the
-# unsmoothed pixel rms is, for white noise, 133, 80, 27 and 11 smoothed sigma, and less
-# for correlated mosaic noise. The values below keep the pure-noise masked fraction of
-# each tier at ~0.1-0.2% for white noise (measured on 2048^2 images) while going deeper
-# than CEERS for extended light.
+# 2.3548 times larger (rounded to 0.01 px). Dilation radii 33, 25, 21, 19 px (photutils
+# circular_footprint). Thresholds are in smoothed-image sigma (see the module
+# docstring); CEERS's 1.5 x the unsmoothed pixel rms is, for white noise, 133, 80, 27
+# and 11 smoothed sigma, and less for correlated mosaic noise. The two wide tiers use
+# 4.0: at 3.0 (until issue 18) they also detected the background's own bumps and ripple
+# a few hundred pixels wide (0.3 sigma left by the 80 px ring median is 15 sigma of the
+# 59 px smoothed image), masked the tops of bumps and biased the fit beneath
+# (benchmarks/robustness_mosaic.py: masked share 67-69% -> 59-64%, rms of bump and
+# ripple families 0.107 -> 0.07). Still far deeper than CEERS for extended light.
 CEERS_NIRCAM_MOSAIC_TIERS = (
-    MaskTier(kernel_fwhm=25 / FWHM_TO_SIGMA, nsigma=3.5, npixels=15, dilate=33),
-    MaskTier(kernel_fwhm=15 / FWHM_TO_SIGMA, nsigma=3.5, npixels=10, dilate=25),
-    MaskTier(kernel_fwhm=5 / FWHM_TO_SIGMA, nsigma=4.0, npixels=3, dilate=21),
-    MaskTier(kernel_fwhm=2 / FWHM_TO_SIGMA, nsigma=4.5, npixels=1, dilate=19),
+    MaskTier(kernel_fwhm=58.87, nsigma=4.0, npixels=15, dilate=33.0),
+    MaskTier(kernel_fwhm=35.32, nsigma=4.0, npixels=10, dilate=25.0),
+    MaskTier(kernel_fwhm=11.77, nsigma=3.5, npixels=3, dilate=21.0),
+    MaskTier(kernel_fwhm=4.71, nsigma=4.0, npixels=1, dilate=19.0),
+)
+
+# HST mosaics on the same grid (MosaicBackground's hst_* defaults): more strongly
+# correlated drizzled noise, so a higher last-tier threshold and larger groups.
+CEERS_HST_MOSAIC_TIERS = (
+    MaskTier(kernel_fwhm=58.87, nsigma=4.0, npixels=15, dilate=33.0),
+    MaskTier(kernel_fwhm=35.32, nsigma=4.0, npixels=10, dilate=25.0),
+    MaskTier(kernel_fwhm=11.77, nsigma=3.5, npixels=5, dilate=21.0),
+    MaskTier(kernel_fwhm=4.71, nsigma=4.5, npixels=2, dilate=19.0),
 )
 
 # Per-exposure tiers for 2048 x 2048 NIRCam cal/crf images (~0.031-0.063"/pix): the

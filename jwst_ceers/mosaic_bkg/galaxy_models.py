@@ -23,13 +23,18 @@ import threading
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.ndimage import binary_dilation, uniform_filter
+from scipy.optimize import least_squares
+from threadpoolctl import threadpool_limits
+
+from jwst_ceers.masking.background import coarse_background
+from jwst_ceers.masking.fft_ops import block_mean
+from jwst_ceers.masking.robust import robust_location_scale, sample_unmasked
+from jwst_ceers.mosaic_bkg.large_sources import find_large_bright_sources
+from jwst_ceers.mosaic_bkg.sersic import SersicComponent, evaluate_components, sersic_b, truncation_radius
 
 __all__ = [
     "LargeGalaxies",
-    "SersicComponent",
-    "components_from_header",
-    "header_cards",
-    "evaluate_components",
     "fit_sersic_galaxy",
     "large_galaxy_models",
     "typical_noise",
@@ -46,111 +51,6 @@ _FIT_LOCK = threading.Lock()
 _NPAR = 7
 _MAX_INDEX = 8.0
 
-
-def _sersic_b(n):
-    from scipy.special import gammaincinv
-
-    return gammaincinv(2.0 * np.asarray(n, dtype=float), 0.5)
-
-
-@dataclass(frozen=True)
-class SersicComponent:
-    """
-    One elliptical Sersic profile ``I_e exp(-b_n ((r / r_eff)^(1/n) - 1))``.
-
-    Attributes
-    ----------
-    y, x : float
-        Centre (0-based pixels of the mosaic).
-    intensity : float
-        Surface brightness at ``r_eff`` (data units per pixel).
-    r_eff : float
-        Half-light radius along the major axis (pixels).
-    n : float
-        Sersic index.
-    axis_ratio : float
-        Minor / major axis (0-1].
-    theta : float
-        Position angle of the major axis from the +x axis (radians).
-    r_max : float
-        Truncation radius along the major axis (pixels): the profile is 0 beyond it
-        (fitted models are truncated where they fall to 1/1000 of the pixel noise,
-        which keeps their evaluation local).
-    """
-
-    y: float
-    x: float
-    intensity: float
-    r_eff: float
-    n: float
-    axis_ratio: float
-    theta: float
-    r_max: float = float("inf")
-
-    def evaluate(self, rows, cols):
-        """Surface brightness (float32) at pixel coordinates ``rows``, ``cols`` (broadcast)."""
-        dy = np.asarray(rows, dtype=np.float32) - np.float32(self.y)
-        dx = np.asarray(cols, dtype=np.float32) - np.float32(self.x)
-        cos_t, sin_t = np.float32(np.cos(self.theta)), np.float32(np.sin(self.theta))
-        u = dx * cos_t + dy * sin_t
-        v = (dy * cos_t - dx * sin_t) / np.float32(self.axis_ratio)
-        scaled = (u * u + v * v) / np.float32(self.r_eff**2)
-        b = float(_sersic_b(self.n))
-        exponent = np.float32(b) - np.float32(b) * scaled ** np.float32(0.5 / self.n)
-        values = np.float32(self.intensity) * np.exp(exponent)
-        if np.isfinite(self.r_max):
-            values[np.broadcast_to(scaled > np.float32((self.r_max / self.r_eff) ** 2), values.shape)] = 0
-        return values
-
-
-def _truncation_radius(intensity, r_eff, n, floor):
-    """Major-axis radius where a Sersic profile falls to ``floor``."""
-    if not floor > 0 or intensity <= floor:
-        return float(r_eff)
-    return float(r_eff * (1.0 + np.log(intensity / floor) / float(_sersic_b(n))) ** n)
-
-
-def evaluate_components(components, shape, *, step=1, block=None):
-    """
-    Sum of ``components`` on a grid covering an image of ``shape``.
-
-    Parameters
-    ----------
-    components : sequence of SersicComponent
-        The model.
-    shape : tuple of int
-        (ny, nx) of the full-resolution image.
-    step : int
-        Sample every ``step``-th pixel (the grid of ``image[::step, ::step]``).
-    block : int, optional
-        Instead, sample the centres of ``block`` x ``block`` blocks (the grid of
-        :func:`~jwst_ceers.masking.fft_ops.block_mean`); exact away from the cores,
-        which are masked.
-
-    Returns
-    -------
-    ndarray
-        New float32 array (zeros when there is no component).
-    """
-    ny, nx = int(shape[0]), int(shape[1])
-    if block:
-        rows = (np.arange(-(-ny // block), dtype=np.float32) + np.float32(0.5)) * np.float32(block) - np.float32(0.5)
-        cols = (np.arange(-(-nx // block), dtype=np.float32) + np.float32(0.5)) * np.float32(block) - np.float32(0.5)
-    else:
-        rows = np.arange(0, ny, step, dtype=np.float32)
-        cols = np.arange(0, nx, step, dtype=np.float32)
-    out = np.zeros((rows.size, cols.size), dtype=np.float32)
-    for c in components:
-        # only the grid points within the truncation radius (rows, cols ascending)
-        r0, r1 = np.searchsorted(rows, [c.y - c.r_max, c.y + c.r_max], side="left") if np.isfinite(c.r_max) else (
-            0, rows.size)
-        c0, c1 = np.searchsorted(cols, [c.x - c.r_max, c.x + c.r_max], side="left") if np.isfinite(c.r_max) else (
-            0, cols.size)
-        if r1 > r0 and c1 > c0:
-            out[r0:r1, c0:c1] += c.evaluate(rows[r0:r1, None], cols[None, c0:c1])
-    return out
-
-
 def _shape_from_ellipticity(e1, e2):
     e = min(float(np.hypot(e1, e2)), 0.95)
     return (1.0 - e) / (1.0 + e), 0.5 * float(np.arctan2(e2, e1))
@@ -164,7 +64,7 @@ def _model_values(params, rows, cols):
     u = dx * np.cos(theta) + dy * np.sin(theta)
     v = (dy * np.cos(theta) - dx * np.sin(theta)) / q
     r = np.sqrt(u * u + v * v) / np.exp(log_r)
-    b = float(_sersic_b(n))
+    b = float(sersic_b(n))
     return np.exp(log_i - b * (r ** (1.0 / n) - 1.0))
 
 
@@ -238,16 +138,22 @@ def fit_sersic_galaxy(
         The galaxy; empty when the fit failed or is not credible (a parameter at its
         bound, or no convergence).
     """
-    from scipy.ndimage import binary_dilation, uniform_filter
-    from scipy.optimize import least_squares
-
     blocks = np.asarray(blocks, dtype=np.float32)
     usable = np.asarray(usable, dtype=bool)
-    ny, nx = blocks.shape
-    rows = (np.arange(ny, dtype=float) + 0.5) * block - 0.5
-    cols = (np.arange(nx, dtype=float) + 0.5) * block - 0.5
-    rows2d, cols2d = np.meshgrid(rows, cols, indexing="ij")
     fit_radius = float(fit_radius_factor * radius)
+    # everything below happens in a window around the galaxy (the disc around the
+    # brightest block within half the radius, plus the 3x3 filter and dilation margins):
+    # the cost of a fit does not depend on the size of the mosaic
+    reach = int(np.ceil((fit_radius + 0.5 * radius) / block)) + 4
+    cy, cx = int(round((centre[0] + 0.5) / block - 0.5)), int(round((centre[1] + 0.5) / block - 0.5))
+    y0, y1 = max(0, cy - reach), min(blocks.shape[0], cy + reach + 1)
+    x0, x1 = max(0, cx - reach), min(blocks.shape[1], cx + reach + 1)
+    if y1 <= y0 or x1 <= x0:
+        return []
+    blocks, usable = blocks[y0:y1, x0:x1], usable[y0:y1, x0:x1]
+    rows = (np.arange(y0, y1, dtype=float) + 0.5) * block - 0.5
+    cols = (np.arange(x0, x1, dtype=float) + 0.5) * block - 0.5
+    rows2d, cols2d = np.meshgrid(rows, cols, indexing="ij")
     distance = np.hypot(rows2d - centre[0], cols2d - centre[1])
     # the centre: brightest 3x3-smoothed block within half the radius
     smoothed = uniform_filter(np.where(usable, blocks, np.float32(0)), size=3)
@@ -306,7 +212,7 @@ def fit_sersic_galaxy(
         return []
     q, theta = _shape_from_ellipticity(e1, e2)
     intensity, r_eff = float(np.exp(log_i)), float(np.exp(log_r))
-    r_max = _truncation_radius(intensity, r_eff, float(n), 1e-3 * float(noise))
+    r_max = truncation_radius(intensity, r_eff, float(n), 1e-3 * float(noise))
     return [SersicComponent(float(y), float(x), intensity, r_eff, float(n), float(q), float(theta), r_max)]
 
 
@@ -340,9 +246,6 @@ def typical_noise(data, exclude):
     noise map, whose absolute scale is not always known (an HST WHT map may hold
     exposure times rather than inverse variances).
     """
-    from jwst_ceers.masking import coarse_background
-    from jwst_ceers.masking.robust import robust_location_scale, sample_unmasked
-
     sub = np.asarray(data, dtype=np.float32)[::4, ::4]
     bad = np.asarray(exclude, dtype=bool)[::4, ::4] | ~np.isfinite(sub)
     background = coarse_background(sub, exclude=bad, box=32)
@@ -365,7 +268,7 @@ def large_galaxy_models(
     Sersic models of the large bright galaxies of a mosaic.
 
     Large bright galaxies are found by
-    :func:`~jwst_ceers.mosaic_bkg.background_fit.find_large_bright_sources`; each is
+    :func:`~jwst_ceers.mosaic_bkg.large_sources.find_large_bright_sources`; each is
     fitted by :func:`fit_sersic_galaxy` on ``block`` x ``block`` block means (the
     models of the galaxies fitted before it subtracted). The block means are computed
     once for both.
@@ -389,11 +292,6 @@ def large_galaxy_models(
     -------
     LargeGalaxies
     """
-    from threadpoolctl import threadpool_limits
-
-    from jwst_ceers.masking.fft_ops import block_mean
-    from jwst_ceers.mosaic_bkg.background_fit import find_large_bright_sources
-
     data = np.asarray(data)
     valid = np.isfinite(data)
     if nodata is not None:
@@ -425,34 +323,3 @@ def large_galaxy_models(
             )
         components.extend(found)
     return LargeGalaxies(components, unmodelled, pixel_noise)
-
-
-def header_cards(components):
-    """
-    FITS header cards recording ``components``: NGALMOD and one GALMODk string each.
-
-    The string holds ``x= y= reff= n= q= pa= ie= rmax=`` (0-based pixels, radians,
-    data units); :func:`components_from_header` reads it back.
-    """
-    cards = {"NGALMOD": len(components)}
-    for k, c in enumerate(list(components)[:99], start=1):
-        cards[f"GALMOD{k}"] = (
-            f"x={c.x:.2f} y={c.y:.2f} reff={c.r_eff:.2f} n={c.n:.3f} q={c.axis_ratio:.3f} "
-            f"pa={c.theta:.4f} ie={c.intensity:.5g} rmax={c.r_max:.1f}"
-        )
-    return cards
-
-
-def components_from_header(header):
-    """The components recorded by :func:`header_cards` in a FITS header (empty if none)."""
-    components = []
-    for k in range(1, int(header.get("NGALMOD", 0)) + 1):
-        values = dict(item.split("=", 1) for item in str(header[f"GALMOD{k}"]).split())
-        components.append(
-            SersicComponent(
-                y=float(values["y"]), x=float(values["x"]), intensity=float(values["ie"]),
-                r_eff=float(values["reff"]), n=float(values["n"]), axis_ratio=float(values["q"]),
-                theta=float(values["pa"]), r_max=float(values.get("rmax", "inf")),
-            )
-        )
-    return components

@@ -8,8 +8,17 @@ multiply-adds per pixel.
 
 import numpy as np
 import scipy.sparse
+import scipy.sparse.linalg
+from scipy.ndimage import distance_transform_edt
 
-__all__ = ["block_samples", "fill_invalid_nearest", "fill_invalid_smooth", "upsample_cubic", "grid_shape"]
+__all__ = [
+    "block_samples",
+    "fill_invalid_nearest",
+    "fill_invalid_smooth",
+    "grid_shape",
+    "smoothing_spline_grid",
+    "upsample_cubic",
+]
 
 
 def grid_shape(shape, box):
@@ -61,7 +70,6 @@ def block_samples(image, exclude, *, box, stride=1, subtract=None):
 
 def fill_invalid_nearest(values, valid):
     """Copy of ``values`` where invalid entries take the value of the nearest valid one."""
-    from scipy.ndimage import distance_transform_edt
 
     values = np.asarray(values)
     if valid.all() or not valid.any():
@@ -115,7 +123,6 @@ def fill_invalid_smooth(values, valid):
     ndarray
         New float32 grid.
     """
-    import scipy.sparse.linalg
 
     values = np.asarray(values, dtype=np.float64)
     valid = np.asarray(valid, dtype=bool)
@@ -135,6 +142,101 @@ def fill_invalid_smooth(values, valid):
     if not np.all(np.isfinite(solution)):  # singular system (e.g. collinear valid cells)
         return fill_invalid_nearest(values, valid).astype(np.float32)
     return out.reshape(values.shape).astype(np.float32)
+
+
+def _linear_nodes_matrix(n_cells, n_nodes, step):
+    """Sparse (n_cells, n_nodes): cell i linearly interpolated from nodes every ``step`` cells."""
+    t = np.arange(n_cells) / step
+    i0 = np.minimum(np.floor(t).astype(int), n_nodes - 2) if n_nodes > 1 else np.zeros(n_cells, dtype=int)
+    frac = t - i0 if n_nodes > 1 else np.zeros(n_cells)
+    rows = np.repeat(np.arange(n_cells), 2)
+    cols = np.stack([i0, np.minimum(i0 + 1, n_nodes - 1)], axis=1).ravel()
+    weights = np.stack([1.0 - frac, frac], axis=1).ravel()
+    matrix = scipy.sparse.csr_matrix((weights, (rows, cols)), shape=(n_cells, n_nodes))
+    matrix.sum_duplicates()
+    return matrix
+
+
+def smoothing_spline_grid(values, weights, *, smoothing, pad=0, node_step=2, robust_iterations=1, huber=2.5):
+    """
+    Discrete thin-plate smoothing spline through weighted grid values.
+
+    Minimises ``sum w (g - v)^2 + smoothing * E(g)`` where ``E`` is the summed squared
+    second differences (thin-plate bending energy) of the grid ``g``: where cells are
+    well measured (weight ~1) the surface follows features down to a few cells
+    (half-power wavelength ``2 pi (smoothing / w) ** 0.25`` cells: ~6 cells for
+    ``smoothing`` 1), and where weights are small (cells mostly masked) it
+    automatically becomes smoother, down to a plane across cells with no weight
+    (gradients continue through holes and beyond edges). Cells far off the surface
+    (``huber`` times the robust scale of the weighted residuals) are down-weighted
+    (iteratively reweighted: faint unmasked light, a bright box).
+
+    The surface's unknowns are nodes every ``node_step`` cells (the cells in between
+    linearly interpolated): the spline has no structure finer than a few cells, and
+    the sparse solve, the cost of this function, is ``node_step ** 3`` times cheaper.
+
+    Parameters
+    ----------
+    values : ndarray
+        2-D grid (values where ``weights`` is 0 are ignored).
+    weights : ndarray
+        Non-negative weight of each cell (e.g. its fraction of usable pixels).
+    smoothing : float
+        Bending-energy weight, in units of a full cell's weight (per cell).
+    pad : int
+        Cells of zero weight added on each side (the surface extended linearly).
+    node_step : int
+        Cells between the surface's nodes (1: a node per cell).
+    robust_iterations : int
+        Reweighting passes.
+    huber : float
+        Huber threshold in robust sigma.
+
+    Returns
+    -------
+    ndarray
+        New float32 grid of shape ``values.shape + 2 * pad``.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    weights = np.where(np.isfinite(values), np.asarray(weights, dtype=np.float64), 0.0)
+    values = np.where(weights > 0, values, 0.0)
+    if pad:
+        values = np.pad(values, pad)
+        weights = np.pad(weights, pad)
+    shape = values.shape
+    if not (weights > 0).any():
+        raise ValueError("smoothing_spline_grid: no cell has a weight")
+    if (weights > 0).sum() < 3 or min(shape) < 3:
+        mean = float(np.sum(weights * values) / np.sum(weights))
+        return np.full(shape, mean, dtype=np.float32)
+    step = max(1, int(node_step))
+    nodes = tuple(max(3, -(-(n - 1) // step) + 1) if n > 1 else 1 for n in shape)
+    interp = scipy.sparse.kron(
+        _linear_nodes_matrix(shape[0], nodes[0], step), _linear_nodes_matrix(shape[1], nodes[1], step), format="csr"
+    )
+    energy = scipy.sparse.vstack(_second_difference_operators(*nodes)).tocsc()
+    # the bending energy of a surface sampled every `step` cells is step^2 times larger
+    # per node and there are step^2 fewer nodes: same smoothing per unit area
+    penalty = (energy.T @ energy) * (float(smoothing) / step**2)
+    v = values.ravel()
+    w = weights.ravel().copy()
+    ridge = 1e-9 * max(1.0, float(weights.max()))
+    solution = None
+    for iteration in range(int(robust_iterations) + 1):
+        normal = (interp.T @ scipy.sparse.diags(w) @ interp + penalty + ridge * scipy.sparse.identity(penalty.shape[0]))
+        # minimum-degree ordering of the symmetric system: ~2x faster than the default
+        solution = scipy.sparse.linalg.spsolve(normal.tocsc(), interp.T @ (w * v), permc_spec="MMD_AT_PLUS_A")
+        if iteration == robust_iterations:
+            break
+        used = weights.ravel() > 0
+        z = (v - interp @ solution) * np.sqrt(weights.ravel())
+        scale = 1.4826 * float(np.median(np.abs(z[used]))) if used.any() else 0.0
+        if not scale > 0:
+            break
+        w = weights.ravel() * np.minimum(1.0, huber * scale / np.maximum(np.abs(z), 1e-30))
+    if not np.all(np.isfinite(solution)):
+        raise ValueError("smoothing_spline_grid: singular system")
+    return (interp @ solution).reshape(shape).astype(np.float32)
 
 
 def _cubic_weights(frac):

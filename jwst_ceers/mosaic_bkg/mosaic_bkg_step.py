@@ -1,21 +1,33 @@
 """The MosaicBackground step (alias ``ceers_mosaic_bkg``): one run per pointing."""
 
-import json
 import logging
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+from astropy.wcs import WCS
+from stdatamodels.jwst.datamodels import ImageModel
 
 from jwst_ceers._step import CeersStep
+from jwst_ceers.atomic_io import check_outputs_not_inputs
 from jwst_ceers.errors import CeersDataError, CeersFileError, CeersParameterError
+from jwst_ceers.inputs import read_association
+from jwst_ceers.masking.tier_parameters import tier_spec_lines, tiers_from_step
+from jwst_ceers.masking.tiers import CEERS_HST_MOSAIC_TIERS, CEERS_NIRCAM_MOSAIC_TIERS
+from jwst_ceers.mosaic_bkg.filter_tiers import read_filter_tiers
+from jwst_ceers.mosaic_bkg.mosaic_io import check_same_grid, read_mosaic, write_bkgsub, write_image_fits
+from jwst_ceers.mosaic_bkg.pointing_background import GalaxyModelling, pointing_background
+from jwst_ceers.mosaic_bkg.region_edits import apply_region_edits, read_region_edits
+from jwst_ceers.mosaic_bkg.sersic import header_cards
 
-__all__ = ["MosaicBackground", "check_bkg_box_size"]
+__all__ = ["MosaicBackground", "algorithm_options", "check_bkg_box_size"]
 
 log = logging.getLogger(__name__)
 
-_TIER_PARAMS = ("kernel_fwhm", "nsigma", "npixels", "dilate")
+#: Suffix of the background-subtracted mosaics (``--suffix`` replaces it).
+BKGSUB_SUFFIX = "bkgsub"
 
 
 class MosaicBackground(CeersStep):
@@ -30,85 +42,89 @@ class MosaicBackground(CeersStep):
     galaxies, whose faint wings reach hundreds of pixels past any mask, are fitted with
     Sersic models (``galaxy_*``); the masks are remade around them on the
     model-subtracted mosaics, and the rest sees the data minus the models (the outputs
-    keep the galaxies). Optionally (``wing_iterations`` > 0, off by default) the merged
-    mask is grown over remaining faint wings (``wing_*``, all filters together). A
-    smooth background is fitted to the unmasked pixels of every mosaic and subtracted
-    (off-footprint pixels become 0).
+    keep the galaxies). A smooth background is fitted to the unmasked pixels of every
+    mosaic and subtracted (off-footprint pixels become 0): ``bkg_box_size`` boxes joined
+    by a weighted thin-plate smoothing spline (``bkg_smoothing``), which follows the
+    background closely where pixels are plentiful and smooths more where masks leave
+    few (one surface, no switch between measured boxes and filled holes). Pixels that cannot be
+    physical (non-finite, or ``|SCI| > 1e6`` MJy/sr) are treated as no data and
+    reported once per mosaic.
 
-    Outputs in ``output_dir`` (default: the first input's directory), written
-    atomically, each with a FITS WCS and FILTER: ``<product>_bkgsub.fits`` (same format
-    as the input; ``meta.cal_step.ceers_mosaic_bkg`` or keyword CMBKGSTP set),
-    ``<product>_bkg.fits`` (float32), ``<product>_tiermask.fits`` (uint8/uint16: bit 0
-    no data, bit k tier k, bit n+1 wing / size-dependent growth and the cores of
-    modelled galaxies; the tiers are remade on the model-subtracted mosaic around
-    them) and
-    ``<pointing>_merged_mask.fits`` (uint8, 1 = masked). Inputs are never modified.
+    Outputs, written atomically, each with a FITS WCS and FILTER:
+
+    - ``<product>_<suffix>.fits`` (``suffix`` default ``bkgsub``): the
+      background-subtracted mosaic, in the format of its input
+      (``meta.cal_step.ceers_mosaic_bkg`` or keyword CMBKGSTP set);
+    - ``<product>_bkg.fits`` (float32 background; header NGALMOD/GALMODk: the Sersic
+      models that steered it);
+    - ``<product>_tiermask.fits`` (uint8/uint16: bit 0 no data, bit k tier k, bit n+1
+      the cores of modelled galaxies);
+    - ``<pointing>_merged_mask.fits`` (uint8, 1 = masked).
+
+    ``<product>`` is the input's name without ``_i2d``/``_drz``/``_drc``/``_sci``/``_img``.
+
+    stpipe parameters: ``output_dir`` is where everything is written (default: the
+    first input's directory); ``suffix`` names the background-subtracted mosaics. The
+    products ARE the step's result, so they are always written: ``save_results`` has
+    no effect, and ``output_file`` (one name for several products) is rejected with a
+    CeersParameterError. Before any work, every output path is compared with every
+    input path (resolved): a run that would overwrite an input stops with a
+    CeersFileError. Inputs are never modified, and files opened here are closed on
+    every exit path. ``process`` returns a dict of the written paths (``bkgsub``,
+    ``bkg``, ``tiermask``: lists in input order; ``merged_mask``; ``plot`` with
+    ``save_plots``).
+
     Mosaics are masked in parallel (``threads``) only while the estimated peak memory
     stays below ``max_memory_gb`` (a 10600 x 4800 pointing runs them one at a time).
-    ``process`` returns a dict of the output paths.
     """
 
     class_alias = "ceers_mosaic_bkg"
 
-    spec = """
+    spec = (
+        """
     pointing_name = string(default=None)  # Name for <pointing>_merged_mask.fits (default: association product name or common prefix)
-    nircam_kernel_fwhm = float_list(min=1, max=15, default=list(58.87, 35.32, 11.77, 4.71))  # NIRCam tiers: Gaussian FWHM, pixels (CEERS sigmas 25, 15, 5, 2)
-    nircam_nsigma = float_list(min=1, max=15, default=list(3.0, 3.0, 3.5, 4.0))  # NIRCam tiers: threshold in sigma of each smoothed image
-    nircam_npixels = int_list(min=1, max=15, default=list(15, 10, 3, 1))  # NIRCam tiers: minimum connected pixels
-    nircam_dilate = float_list(min=1, max=15, default=list(33.0, 25.0, 21.0, 19.0))  # NIRCam tiers: dilation disk radius, pixels
-    hst_kernel_fwhm = float_list(min=1, max=15, default=list(58.87, 35.32, 11.77, 4.71))  # HST tiers: Gaussian FWHM, pixels
-    hst_nsigma = float_list(min=1, max=15, default=list(3.0, 3.0, 3.5, 4.5))  # HST tiers: threshold in sigma of each smoothed image
-    hst_npixels = int_list(min=1, max=15, default=list(15, 10, 5, 2))  # HST tiers: minimum connected pixels
-    hst_dilate = float_list(min=1, max=15, default=list(33.0, 25.0, 21.0, 19.0))  # HST tiers: dilation disk radius, pixels
+"""
+        + tier_spec_lines("nircam", CEERS_NIRCAM_MOSAIC_TIERS, label="NIRCam tiers")
+        + tier_spec_lines("hst", CEERS_HST_MOSAIC_TIERS, label="HST tiers")
+        + """
     filter_tiers = input_file(default=None)  # ASDF file {filter_tiers: {FILTER: {kernel_fwhm, nsigma, npixels, dilate}}} overriding nircam_*/hst_* for those filters (e.g. from jwst-ceers import-ceers)
     ring_radius = float(min=4, max=1000, default=80.0)  # Ring-median pre-filter: ring radius, pixels
     ring_width = float(min=1, max=100, default=4.0)  # Ring-median pre-filter: ring width, pixels
     ring_clip_nsigma = float(min=1, max=100, default=5.0)  # Ceiling (sigma over a coarse background) applied before the ring median
-    grow_factor = float(min=0, max=10, default=0.0)  # Grow each merged-mask region by this times its equivalent radius beyond 40 px (0: off)
-    wing_iterations = integer(min=0, max=20, default=0)  # Wing growth of the merged mask: fit/detect/grow cycles (0: off; galaxy_models handle large galaxies' wings)
-    wing_kernel_fwhm = float(min=8, max=1024, default=64.0)  # Wing growth: Gaussian FWHM of the smoothed 8x8-block residual, pixels
-    wing_nsigma = float(min=0.5, max=10, default=1.5)  # Wing growth: threshold in sigma of the smoothed residual (hysteresis from the mask)
-    wing_box_size = integer(min=32, max=4096, default=128)  # Wing growth: background box of the fits made while growing, pixels
-    wing_seed_nsigma = float(min=0, max=100, default=3.0)  # Wing growth: a mask region grows only while the mean residual in a ring around it is this significant
-    galaxy_models = boolean(default=True)  # Fit Sersic models of large bright galaxies; the mask growth and background fit see the data minus them
+    detection_ceiling_nsigma = float(min=0, max=1000000, default=10.0)  # Pixels more than this many sigma above the ring median are clipped to it before the tiers smooth them (compact bright sources do not spread over the wide kernels); 0: off
+    galaxy_models = boolean(default=True)  # Fit Sersic models of large bright galaxies; the remade masks and the background fit see the data minus them
     galaxy_core_nsigma = float(min=0.5, max=10000, default=10.0)  # Keep masked where a galaxy model exceeds this many pixel sigma
-    bkg_box_size = integer(min=4, max=2048, default=128)  # Background fit: box size, pixels (even)
-    bkg_filter_size = integer(min=1, max=15, default=3)  # Background fit: median filter size, boxes (odd)
+    bkg_box_size = integer(min=4, max=2048, default=32)  # Background fit: box size, pixels (even)
+    bkg_smoothing = float(min=0, max=1000, default=1.0)  # Background fit: bending weight of the thin-plate smoothing spline through the boxes (0: thin-plate filling + median filter)
+    bkg_filter_size = integer(min=1, max=15, default=3)  # Background fit: median filter size, boxes (odd; only with bkg_smoothing 0)
     bkg_clip_sigma = float(min=1, max=10, default=3.0)  # Background fit: sigma-clipping threshold
     edit_regions = string_list(default=list())  # DS9 region files editing the merged mask: plain shapes add, '-' shapes remove
     save_plots = boolean(default=False)  # Write <pointing>_mosaic_bkg.png previews
     threads = integer(min=1, max=16, default=2)  # CPU threads: mosaics read, masked and written in parallel (masking as max_memory_gb allows)
     max_memory_gb = float(min=0.5, max=1024, default=4.0)  # Process mosaics in parallel only while the estimated peak memory stays below this
     """  # noqa: E501
+    )
 
-    def _tiers(self, prefix):
-        from jwst_ceers.masking import MaskTier
+    def default_suffix(self):
+        """Suffix of the background-subtracted mosaics: ``bkgsub``."""
+        return BKGSUB_SUFFIX
 
-        values = [list(getattr(self, f"{prefix}_{name}")) for name in _TIER_PARAMS]
-        lengths = {len(v) for v in values}
-        if len(lengths) != 1:
-            names = ", ".join(f"{prefix}_{n}={len(v)}" for n, v in zip(_TIER_PARAMS, values, strict=True))
-            raise CeersParameterError(f"ceers_mosaic_bkg: tier lists must have equal lengths ({names})")
-        try:
-            return tuple(MaskTier(float(f), float(s), int(p), float(d)) for f, s, p, d in zip(*values, strict=True))
-        except ValueError as exc:
-            raise CeersParameterError(f"ceers_mosaic_bkg: {prefix} tiers: {exc}") from exc
+    def tier_sets(self):
+        """The NIRCam and HST tier sets of this step's parameters (validated)."""
+        return {"nircam": tiers_from_step(self, "nircam"), "hst": tiers_from_step(self, "hst")}
 
     def _members(self, input_data):
         """Input -> (list of paths or models, default pointing name, default output dir)."""
-        from stdatamodels.jwst.datamodels import ImageModel
-
         if isinstance(input_data, (str, Path)):
             path = Path(input_data)
             if path.suffix.lower() == ".json":
-                if not path.is_file():
-                    raise CeersFileError(f"{path}: association file does not exist")
-                try:
-                    asn = json.loads(path.read_text())
-                    product = asn["products"][0]
-                    members = [path.parent / m["expname"] for m in product["members"]]
-                except (ValueError, KeyError, IndexError, TypeError) as exc:
-                    raise CeersFileError(f"{path}: not a usable association ({exc})") from exc
+                asn = read_association(path)
+                product = asn["products"][0]
+                members = [
+                    path.parent / m["expname"]
+                    for m in product["members"]
+                    if str(m.get("exptype", "science")).lower() == "science"
+                ]
                 return members, product.get("name"), path.parent
             return [path], None, path.parent
         if isinstance(input_data, ImageModel):
@@ -117,136 +133,169 @@ class MosaicBackground(CeersStep):
         first_dir = next((Path(i).parent for i in items if isinstance(i, (str, Path))), None)
         return items, None, first_dir
 
+    def _validate(self):
+        """Parameter checks that need no data (before anything is read)."""
+        if self.output_file:
+            raise CeersParameterError(
+                f"ceers_mosaic_bkg: output_file={self.output_file!r} cannot name the products of a pointing "
+                "(one background-subtracted mosaic, background and tier mask per filter, one merged mask); "
+                "use output_dir and suffix"
+            )
+        check_bkg_box_size(self.bkg_box_size)
+        if self.bkg_filter_size % 2 == 0:
+            raise CeersParameterError(f"ceers_mosaic_bkg: bkg_filter_size must be odd, got {self.bkg_filter_size}")
+        suffix = self.suffix or BKGSUB_SUFFIX
+        if not suffix or "/" in suffix or suffix in ("bkg", "tiermask"):
+            raise CeersParameterError(
+                f"ceers_mosaic_bkg: suffix {suffix!r} would collide with another product (bkg, tiermask) or is not a name"
+            )
+        return suffix
+
     def process(self, input_data):
         """Run the algorithm on all mosaics of the pointing; see the class docstring."""
-        from jwst_ceers.mosaic_bkg.filter_tiers import read_filter_tiers
-        from jwst_ceers.mosaic_bkg.mosaic_io import check_same_grid, read_mosaic
-        from jwst_ceers.mosaic_bkg.region_edits import apply_region_edits, read_region_edits
-
         start = time.perf_counter()
-        nircam_tiers = self._tiers("nircam")
-        hst_tiers = self._tiers("hst")
+        suffix = self._validate()
+        tier_sets = self.tier_sets()
         per_filter = read_filter_tiers(self.filter_tiers) if self.filter_tiers else {}
-        check_bkg_box_size(self.bkg_box_size)
+        options = algorithm_options(self)
+        edits = read_region_edits(self.edit_regions)
         members, asn_name, default_dir = self._members(input_data)
         if not members:
             raise CeersFileError("ceers_mosaic_bkg: no input mosaics")
-        mosaics = _map_threads(read_mosaic, members, threads=self.threads)  # I/O and byte swapping release the GIL
-        check_same_grid(mosaics)
-        names = [m.name for m in mosaics]
-        if len(set(names)) != len(names):
-            raise CeersFileError(f"ceers_mosaic_bkg: two inputs have the same product name: {names}")
-        out_dir = Path(self.output_dir) if self.output_dir else (default_dir or Path("."))
-        if not out_dir.is_dir():
-            raise CeersFileError(f"{out_dir}: output_dir does not exist")
-        pointing = self.pointing_name or asn_name or _common_prefix(names)
-        edits = read_region_edits(self.edit_regions)
-        from astropy.wcs import WCS
-
-        wcs = WCS(mosaics[0].header)
-        edit = (lambda merged: apply_region_edits(merged, edits, wcs=wcs)) if edits else None
-        tiers = [per_filter.get(m.filter.upper(), nircam_tiers if m.is_jwst else hst_tiers) for m in mosaics]
-        log.info(
-            "ceers_mosaic_bkg: %d mosaics (%s) of pointing %s, grid %s",
-            len(mosaics),
-            ", ".join(f"{m.filter}/{m.telescope}" for m in mosaics),
-            pointing,
-            mosaics[0].data.shape,
-        )
+        mosaics = []
         try:
-            result = self._run_algorithm(mosaics, tiers, edit)
-        except ValueError as exc:
-            if isinstance(exc, CeersParameterError | CeersFileError):
-                raise
-            raise CeersDataError(
-                f"ceers_mosaic_bkg: {exc} ({', '.join(m.source for m in mosaics)}; "
-                f"bkg_box_size={self.bkg_box_size})"
-            ) from exc
-        outputs = self._write(mosaics, result, out_dir, pointing, tiers)
-        if self.save_plots:
-            from jwst_ceers.mosaic_bkg.previews import save_previews
+            mosaics = _map_threads(read_mosaic, members, threads=self.threads)  # I/O and byte swapping release the GIL
+            check_same_grid(mosaics)
+            names = [m.name for m in mosaics]
+            if len(set(names)) != len(names):
+                raise CeersFileError(f"ceers_mosaic_bkg: two inputs have the same product name: {names}")
+            out_dir = Path(self.output_dir) if self.output_dir else (default_dir or Path("."))
+            if not out_dir.is_dir():
+                raise CeersFileError(f"{out_dir}: output_dir does not exist")
+            pointing = self.pointing_name or asn_name or _common_prefix(names)
+            paths = _output_paths(out_dir, names, pointing, suffix=suffix, plot=self.save_plots)
+            check_outputs_not_inputs(
+                [p for v in paths.values() for p in (v if isinstance(v, list) else [v])],
+                [m for m in members if isinstance(m, (str, Path))],
+                what="ceers_mosaic_bkg output",
+            )
+            wcs = WCS(mosaics[0].header)
+            edit = (lambda merged: apply_region_edits(merged, edits, wcs=wcs)) if edits else None
+            tiers = [
+                per_filter.get(m.filter.upper(), tier_sets["nircam"] if m.is_jwst else tier_sets["hst"]) for m in mosaics
+            ]
+            log.info(
+                "ceers_mosaic_bkg: %d mosaics (%s) of pointing %s, grid %s",
+                len(mosaics),
+                ", ".join(f"{m.filter}/{m.telescope}" for m in mosaics),
+                pointing,
+                mosaics[0].data.shape,
+            )
+            try:
+                result = pointing_background(
+                    [m.data for m in mosaics],
+                    nodata=[m.nodata for m in mosaics],
+                    tiers=tiers,
+                    noise=[m.noise for m in mosaics],
+                    names=names,
+                    edit_mask=edit,
+                    parallel_mosaics=_parallel_mosaics(self.threads, self.max_memory_gb, [m.data.size for m in mosaics]),
+                    **options,
+                )
+            except ValueError as exc:
+                if isinstance(exc, CeersParameterError | CeersFileError):
+                    raise
+                raise CeersDataError(
+                    f"ceers_mosaic_bkg: {exc} ({', '.join(m.source for m in mosaics)}; "
+                    f"bkg_box_size={self.bkg_box_size})"
+                ) from exc
+            outputs = self._write(mosaics, result, paths, tiers)
+            if self.save_plots:
+                # matplotlib is imported only when previews are asked for (~0.5 s)
+                from jwst_ceers.mosaic_bkg.previews import save_previews
 
-            outputs["plot"] = save_previews(out_dir / f"{pointing}_mosaic_bkg.png", mosaics, result)
-        for mosaic, item in zip(mosaics, members, strict=True):
-            if mosaic.hdul is not None:
-                mosaic.hdul.close()
-            if mosaic.model is not None and isinstance(item, (str, Path)):
-                mosaic.model.close()
+                outputs["plot"] = save_previews(paths["plot"], mosaics, result)
+        finally:
+            for mosaic in mosaics:
+                if mosaic.hdul is not None:
+                    mosaic.hdul.close()
+                if mosaic.model is not None and mosaic.owns_model:
+                    mosaic.model.close()
         log.info("ceers_mosaic_bkg: done in %.1f s; outputs in %s", time.perf_counter() - start, out_dir)
         return outputs
 
-    def _run_algorithm(self, mosaics, tiers, edit):
-        """Call the array algorithm with this step's parameters."""
-        from jwst_ceers.mosaic_bkg.pointing_background import GalaxyModelling, WingGrowth, pointing_background
-
-        return pointing_background(
-            [m.data for m in mosaics],
-            nodata=[m.nodata for m in mosaics],
-            tiers=tiers,
-            noise=[m.noise for m in mosaics],
-            edit_mask=edit,
-            ring_radius=self.ring_radius,
-            ring_width=self.ring_width,
-            clip_nsigma=self.ring_clip_nsigma,
-            box_size=self.bkg_box_size,
-            filter_size=self.bkg_filter_size,
-            clip_sigma=self.bkg_clip_sigma,
-            grow_factor=self.grow_factor,
-            wing_growth=WingGrowth(
-                iterations=self.wing_iterations,
-                kernel_fwhm=self.wing_kernel_fwhm,
-                nsigma=self.wing_nsigma,
-                box_size=self.wing_box_size,
-                seed_nsigma=self.wing_seed_nsigma,
-            ),
-            galaxy_modelling=GalaxyModelling(enabled=self.galaxy_models, core_nsigma=self.galaxy_core_nsigma),
-            threads=self.threads,
-            parallel_mosaics=_parallel_mosaics(self.threads, self.max_memory_gb, [m.data.size for m in mosaics]),
-        )
-
-    def _write(self, mosaics, result, out_dir, pointing, tiers):
-        from jwst_ceers.mosaic_bkg.galaxy_models import header_cards
-        from jwst_ceers.mosaic_bkg.mosaic_io import write_bkgsub, write_image_fits
-
-        outputs = {"bkgsub": [], "bkg": [], "tiermask": [], "merged_mask": None}
+    def _write(self, mosaics, result, paths, tiers):
         merged = result.merged_mask
 
-        def write_one(mosaic, background, bits, tier_set, components):
+        def write_one(index):
+            mosaic, background, bits = mosaics[index], result.backgrounds[index], result.tiermasks[index]
             bkgsub = mosaic.data - background
             bkgsub[mosaic.nodata] = 0
-            bkgsub_path = write_bkgsub(out_dir / f"{mosaic.name}_bkgsub.fits", bkgsub, mosaic)
+            bkgsub_path = write_bkgsub(paths["bkgsub"][index], bkgsub, mosaic)
             del bkgsub
             bkg_path = write_image_fits(
-                out_dir / f"{mosaic.name}_bkg.fits", background.astype(np.float32, copy=False), mosaic,
-                extra=header_cards(components),  # the Sersic models that steered the fit
+                paths["bkg"][index], background.astype(np.float32, copy=False), mosaic,
+                extra=header_cards(result.galaxy_models[index]),  # the Sersic models that steered the fit
             )
             bit_doc = {"BIT0": "no data"}
-            for k, tier in enumerate(tier_set, start=1):
+            for k, tier in enumerate(tiers[index], start=1):
                 bit_doc[f"BIT{k}"] = f"tier fwhm {tier.kernel_fwhm:g} nsig {tier.nsigma:g} npix {tier.npixels} dil {tier.dilate:g}"
-            bit_doc[f"BIT{len(tier_set) + 1}"] = "wing/size growth, modelled galaxy cores (all)"
-            mask_path = write_image_fits(out_dir / f"{mosaic.name}_tiermask.fits", bits, mosaic, extra=bit_doc)
+            bit_doc[f"BIT{len(tiers[index]) + 1}"] = "modelled galaxy cores (all filters)"
+            mask_path = write_image_fits(paths["tiermask"][index], bits, mosaic, extra=bit_doc)
             good = ~mosaic.nodata
             fraction = np.count_nonzero(merged & good) / max(1, np.count_nonzero(good))
             log.info("%s: merged mask covers %.1f%% of its footprint", mosaic.name, 100 * fraction)
             return bkgsub_path, bkg_path, mask_path
 
         # files are written in parallel: the disk writes and array conversions release the GIL
-        written = _map_threads(
-            lambda args: write_one(*args),
-            list(zip(mosaics, result.backgrounds, result.tiermasks, tiers, result.galaxy_models, strict=True)),
-            threads=self.threads,
-        )
-        for bkgsub_path, bkg_path, mask_path in written:
-            outputs["bkgsub"].append(bkgsub_path)
-            outputs["bkg"].append(bkg_path)
-            outputs["tiermask"].append(mask_path)
+        written = _map_threads(write_one, range(len(mosaics)), threads=self.threads)
+        outputs = {
+            "bkgsub": [w[0] for w in written],
+            "bkg": [w[1] for w in written],
+            "tiermask": [w[2] for w in written],
+        }
         outputs["merged_mask"] = write_image_fits(
-            out_dir / f"{pointing}_merged_mask.fits",
+            paths["merged_mask"],
             merged.astype(np.uint8),
             mosaics[0],
             extra={"FILTER": "+".join(m.filter for m in mosaics)[:68], "MASKVAL": "1 = masked source (all filters)"},
         )
         return outputs
+
+
+def algorithm_options(step):
+    """
+    The keyword arguments of :func:`~jwst_ceers.mosaic_bkg.pointing_background.pointing_background`
+    that ``step``'s parameters set (all but the per-mosaic arrays, tiers and edits).
+
+    The one mapping from parameters to the algorithm: the step, the tests and the
+    benchmarks call it, so they run the same algorithm.
+    """
+    return {
+        "ring_radius": step.ring_radius,
+        "ring_width": step.ring_width,
+        "clip_nsigma": step.ring_clip_nsigma,
+        "detection_ceiling": step.detection_ceiling_nsigma or None,
+        "box_size": step.bkg_box_size,
+        "filter_size": step.bkg_filter_size,
+        "clip_sigma": step.bkg_clip_sigma,
+        "smoothing": step.bkg_smoothing or None,
+        "galaxy_modelling": GalaxyModelling(enabled=step.galaxy_models, core_nsigma=step.galaxy_core_nsigma),
+        "threads": step.threads,
+    }
+
+
+def _output_paths(out_dir, names, pointing, *, suffix, plot):
+    """Every path the run writes, by kind (lists in input order)."""
+    paths = {
+        "bkgsub": [out_dir / f"{name}_{suffix}.fits" for name in names],
+        "bkg": [out_dir / f"{name}_bkg.fits" for name in names],
+        "tiermask": [out_dir / f"{name}_tiermask.fits" for name in names],
+        "merged_mask": out_dir / f"{pointing}_merged_mask.fits",
+    }
+    if plot:
+        paths["plot"] = out_dir / f"{pointing}_mosaic_bkg.png"
+    return paths
 
 
 # Measured on 10600 x 4800 mosaics (benchmarks/bench_mosaic_bkg.py): the inputs held for
@@ -269,8 +318,6 @@ def _map_threads(function, items, *, threads):
     workers = max(1, min(int(threads), len(items)))
     if workers == 1:
         return [function(item) for item in items]
-    from concurrent.futures import ThreadPoolExecutor
-
     with ThreadPoolExecutor(max_workers=workers) as pool:
         return list(pool.map(function, items))
 

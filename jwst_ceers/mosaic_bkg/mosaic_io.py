@@ -13,9 +13,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from astropy.io import fits
+from astropy.wcs import WCS
+from jwst.stpipe.utilities import record_step_status
+from stdatamodels.jwst.datamodels import ImageModel
 
 from jwst_ceers.atomic_io import write_fits_atomic, write_model_atomic
 from jwst_ceers.errors import CeersDataError, CeersError, CeersFileError
+from jwst_ceers.inputs import open_image_model
 
 __all__ = [
     "Mosaic",
@@ -52,15 +57,18 @@ class Mosaic:
 
 
 def product_name(filename):
-    """``ceers_p1_f150w_i2d.fits`` -> ``ceers_p1_f150w`` (drops i2d/drz/drc/sci suffixes)."""
+    """
+    ``ceers_p1_f150w_i2d.fits`` -> ``ceers_p1_f150w`` (drops i2d/drz/drc/sci/img suffixes).
+
+    A ``_bkgsub`` suffix is kept: the products of a second pass over background-
+    subtracted mosaics (``..._bkgsub_bkgsub.fits``) then never take their inputs' names.
+    """
     stem = Path(str(filename)).name
     stem = re.sub(r"\.fits(\.gz)?$", "", stem, flags=re.IGNORECASE)
-    return re.sub(r"_(i2d|drz|drc|sci|img|bkgsub)$", "", stem, flags=re.IGNORECASE)
+    return re.sub(r"_(i2d|drz|drc|sci|img)$", "", stem, flags=re.IGNORECASE)
 
 
 def _header_from_wcsinfo(model):
-    from astropy.io import fits
-
     info = model.meta.wcsinfo
     header = fits.Header()
     if info.crpix1 is None:
@@ -101,8 +109,6 @@ def _noise_from(err, wht, shape):
 
 
 def _is_jwst_file(path):
-    from astropy.io import fits
-
     with fits.open(path) as hdul:
         return "ASDF" in hdul and str(hdul[0].header.get("TELESCOP", "")).upper() == "JWST"
 
@@ -124,11 +130,6 @@ def read_mosaic(item):
     CeersFileError
         Missing or unreadable file, no image, no WCS, no FILTER.
     """
-    from astropy.io import fits
-    from stdatamodels.jwst.datamodels import ImageModel
-
-    from jwst_ceers.inputs import open_image_model
-
     if isinstance(item, ImageModel):
         return _from_model(item, item.meta.filename or "<model>")
     path = Path(item)
@@ -237,7 +238,6 @@ def check_same_grid(mosaics, *, tolerance_pix=0.01):
     The shapes must agree and the first mosaic's WCS, evaluated at the corners and the
     centre of the grid, must map to the same pixels in every other WCS.
     """
-    from astropy.wcs import WCS
 
     first = mosaics[0]
     ny, nx = first.data.shape
@@ -260,9 +260,6 @@ def check_same_grid(mosaics, *, tolerance_pix=0.01):
 
 
 def _output_header(mosaic, extra=None):
-    from astropy.io import fits
-    from astropy.wcs import WCS
-
     header = fits.Header()
     header.update(WCS(mosaic.header).to_header())
     header["FILTER"] = mosaic.filter
@@ -276,7 +273,6 @@ def _output_header(mosaic, extra=None):
 
 def write_image_fits(path, array, mosaic, *, extra=None):
     """Write ``array`` in the primary HDU of ``path`` with the mosaic's WCS and FILTER."""
-    from astropy.io import fits
 
     hdu = fits.PrimaryHDU(array, header=_output_header(mosaic, extra))
     return write_fits_atomic(fits.HDUList([hdu]), path)
@@ -290,11 +286,7 @@ def write_bkgsub(path, bkgsub, mosaic, *, alias="ceers_mosaic_bkg"):
     ``meta.cal_step.<alias> = COMPLETE``; plain FITS members: the input's HDUs with
     the image replaced and the status keyword set.
     """
-    from astropy.io import fits
-
     if mosaic.is_jwst:
-        from jwst.stpipe.utilities import record_step_status
-
         # a model this step opened from a file is reused (no copy of its arrays: ~0.6 GB
         # and ~5 s per 50-Mpix mosaic); a caller's model is never modified
         out = mosaic.model if mosaic.owns_model else mosaic.model.copy()

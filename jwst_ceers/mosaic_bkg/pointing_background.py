@@ -1,17 +1,13 @@
 """The whole mosaic background algorithm for the mosaics of one pointing, on arrays.
 
-For every mosaic (filter): a ring-median pre-filter (:mod:`.ring_median`), tiered
+For every mosaic (filter): values that cannot be physical are set aside as no data
+(:func:`exclude_nonphysical`), a ring-median pre-filter (:mod:`.ring_median`), tiered
 source masks (:func:`jwst_ceers.masking.tiered_source_mask`, bit 0 = no data,
 bits 1.. = tiers). The source bits of all mosaics (NIRCam and HST) are OR-ed into one
 merged mask and hand edits are applied to it. Large bright galaxies are then fitted
 with Sersic models (:mod:`.galaxy_models`, per mosaic); around them the tier masks are
-remade on the model-subtracted mosaics (their cores stay masked), and everything after
-sees the data minus the models. Optionally (off by default) the merged mask is grown
-over the faint wings of other galaxies
-(:func:`~jwst_ceers.mosaic_bkg.mask_growth.grow_wing_mask`: iterated
-large-box fits, detection of extended light on block-averaged residuals, hysteresis
-growth from the mask, all filters together; the added pixels get one more tier bit),
-and a smooth background is fitted to the unmasked pixels of every mosaic
+remade on the model-subtracted mosaics (their cores stay masked), and a smooth
+background is fitted to the unmasked pixels of every mosaic minus its models
 (:mod:`.background_fit`).
 """
 
@@ -20,44 +16,28 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy.ndimage import find_objects, label
 
+from jwst_ceers.masking import robust_location_scale, sample_unmasked, tier_mask_dtype, tiered_source_mask
 from jwst_ceers.mosaic_bkg.background_fit import fit_background
-from jwst_ceers.mosaic_bkg.galaxy_models import evaluate_components, large_galaxy_models
-from jwst_ceers.mosaic_bkg.mask_growth import grow_masks_by_size, grow_wing_mask
+from jwst_ceers.mosaic_bkg.galaxy_models import large_galaxy_models
 from jwst_ceers.mosaic_bkg.ring_median import ring_median_background
+from jwst_ceers.mosaic_bkg.sersic import evaluate_components
 
-__all__ = ["GalaxyModelling", "PointingBackground", "WingGrowth", "pointing_background", "merge_source_masks"]
+__all__ = [
+    "NONPHYSICAL_LIMIT",
+    "GalaxyModelling",
+    "PointingBackground",
+    "exclude_nonphysical",
+    "merge_source_masks",
+    "pointing_background",
+]
 
 log = logging.getLogger(__name__)
 
-
-@dataclass(frozen=True)
-class WingGrowth:
-    """
-    Growth of the merged mask over faint extended light (see :func:`grow_wing_mask`).
-
-    Attributes
-    ----------
-    iterations : int
-        Fit / detect / grow cycles; 0 disables the growth.
-    kernel_fwhm : float
-        Gaussian smoothing FWHM of the block-averaged residual (pixels).
-    nsigma : float
-        Threshold in units of the smoothed residual's robust rms.
-    box_size : int
-        Background box (pixels) of the fits made while growing.
-    seed_nsigma : float
-        Mean significance needed around a mask region for it to grow.
-    block : int
-        Block size (pixels) of the working grid.
-    """
-
-    iterations: int = 5
-    kernel_fwhm: float = 64.0
-    nsigma: float = 1.5
-    box_size: int = 128
-    seed_nsigma: float = 3.0
-    block: int = 8
+#: |value| above which a mosaic pixel cannot be sky or source (MJy/sr; the brightest
+#: saturated-star cores of CEERS mosaics are ~1e3-1e4).
+NONPHYSICAL_LIMIT = 1e6
 
 
 @dataclass(frozen=True)
@@ -78,12 +58,16 @@ class GalaxyModelling:
         exceeds this (with a margin covering the ring median, smoothing and dilation).
     margin : int
         That margin, pixels.
+    search_box : int
+        Background box (pixels) of the search for large bright galaxies (independent of
+        the final fit's box: the search needs boxes larger than the galaxies' cores).
     """
 
     enabled: bool = True
     core_nsigma: float = 10.0
     region_nsigma: float = 0.05
     margin: int = 256
+    search_box: int = 128
 
 
 @dataclass
@@ -96,10 +80,11 @@ class PointingBackground:
     backgrounds : list of ndarray
         float32 background maps, 0 off the footprint.
     tiermasks : list of ndarray
-        Unsigned integer bitmasks: bit 0 no data, bits 1..n tiers, bit n+1 the mask
-        growth (size-dependent and wing growth, shared by all mosaics).
+        Unsigned integer bitmasks: bit 0 no data (non-physical values included), bits
+        1..n tiers, bit n+1 the cores of modelled galaxies (shared by all mosaics).
     merged_mask : ndarray of bool
-        True where any mosaic's tiers or the growth (after hand edits) mask a source.
+        True where any mosaic's tiers or a modelled galaxy core (after hand edits)
+        mask a source.
     galaxy_models : list of list of SersicComponent
         Per mosaic, the models of large bright galaxies subtracted before the fit.
     """
@@ -128,12 +113,64 @@ def _relative_noise(noise):
     return noise
 
 
-def _mask_one(data, nodata, noise, tiers, ring_radius, ring_width, clip_nsigma, workers):
-    from jwst_ceers.masking import tiered_source_mask
+def exclude_nonphysical(data, nodata, *, name="mosaic", limit=NONPHYSICAL_LIMIT):
+    """
+    ``nodata`` plus the pixels of ``data`` that cannot be physical (non-finite, or
+    ``|data| > limit``), reported once in the log with their number.
 
-    ring = ring_median_background(data, nodata, radius=ring_radius, width=ring_width, clip_nsigma=clip_nsigma)
+    Such values (a 3x3 group at 1e30, an unflagged hot cluster) would otherwise enter
+    the smoothing of every tier; by the FFTs' float32 round-off alone a single 1e30
+    pixel leaves ~1e23 everywhere, and the tiers' noise estimates explode.
+
+    Returns
+    -------
+    ndarray of bool
+        New no-data mask.
+    """
+    data = np.asarray(data)
+    with np.errstate(invalid="ignore"):
+        bad = ~(np.abs(data) <= np.float32(limit))  # NaN compares False: also bad
+    bad &= ~np.asarray(nodata, dtype=bool)
+    count = int(np.count_nonzero(bad))
+    if count:
+        log.warning(
+            "%s: %d pixel(s) non-finite or beyond |%g| (not physical) treated as no data", name, count, limit
+        )
+        return np.asarray(nodata, dtype=bool) | bad
+    return np.asarray(nodata, dtype=bool)
+
+
+def _detection_ceiling(data, nodata, noise, background, nsigma):
+    """
+    ``data`` clipped at ``background + nsigma`` pixel sigma (per-pixel with a noise map).
+
+    The wide tiers smooth with kernels of 35-59 px FWHM: unclipped, the flux of any
+    compact bright source (a mag-21 star, a 3x3 artefact of 100 MJy/sr) is spread by
+    the kernel's own wings over ~100 px and masked there, although the sky there holds
+    none of it (it grew a 512^2 pointing's merged mask by 7.5 points). Clipped, the
+    wide tiers see the extended light that is really there; compact sources are still
+    detected by the narrow tiers, which they exceed many times.
+    """
+    relative = _relative_noise(noise)
+    residual = np.asarray(data, dtype=np.float32) - background
+    if relative is not None:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            residual = residual / relative
+    _, scale = robust_location_scale(sample_unmasked(residual, nodata))
+    if not (np.isfinite(scale) and scale > 0):
+        return data
+    ceiling = np.float32(nsigma * scale) * (relative if relative is not None else np.float32(1)) + background
+    with np.errstate(invalid="ignore"):
+        return np.where(data > ceiling, ceiling, data)
+
+
+def _mask_one(data, nodata, noise, tiers, ring_radius, ring_width, clip_nsigma, workers, ceiling_nsigma=None):
+    """Tier bits of one mosaic, detected over its ring median (values above ``ceiling_nsigma`` clipped)."""
+    background = ring_median_background(data, nodata, radius=ring_radius, width=ring_width, clip_nsigma=clip_nsigma)
+    if ceiling_nsigma:
+        data = _detection_ceiling(data, nodata, noise, background, ceiling_nsigma)
     bits = tiered_source_mask(
-        data, coverage=nodata, tiers=tiers, noise=_relative_noise(noise), background=ring, workers=workers
+        data, coverage=nodata, tiers=tiers, noise=_relative_noise(noise), background=background, workers=workers
     )
     bits |= nodata.astype(bits.dtype)
     return bits
@@ -145,6 +182,7 @@ def pointing_background(
     nodata,
     tiers,
     noise=None,
+    names=None,
     edit_mask=None,
     ring_radius=80.0,
     ring_width=4.0,
@@ -152,9 +190,8 @@ def pointing_background(
     box_size=128,
     filter_size=3,
     clip_sigma=3.0,
-    wing_growth=None,
-    grow_factor=0.0,
-    grow_min_radius=40.0,
+    smoothing=None,
+    detection_ceiling=None,
     galaxy_modelling=GalaxyModelling(),
     threads=2,
     parallel_mosaics=None,
@@ -168,29 +205,33 @@ def pointing_background(
         Mosaics on one grid (float; values under ``nodata`` are ignored).
     nodata : list of ndarray of bool
         Per mosaic, True where there are no data (NaN, zero weight, off footprint).
+        Non-physical values are added (:func:`exclude_nonphysical`).
     tiers : list of sequence of `~jwst_ceers.masking.MaskTier`
         Per mosaic, its detection tiers (e.g. NIRCam or HST sets).
     noise : list of (ndarray or None), optional
         Per mosaic, a per-pixel noise sigma map (ERR or 1/sqrt(WHT)); detections then
         follow signal-to-noise where the depth varies.
+    names : list of str, optional
+        Per mosaic, a name for the log.
     edit_mask : callable, optional
         ``edit_mask(merged) -> new merged`` (e.g. DS9 region edits), applied to the
-        merged mask before and after the growth.
+        merged mask.
     ring_radius, ring_width, clip_nsigma : float
         Ring-median pre-filter (pixels, pixels, sigma).
     box_size, filter_size, clip_sigma :
         Background fit: box (pixels), median filter over boxes, clipping sigma.
-    wing_growth : WingGrowth or None
-        Growth of the merged mask over faint wings (default None, or 0 iterations: skipped).
-        Off by default: with the large galaxies modelled it only made marginal, costly
-        decisions (a 400 x 800 px background bump grown over: -0.3 sigma there).
-    grow_factor, grow_min_radius : float
-        Optional geometric growth (:func:`grow_masks_by_size`; 0: off).
+    smoothing : float, optional
+        Background fit: bending weight of the thin-plate smoothing spline through the
+        boxes (:func:`~jwst_ceers.mosaic_bkg.box_fit.fit_boxes`; None: thin-plate
+        filling of empty boxes and a ``filter_size`` median filter).
+    detection_ceiling : float, optional
+        Pixels above the ring median by more than this many pixel sigma are clipped to
+        it before the tiers smooth them (:func:`_detection_ceiling`); None: no clipping.
     galaxy_modelling : GalaxyModelling or None
         Sersic models of large bright galaxies, fitted per mosaic after the first
         masks; the source masks are then remade around them on the model-subtracted
-        mosaics, and the wing growth and the background fit see the data minus the
-        models (None or not enabled: no models).
+        mosaics, and the background fit sees the data minus the models (None or not
+        enabled: no models).
     threads : int
         CPU threads to use: mosaics masked and fitted in parallel, FFTs sharing the rest.
     parallel_mosaics : int, optional
@@ -203,6 +244,8 @@ def pointing_background(
     n = len(images)
     if not (len(nodata) == len(tiers) == n):
         raise ValueError("pointing_background: images, nodata and tiers must have the same length")
+    names = list(names) if names is not None else [f"mosaic {k + 1}" for k in range(n)]
+    nodata = [exclude_nonphysical(d, m, name=name) for d, m, name in zip(images, nodata, names, strict=True)]
     noise = list(noise) if noise is not None else [None] * n
     cpu_threads = max(1, int(threads))
     threads = max(1, min(cpu_threads, n, int(parallel_mosaics or cpu_threads)))
@@ -216,23 +259,19 @@ def pointing_background(
             return list(pool.map(function, *columns))
 
     tiermasks = run(
-        lambda d, m, s, t: _mask_one(d, m, s, t, ring_radius, ring_width, clip_nsigma, fft_workers),
+        lambda d, m, s, t: _mask_one(d, m, s, t, ring_radius, ring_width, clip_nsigma, fft_workers, detection_ceiling),
         images,
         nodata,
         noise,
         tiers,
     )
-    merged = merge_source_masks(tiermasks)
-    grown = np.zeros(merged.shape, dtype=bool)
-    if grow_factor > 0:
-        grown |= grow_masks_by_size(merged, factor=grow_factor, min_radius=grow_min_radius) & ~merged
-    merged = edit(merged | grown)
+    merged = edit(merge_source_masks(tiermasks))
     models = [[] for _ in range(n)]
     large_sources = [None] * n  # None: fit_background searches for them itself
     core = None
     if galaxy_modelling is not None and galaxy_modelling.enabled:
         found = run(
-            lambda d, m: large_galaxy_models(d, merged | m, nodata=m, box_size=box_size),
+            lambda d, m: large_galaxy_models(d, merged | m, nodata=m, box_size=galaxy_modelling.search_box),
             images,
             nodata,
         )
@@ -241,42 +280,24 @@ def pointing_background(
         if any(models):
             core = _remask_around_models(
                 images, nodata, noise, tiers, tiermasks, models, [f.pixel_noise for f in found], galaxy_modelling,
-                lambda d, m, s, t: _mask_one(d, m, s, t, ring_radius, ring_width, clip_nsigma, cpu_threads),
+                lambda d, m, s, t: _mask_one(
+                    d, m, s, t, ring_radius, ring_width, clip_nsigma, cpu_threads, detection_ceiling
+                ),
             )
-            merged = edit(merge_source_masks(tiermasks) | grown)
-    if wing_growth is not None and wing_growth.iterations > 0:
-        wings = grow_wing_mask(
-            images,
-            nodata=nodata,
-            mask=merged,
-            noise=[_relative_noise(s) for s in noise],
-            block=wing_growth.block,
-            kernel_fwhm=wing_growth.kernel_fwhm,
-            nsigma=wing_growth.nsigma,
-            iterations=wing_growth.iterations,
-            box_size=wing_growth.box_size,
-            seed_nsigma=wing_growth.seed_nsigma,
-            workers=cpu_threads,
-            components=models,
-        )
-        no_data_anywhere = np.logical_and.reduce([np.asarray(bad, dtype=bool) for bad in nodata])
-        wings &= ~no_data_anywhere
-        grown |= wings
-        log.info("wing growth added %.1f%% of the grid to the merged mask", 100.0 * wings.mean())
-        merged = edit(merged | wings)
-    if core is not None:
-        # the modelled galaxies' cores stay masked (added after the wing growth, which
-        # must not seed on them: their surroundings are modelled, not grown over)
-        grown |= core & ~merged
-        merged = edit(merged | core)
-    if grown.any():
-        for index in range(n):
-            tiermasks[index] = _set_bit(tiermasks[index], grown & ~nodata[index], len(tiers[index]) + 1)
+            merged = edit(merge_source_masks(tiermasks))
+            if core is not None:
+                # the modelled galaxies' cores stay masked (the model is least exact there)
+                added = core & ~merged
+                merged = edit(merged | core)
+                if added.any():
+                    for index in range(n):
+                        tiermasks[index] = _set_bit(tiermasks[index], added & ~nodata[index], len(tiers[index]) + 1)
 
     def fit(data, bad, components, sources):
         background, _ = fit_background(
             data, merged | bad, box_size=box_size, filter_size=filter_size, sigma=clip_sigma, components=components,
-            large_sources=sources,
+            large_sources=sources, smoothing=smoothing,
+            search_box=galaxy_modelling.search_box if galaxy_modelling is not None else 128,
         )
         return background
 
@@ -304,24 +325,14 @@ def _remask_around_models(images, nodata, noise, tiers, tiermasks, models, sigma
             region |= evaluate_components(components, shape, block=block) > modelling.region_nsigma * sigma
     if not region.any():
         return None
-    from scipy.ndimage import find_objects, label
-
-    boxes = find_objects(label(region)[0])
-    margin = int(modelling.margin)
+    cutouts = _merged_cutouts(find_objects(label(region)[0]), block=block, margin=int(modelling.margin), shape=shape)
     core = np.zeros(shape, dtype=bool)
-    for box in boxes:
-        y0, y1 = box[0].start * block, min(shape[0], box[0].stop * block)
-        x0, x1 = box[1].start * block, min(shape[1], box[1].stop * block)
-        cy0, cy1 = max(0, y0 - margin), min(shape[0], y1 + margin)
-        cx0, cx1 = max(0, x0 - margin), min(shape[1], x1 + margin)
+    for (y0, y1, x0, x1), (cy0, cy1, cx0, cx1) in cutouts:
         cut = (slice(cy0, cy1), slice(cx0, cx1))
         inner = (slice(y0 - cy0, y1 - cy0), slice(x0 - cx0, x1 - cx0))
-        rows = np.arange(cy0, cy1, dtype=np.float32)[:, None]
-        cols = np.arange(cx0, cx1, dtype=np.float32)[None, :]
         for index, components in enumerate(models):
-            model = np.zeros((cy1 - cy0, cx1 - cx0), dtype=np.float32)
-            for component in components:
-                model += component.evaluate(rows, cols)
+            # each component evaluated within its truncation radius only
+            model = evaluate_components(components, (cy1 - cy0, cx1 - cx0), origin=(cy0, cx0))
             core[cut] |= model > modelling.core_nsigma * sigmas[index]
             local_noise = noise[index][cut] if noise[index] is not None and np.ndim(noise[index]) == 2 else noise[index]
             bits = mask_one(np.asarray(images[index][cut], dtype=np.float32) - model, nodata[index][cut], local_noise,
@@ -335,9 +346,47 @@ def _remask_around_models(images, nodata, noise, tiers, tiermasks, models, sigma
     return core & ~np.logical_and.reduce([np.asarray(bad, dtype=bool) for bad in nodata])
 
 
-def _set_bit(bits, where, bit):
-    from jwst_ceers.masking import tier_mask_dtype
+def _merged_cutouts(boxes, *, block, margin, shape):
+    """
+    ``[((y0, y1, x0, x1), (cy0, cy1, cx0, cx1)), ...]``: regions (block slices from
+    ``find_objects``, in pixels) and their cut-outs (plus ``margin``), regions whose
+    cut-outs overlap merged into one, so that no pixel is masked twice; when the
+    cut-outs cover most of the image (60%), one cut-out of the whole image: the
+    remasking costs at most about one masking of the mosaic, whatever the number of
+    models (a lower switch, 25%, was measured slower and 0.5 GB larger on a
+    10600 x 4800 mosaic with 8 models).
+    """
+    ny, nx = shape
+    rects = [
+        [box[0].start * block, min(ny, box[0].stop * block), box[1].start * block, min(nx, box[1].stop * block)]
+        for box in boxes
+    ]
 
+    def grown(r):
+        return max(0, r[0] - margin), min(ny, r[1] + margin), max(0, r[2] - margin), min(nx, r[3] + margin)
+
+    merged = True
+    while merged and len(rects) > 1:
+        merged = False
+        for i in range(len(rects)):
+            for j in range(i + 1, len(rects)):
+                a, b = grown(rects[i]), grown(rects[j])
+                if a[0] < b[1] and b[0] < a[1] and a[2] < b[3] and b[2] < a[3]:
+                    r, q = rects[i], rects.pop(j)
+                    rects[i] = [min(r[0], q[0]), max(r[1], q[1]), min(r[2], q[2]), max(r[3], q[3])]
+                    merged = True
+                    break
+            if merged:
+                break
+    cutouts = [(tuple(r), grown(r)) for r in rects]
+    area = sum((c[1] - c[0]) * (c[3] - c[2]) for _, c in cutouts)
+    if area > 0.6 * ny * nx:
+        whole = (0, ny, 0, nx)
+        return [(whole, whole)]
+    return cutouts
+
+
+def _set_bit(bits, where, bit):
     dtype = np.dtype(tier_mask_dtype(bit))
     if dtype.itemsize > bits.dtype.itemsize:
         bits = bits.astype(dtype)

@@ -9,14 +9,16 @@ __all__ = ["save_previews"]
 
 def save_previews(path, mosaics, result, *, max_pixels=800):
     """Write one PNG with, per mosaic, the data, its background, and the merged mask."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    # matplotlib is imported only when previews are asked for (it costs ~0.5 s); a Figure
+    # with its own Agg canvas leaves the process-wide backend alone
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     step = max(1, int(np.ceil(max(mosaics[0].data.shape) / max_pixels)))
     nrow = len(mosaics)
-    fig, axes = plt.subplots(nrow, 3, figsize=(12, 3.6 * nrow), squeeze=False)
+    fig = Figure(figsize=(12, 3.6 * nrow))
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(nrow, 3, squeeze=False)
     for row, (mosaic, background) in enumerate(zip(mosaics, result.backgrounds, strict=True)):
         data = mosaic.data[::step, ::step]
         good = np.isfinite(data)
@@ -34,5 +36,4 @@ def save_previews(path, mosaics, result, *, max_pixels=800):
     fig.tight_layout()
     with atomic_output(path) as tmp:
         fig.savefig(tmp, dpi=80, format="png")
-    plt.close(fig)
     return path

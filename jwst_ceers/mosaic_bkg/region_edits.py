@@ -8,7 +8,10 @@ applied in file order, files in the order given, so a later shape wins. Sky shap
 are used as they are. A pixel belongs to a shape when its centre does.
 """
 
+from pathlib import Path
+
 import numpy as np
+from regions import Regions, SkyRegion
 
 from jwst_ceers.errors import CeersFileError
 
@@ -29,10 +32,6 @@ def read_region_edits(paths):
     CeersFileError
         If a file is missing or cannot be parsed.
     """
-    from pathlib import Path
-
-    from regions import Regions
-
     edits = []
     for path in paths or ():
         path = Path(path)
@@ -65,8 +64,6 @@ def apply_region_edits(mask, edits, *, wcs=None):
     -------
     ndarray of bool
     """
-    from regions import SkyRegion
-
     out = np.array(mask, dtype=bool, copy=True)
     for shape, add in edits:
         if isinstance(shape, SkyRegion):

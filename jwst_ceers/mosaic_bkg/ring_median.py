@@ -8,7 +8,11 @@ clipping and the ring median act on a grid 64 times smaller, and the result is
 interpolated back to full resolution (cubic), so the cost is a few operations per pixel.
 """
 
+import bottleneck as bn
 import numpy as np
+from scipy.ndimage import median_filter
+
+from jwst_ceers.masking.robust import robust_location_scale, sample_unmasked
 
 from jwst_ceers.mosaic_bkg.grid_resampling import block_samples, fill_invalid_nearest, upsample_cubic
 
@@ -49,18 +53,12 @@ def ring_median_background(data, nodata, *, radius=80, width=4, clip_nsigma=5.0,
     ndarray
         New float32 full-resolution background estimate (finite everywhere).
     """
-    from scipy.ndimage import median_filter
-
-    from jwst_ceers.masking.robust import robust_location_scale, sample_unmasked
-
     if noise is None:
         _, noise = robust_location_scale(sample_unmasked(data, nodata))
     stride = 2 if block % 2 == 0 else 1
     samples = block_samples(data, nodata, box=block, stride=stride)
     with np.errstate(all="ignore"):
-        import bottleneck
-
-        coarse = bottleneck.nanmedian(samples, axis=-1)
+        coarse = bn.nanmedian(samples, axis=-1)
         valid = np.isfinite(coarse)
         if not valid.any():
             return np.zeros(data.shape, dtype=np.float32)
@@ -68,7 +66,7 @@ def ring_median_background(data, nodata, *, radius=80, width=4, clip_nsigma=5.0,
         coarse = median_filter(coarse, size=3, mode="nearest")
         ceiling = (coarse + np.float32(clip_nsigma * noise))[:, :, None]
         clipped = np.where(samples > ceiling, ceiling, samples)
-        block_values = bottleneck.nanmean(clipped, axis=-1)
+        block_values = bn.nanmean(clipped, axis=-1)
     block_values = fill_invalid_nearest(block_values, valid)
     ring = ring_footprint(radius / block, width / block)
     filtered = median_filter(block_values, footprint=ring, mode="reflect")

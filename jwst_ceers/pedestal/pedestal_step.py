@@ -7,8 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from jwst_ceers._step import ExposureStep
-from jwst_ceers.errors import CeersParameterError
-from jwst_ceers.masking import MaskTier
+from jwst_ceers.masking.tier_parameters import tiers_from_step
 from jwst_ceers.pedestal.exposure_sky import measure_exposure_sky
 from jwst_ceers.pedestal.mask_files import exposure_root, find_mask_file, read_mask_file
 from jwst_ceers.pedestal.products import write_bkgsub, write_histogram_plot
@@ -70,17 +69,7 @@ class PedestalSkySub(ExposureStep):
     min_sky_fraction = float(min=0, max=1, default=0.05)  # Fewer unmasked good pixels than this fraction: use all good pixels
     """  # noqa: E501
 
-    def _tiers(self):
-        values = (self.tier_kernel_fwhm, self.tier_nsigma, self.tier_npixels, self.tier_dilate)
-        if len({len(v) for v in values}) != 1:
-            raise CeersParameterError(
-                "ceers_pedestal: tier_kernel_fwhm, tier_nsigma, tier_npixels and tier_dilate "
-                f"must have the same length, got {[len(v) for v in values]}"
-            )
-        try:
-            return tuple(MaskTier(float(f), float(s), int(n), float(d)) for f, s, n, d in zip(*values))
-        except ValueError as exc:
-            raise CeersParameterError(f"ceers_pedestal: tier parameters: {exc}") from exc
+    _tiers = tiers_from_step  # the tier_* lists as MaskTiers, validated (shared with ceers_mosaic_bkg)
 
     def _product_dir(self):
         directory = self.search_attr("output_dir") or os.getcwd()

@@ -56,6 +56,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from scipy.ndimage import gaussian_filter
 
 from jwst_ceers.simulate.sources import CEERS_F160W_GALAXY_COUNTS
 
@@ -67,6 +68,8 @@ __all__ = [
     "MOSAIC_FILTER_PROPERTIES",
     "NATIVE_PIXEL_SCALE",
     "drizzle_correlation_spread",
+    "BACKGROUND_FAMILIES",
+    "SOURCE_DENSITIES",
 ]
 
 log = logging.getLogger(__name__)
@@ -324,6 +327,115 @@ def _smooth_background(shape, rng, *, amplitude):
     return bkg
 
 
+def _unit_axes(shape):
+    """Row and column coordinates centred on the grid, in units of its larger side."""
+    ny, nx = shape
+    size = float(max(ny, nx))
+    y = (np.arange(ny, dtype=np.float32)[:, None] - ny / 2) / np.float32(size)
+    x = (np.arange(nx, dtype=np.float32)[None, :] - nx / 2) / np.float32(size)
+    return y, x
+
+
+def _gaussian_bump(shape, cy, cx, width, *, axis_ratio=1.0, angle=0.0):
+    """Unit elliptical Gaussian of major-axis sigma ``width`` pixels (float32)."""
+    ny, nx = shape
+    dy = np.arange(ny, dtype=np.float32)[:, None] - np.float32(cy)
+    dx = np.arange(nx, dtype=np.float32)[None, :] - np.float32(cx)
+    c, s = np.float32(np.cos(angle)), np.float32(np.sin(angle))
+    u = (dx * c + dy * s) / np.float32(width)
+    v = (dy * c - dx * s) / np.float32(width * axis_ratio)
+    return np.exp(-0.5 * (u * u + v * v))
+
+
+def _family_plane(shape, rng, sigma, total):
+    """A random gradient of ``total`` sigma across the grid (float32, data units)."""
+    y, x = _unit_axes(shape)
+    angle = rng.uniform(0, 2 * np.pi)
+    return np.float32(total * sigma) * (np.float32(np.cos(angle)) * x + np.float32(np.sin(angle)) * y)
+
+
+def _family_bumps(shape, rng, sigma):
+    """Gradient of 0.5 sigma plus 3-6 round-ish bumps 100-400 px wide (sigma), +-0.6-1.2 sigma."""
+    ny, nx = shape
+    bkg = _family_plane(shape, rng, sigma, 0.5)
+    for _ in range(int(rng.integers(3, 7))):
+        bkg += np.float32(rng.choice([-1.0, 1.0]) * rng.uniform(0.6, 1.2) * sigma) * _gaussian_bump(
+            shape, rng.uniform(0, ny), rng.uniform(0, nx), rng.uniform(100.0, 400.0),
+            axis_ratio=rng.uniform(0.5, 1.0), angle=rng.uniform(0, np.pi))
+    return bkg
+
+
+def _family_ripple(shape, rng, sigma):
+    """Two crossed low-level ripples (wavelengths 250-700 px, 0.15-0.3 sigma each) on a 0.8 sigma gradient."""
+    ny, nx = shape
+    bkg = _family_plane(shape, rng, sigma, 0.8)
+    rows = np.arange(ny, dtype=np.float32)[:, None]
+    cols = np.arange(nx, dtype=np.float32)[None, :]
+    for _ in range(2):
+        angle = rng.uniform(0, np.pi)
+        k = np.float32(2 * np.pi / rng.uniform(250.0, 700.0))
+        phase = np.float32(rng.uniform(0, 2 * np.pi))
+        bkg += np.float32(rng.uniform(0.15, 0.3) * sigma) * np.sin(
+            k * (np.float32(np.cos(angle)) * cols + np.float32(np.sin(angle)) * rows) + phase)
+    return bkg
+
+
+def _family_saddle(shape, rng, sigma):
+    """Whole-mosaic quadratic surface (bowl or saddle) of up to 2 sigma peak-to-valley, plus a gradient."""
+    y, x = _unit_axes(shape)
+    a, b, c = rng.uniform(-1.0, 1.0, 3)
+    surface = np.float32(a) * x * x + np.float32(b) * x * y + np.float32(c) * y * y
+    surface *= np.float32(rng.uniform(1.2, 2.0) * sigma / max(float(np.ptp(surface)), 1e-12))
+    return surface + _family_plane(shape, rng, sigma, 0.5)
+
+
+def _family_steps(shape, rng, sigma):
+    """Detector-like patches: a 2-4 x 2-3 grid of tiles with offsets of +-0.2-0.5 sigma, edges smoothed over ~60-120 px.
+
+    As left by sky matching that did not equalise every detector of a mosaic."""
+    ny, nx = shape
+    ty, tx = int(rng.integers(2, 4)), int(rng.integers(2, 5))
+    edges_y = np.sort(rng.uniform(0.15, 0.85, ty - 1)) * ny
+    edges_x = np.sort(rng.uniform(0.15, 0.85, tx - 1)) * nx
+    iy = np.searchsorted(edges_y, np.arange(ny))
+    ix = np.searchsorted(edges_x, np.arange(nx))
+    offsets = (rng.choice([-1.0, 1.0], (ty, tx)) * rng.uniform(0.2, 0.5, (ty, tx)) * sigma).astype(np.float32)
+    tiles = offsets[iy[:, None], ix[None, :]]
+    smooth = rng.uniform(30.0, 60.0)  # Gaussian sigma: 10-90% edge width ~2.5 sigma
+    return gaussian_filter(tiles, smooth, mode="nearest") + _family_plane(shape, rng, sigma, 0.3)
+
+
+def _family_edge_glow(shape, rng, sigma):
+    """A 1-2 sigma glow rising towards one edge over 150-400 px (scattered light, wisp residual), plus a bump."""
+    ny, nx = shape
+    side = int(rng.integers(4))
+    length = rng.uniform(150.0, 400.0)
+    rows = np.arange(ny, dtype=np.float32)[:, None]
+    cols = np.arange(nx, dtype=np.float32)[None, :]
+    distance = {0: rows + 0 * cols, 1: (ny - 1 - rows) + 0 * cols, 2: cols + 0 * rows, 3: (nx - 1 - cols) + 0 * rows}[side]
+    bkg = np.float32(rng.uniform(1.0, 2.0) * sigma) * np.exp(-distance / np.float32(length))
+    bkg += np.float32(rng.choice([-1.0, 1.0]) * rng.uniform(0.5, 1.0) * sigma) * _gaussian_bump(
+        shape, rng.uniform(0.3, 0.7) * ny, rng.uniform(0.3, 0.7) * nx, rng.uniform(200.0, 400.0))
+    return bkg
+
+
+#: Smooth background families (name -> function(shape, rng, sigma) -> float32 map in data
+#: units), beyond the default gradient-plus-broad-bumps (``"gradient_bumps"``). Scales
+#: from ~100 px to the whole mosaic, amplitudes up to ~2 sigma, each a structure real
+#: mosaics show: bumps a few hundred px wide, low-level ripple, whole-field curvature,
+#: detector-like steps left by sky matching, glow towards an edge.
+BACKGROUND_FAMILIES = {
+    "bumps": _family_bumps,
+    "ripple": _family_ripple,
+    "saddle": _family_saddle,
+    "steps": _family_steps,
+    "edge_glow": _family_edge_glow,
+}
+
+#: Source density presets: factor on the galaxy counts at every magnitude.
+SOURCE_DENSITIES = {"sparse": 0.35, "field": 1.0, "dense": 2.0, "cluster_core": 4.0}
+
+
 def _ab_to_image_flux(mag, pixel_scale):
     """Total flux of an AB magnitude in MJy/sr x pixel units (sum over the pixels of a mosaic)."""
     pixel_sr = (pixel_scale / 206264.80624709636) ** 2
@@ -364,6 +476,8 @@ def simulate_mosaics(
     correlation_spread=None,
     pointing="ceers_nircam1",
     single_filter=None,
+    background_family="gradient_bumps",
+    density=1.0,
 ):
     """
     Make drizzled-mosaic-like images of one pointing on one grid, with their truth.
@@ -409,6 +523,14 @@ def simulate_mosaics(
     single_filter : str, optional
         Filter in which one extra source alone is present (default: the last NIRCam
         filter, or the only filter).
+    background_family : str
+        ``"gradient_bumps"`` (default): gradient plus one or two broad bumps, scaled to
+        ``background_amplitude_sigma``; or one of `BACKGROUND_FAMILIES` (its own
+        amplitudes, in pixel sigma; ``background_amplitude_sigma`` then only adds a
+        constant level).
+    density : float or str
+        Factor on the galaxy counts (or a `SOURCE_DENSITIES` name: ``"sparse"`` 0.35 to
+        ``"cluster_core"`` 4).
 
     Returns
     -------
@@ -419,6 +541,17 @@ def simulate_mosaics(
     from jwst_ceers.simulate.sources import make_source_population, render_sources, source_mag
 
     shape = (int(shape[0]), int(shape[1]))
+    if background_family != "gradient_bumps" and background_family not in BACKGROUND_FAMILIES:
+        raise ValueError(
+            f"background_family {background_family!r}: use 'gradient_bumps' or one of {sorted(BACKGROUND_FAMILIES)}"
+        )
+    density = float(SOURCE_DENSITIES.get(density, density)) if isinstance(density, str) else float(density)
+    if not density > 0:
+        raise ValueError(f"density must be > 0, got {density}")
+    if density != 1.0:
+        galaxy_counts = [
+            (mag, value + np.log10(density)) for mag, value in (galaxy_counts or CEERS_F160W_GALAXY_COUNTS)
+        ]
     rng = np.random.default_rng(seed)
     header = mosaic_wcs_header(shape, crval=crval, rotation_deg=rotation_deg, pixel_scale=pixel_scale)
     wcs = WCS(header)
@@ -501,7 +634,11 @@ def simulate_mosaics(
                 psf_fwhm_pix=fwhm_arcsec / pixel_scale,
             ).astype(np.float32, copy=False)
         amplitude = rng.uniform(*background_amplitude_sigma) * sigma0
-        background = _smooth_background(shape, rng, amplitude=amplitude)
+        if background_family == "gradient_bumps":
+            background = _smooth_background(shape, rng, amplitude=amplitude)
+        else:
+            background = BACKGROUND_FAMILIES[background_family](shape, rng, sigma0).astype(np.float32, copy=False)
+            background += np.float32(rng.uniform(-0.3, 0.3) * amplitude)
         noise_sigma = (depth_factor * np.float32(sigma0)).astype(np.float32)
         data = _correlated_noise(shape, rng, spread=spread)
         data *= noise_sigma

@@ -1,0 +1,88 @@
+"""Tier sets as step parameters: one validator and one spec formatter for every step.
+
+A step describes its mask tiers with four parallel lists ``<prefix>_kernel_fwhm``,
+``<prefix>_nsigma``, ``<prefix>_npixels`` and ``<prefix>_dilate`` (PedestalSkySub:
+prefix ``tier``; MosaicBackground: ``nircam`` and ``hst``). :func:`tiers_from_step`
+turns them into `MaskTier` objects or raises a `CeersParameterError` naming them;
+:func:`tier_spec_lines` writes the spec lines whose defaults ARE a shipped tier set, so
+that the constants in :mod:`jwst_ceers.masking.tiers` are the one source of truth.
+"""
+
+from jwst_ceers.errors import CeersParameterError
+from jwst_ceers.masking.tiers import MaskTier
+
+__all__ = ["TIER_FIELDS", "tier_spec_lines", "tiers_from_step"]
+
+#: MaskTier field -> (spec type, comment) of the parameter lists
+TIER_FIELDS = {
+    "kernel_fwhm": ("float_list", "Gaussian kernel FWHM, pixels"),
+    "nsigma": ("float_list", "threshold in sigma of each smoothed image"),
+    "npixels": ("int_list", "minimum connected pixels"),
+    "dilate": ("float_list", "dilation disk radius, pixels"),
+}
+
+
+def _format(value):
+    return str(int(value)) if isinstance(value, int) else repr(float(value))
+
+
+def tier_spec_lines(prefix, tiers, *, label, max_tiers=15):
+    """
+    Spec lines ``<prefix>_<field> = <type>(min=1, max=..., default=list(...))  # comment``.
+
+    Parameters
+    ----------
+    prefix : str
+        Parameter name prefix.
+    tiers : sequence of MaskTier
+        The default tier set.
+    label : str
+        Start of each comment (e.g. ``"NIRCam tiers"``).
+    max_tiers : int
+        Largest number of tiers accepted.
+
+    Returns
+    -------
+    str
+        Four spec lines (newline-terminated), indented like a step's spec.
+    """
+    lines = []
+    for name, (kind, comment) in TIER_FIELDS.items():
+        values = ", ".join(_format(getattr(t, name)) for t in tiers)
+        lines.append(f"    {prefix}_{name} = {kind}(min=1, max={max_tiers}, default=list({values}))  # {label}: {comment}\n")
+    return "".join(lines)
+
+
+def tiers_from_step(step, prefix="tier"):
+    """
+    The `MaskTier` set described by ``step``'s ``<prefix>_*`` parameter lists.
+
+    Parameters
+    ----------
+    step : stpipe Step
+        Holds the lists as attributes.
+    prefix : str
+        Parameter name prefix (``tier`` for PedestalSkySub).
+
+    Returns
+    -------
+    tuple of MaskTier
+
+    Raises
+    ------
+    CeersParameterError
+        Lists of different lengths, or a value MaskTier refuses; the message names the
+        step and the parameters.
+    """
+    label = getattr(step, "class_alias", None) or type(step).__name__
+    names = [f"{prefix}_{name}" for name in TIER_FIELDS]
+    values = [list(getattr(step, name)) for name in names]
+    if len({len(v) for v in values}) != 1:
+        lengths = ", ".join(f"{n}={len(v)}" for n, v in zip(names, values, strict=True))
+        raise CeersParameterError(
+            f"{label}: the tier lists must have equal lengths (one value per tier, the same length for all): {lengths}"
+        )
+    try:
+        return tuple(MaskTier(float(f), float(s), int(p), float(d)) for f, s, p, d in zip(*values, strict=True))
+    except ValueError as exc:
+        raise CeersParameterError(f"{label}: {prefix} tier parameters ({', '.join(names)}): {exc}") from exc

@@ -1,0 +1,158 @@
+"""Elliptical Sersic components: evaluation on image grids and their FITS header record.
+
+A `SersicComponent` is one fitted large galaxy (:mod:`.galaxy_models` fits them);
+:func:`evaluate_components` samples a sum of them on the full-resolution, strided or
+block-centre grid of a mosaic; :func:`header_cards` and :func:`components_from_header`
+record them in, and read them back from, the ``*_bkg.fits`` headers.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.special import gammaincinv
+
+__all__ = [
+    "SersicComponent",
+    "components_from_header",
+    "evaluate_components",
+    "header_cards",
+    "sersic_b",
+    "truncation_radius",
+]
+
+
+def sersic_b(n):
+    """The b_n of a Sersic profile of index n (half the light within r_eff)."""
+    return gammaincinv(2.0 * np.asarray(n, dtype=float), 0.5)
+
+
+@dataclass(frozen=True)
+class SersicComponent:
+    """
+    One elliptical Sersic profile ``I_e exp(-b_n ((r / r_eff)^(1/n) - 1))``.
+
+    Attributes
+    ----------
+    y, x : float
+        Centre (0-based pixels of the mosaic).
+    intensity : float
+        Surface brightness at ``r_eff`` (data units per pixel).
+    r_eff : float
+        Half-light radius along the major axis (pixels).
+    n : float
+        Sersic index.
+    axis_ratio : float
+        Minor / major axis (0-1].
+    theta : float
+        Position angle of the major axis from the +x axis (radians).
+    r_max : float
+        Truncation radius along the major axis (pixels): the profile is 0 beyond it
+        (fitted models are truncated where they fall to 1/1000 of the pixel noise,
+        which keeps their evaluation local).
+    """
+
+    y: float
+    x: float
+    intensity: float
+    r_eff: float
+    n: float
+    axis_ratio: float
+    theta: float
+    r_max: float = float("inf")
+
+    def evaluate(self, rows, cols):
+        """Surface brightness (float32) at pixel coordinates ``rows``, ``cols`` (broadcast)."""
+        dy = np.asarray(rows, dtype=np.float32) - np.float32(self.y)
+        dx = np.asarray(cols, dtype=np.float32) - np.float32(self.x)
+        cos_t, sin_t = np.float32(np.cos(self.theta)), np.float32(np.sin(self.theta))
+        u = dx * cos_t + dy * sin_t
+        v = (dy * cos_t - dx * sin_t) / np.float32(self.axis_ratio)
+        scaled = (u * u + v * v) / np.float32(self.r_eff**2)
+        b = float(sersic_b(self.n))
+        exponent = np.float32(b) - np.float32(b) * scaled ** np.float32(0.5 / self.n)
+        values = np.float32(self.intensity) * np.exp(exponent)
+        if np.isfinite(self.r_max):
+            values[np.broadcast_to(scaled > np.float32((self.r_max / self.r_eff) ** 2), values.shape)] = 0
+        return values
+
+
+def truncation_radius(intensity, r_eff, n, floor):
+    """Major-axis radius where a Sersic profile falls to ``floor``."""
+    if not floor > 0 or intensity <= floor:
+        return float(r_eff)
+    return float(r_eff * (1.0 + np.log(intensity / floor) / float(sersic_b(n))) ** n)
+
+
+def evaluate_components(components, shape, *, step=1, block=None, origin=(0, 0)):
+    """
+    Sum of ``components`` on a grid covering an image of ``shape``.
+
+    Parameters
+    ----------
+    components : sequence of SersicComponent
+        The model.
+    shape : tuple of int
+        (ny, nx) of the full-resolution image.
+    step : int
+        Sample every ``step``-th pixel (the grid of ``image[::step, ::step]``).
+    block : int, optional
+        Instead, sample the centres of ``block`` x ``block`` blocks (the grid of
+        :func:`~jwst_ceers.masking.fft_ops.block_mean`); exact away from the cores,
+        which are masked.
+    origin : (int, int)
+        Full-resolution pixel (y, x) of the grid's first element (a cut-out of shape
+        ``shape`` starting there; with ``step`` only).
+
+    Returns
+    -------
+    ndarray
+        New float32 array (zeros when there is no component).
+    """
+    ny, nx = int(shape[0]), int(shape[1])
+    if block:
+        rows = (np.arange(-(-ny // block), dtype=np.float32) + np.float32(0.5)) * np.float32(block) - np.float32(0.5)
+        cols = (np.arange(-(-nx // block), dtype=np.float32) + np.float32(0.5)) * np.float32(block) - np.float32(0.5)
+    else:
+        rows = np.arange(origin[0], origin[0] + ny, step, dtype=np.float32)
+        cols = np.arange(origin[1], origin[1] + nx, step, dtype=np.float32)
+    out = np.zeros((rows.size, cols.size), dtype=np.float32)
+    for c in components:
+        # only the grid points within the truncation radius (rows, cols ascending)
+        r0, r1 = np.searchsorted(rows, [c.y - c.r_max, c.y + c.r_max], side="left") if np.isfinite(c.r_max) else (
+            0, rows.size)
+        c0, c1 = np.searchsorted(cols, [c.x - c.r_max, c.x + c.r_max], side="left") if np.isfinite(c.r_max) else (
+            0, cols.size)
+        if r1 > r0 and c1 > c0:
+            out[r0:r1, c0:c1] += c.evaluate(rows[r0:r1, None], cols[None, c0:c1])
+    return out
+
+
+def header_cards(components):
+    """
+    FITS header cards recording ``components``: NGALMOD and one GALMODk string each.
+
+    The string holds ``x= y= reff= n= q= pa= ie= rmax=`` (0-based pixels, radians,
+    data units); :func:`components_from_header` reads it back.
+    """
+    cards = {"NGALMOD": len(components)}
+    for k, c in enumerate(list(components)[:99], start=1):
+        cards[f"GALMOD{k}"] = (
+            f"x={c.x:.2f} y={c.y:.2f} reff={c.r_eff:.2f} n={c.n:.3f} q={c.axis_ratio:.3f} "
+            f"pa={c.theta:.4f} ie={c.intensity:.5g} rmax={c.r_max:.1f}"
+        )
+    return cards
+
+
+def components_from_header(header):
+    """The components recorded by :func:`header_cards` in a FITS header (empty if none)."""
+    components = []
+    for k in range(1, int(header.get("NGALMOD", 0)) + 1):
+        values = dict(item.split("=", 1) for item in str(header[f"GALMOD{k}"]).split())
+        components.append(
+            SersicComponent(
+                y=float(values["y"]), x=float(values["x"]), intensity=float(values["ie"]),
+                r_eff=float(values["reff"]), n=float(values["n"]), axis_ratio=float(values["q"]),
+                theta=float(values["pa"]), r_max=float(values.get("rmax", "inf")),
+            )
+        )
+    return components
