@@ -80,12 +80,13 @@ def plot_residual_vectors(path, before, after, *, title=""):
     title : str, optional
         Figure title.
     """
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
+    # matplotlib is imported only when a plot is asked for; a Figure with its own Agg
+    # canvas leaves the process-wide backend (pyplot users, notebooks) alone
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     figure = Figure(figsize=(11, 5.2))
+    FigureCanvasAgg(figure)
     axes = figure.subplots(1, 2, sharex=True, sharey=True)
     largest = max(
         [np.max(np.hypot(d[2], d[3])) if len(d[2]) else 0.0 for d in (before, after)] + [1e-3]
