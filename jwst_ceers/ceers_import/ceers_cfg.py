@@ -326,6 +326,17 @@ def _convert_background(path, sections, noise_mosaics):
         notes.append(KeyNote(f"{path.name} [all]", "bg_box_size", str(box), "bkg_box_size", False,
                              f"jwst_ceers needs an even box: {box + 1}"))
 
+    # Features CEERS's algorithm did not have are switched off, so that the imported
+    # settings keep CEERS's meaning: its tiers saw the unclipped image (a ceiling
+    # changes the mask fraction by ~6 points on a simulated F150W mosaic), and its
+    # background was Background2D boxes + a median filter, not a smoothing spline.
+    parameters["detection_ceiling_nsigma"] = 0.0
+    notes.append(KeyNote(f"{path.name} [all]", "(no key)", "-", "detection_ceiling_nsigma", True,
+                         "0 (off): CEERS's tiers smoothed the unclipped image"))
+    parameters["bkg_smoothing"] = 0.0
+    notes.append(KeyNote(f"{path.name} [all]", "(no key)", "-", "bkg_smoothing", True,
+                         "0: boxes + median filter (bkg_filter_size), as CEERS's Background2D"))
+
     for name, values in sections.items():
         source = f"{path.name} [{name}]"
         for key, text in values.items():
