@@ -4,9 +4,15 @@ Everything jwst_ceers writes goes through :func:`atomic_output`: the data are
 written to a temporary file in the destination directory and renamed over the
 final name only after the write succeeded, so an interrupted run never leaves a
 half-written product that a re-run would trust.
+
+Inputs are never written: a run registers the files it reads with
+:func:`protected_inputs` (every jwst_ceers step does so in ``run``), and every atomic
+write refuses a path that is one of them (:func:`check_outputs_not_inputs`), whatever
+named it. Steps also call the check on their predicted outputs before any work.
 """
 
 import contextlib
+import contextvars
 import os
 import tempfile
 from pathlib import Path
@@ -15,7 +21,10 @@ from jwst_ceers.errors import CeersFileError
 
 __all__ = [
     "check_outputs_not_inputs",
+    "protected_inputs",
+    "current_protected_inputs",
     "ensure_output_directory",
+    "check_directory_writable",
     "atomic_output", "write_fits_atomic", "write_model_atomic", "write_text_atomic"]
 
 
@@ -35,7 +44,23 @@ def ensure_output_directory(path, *, what="output directory"):
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise CeersFileError(f"{what} {path}: cannot be created ({exc.strerror or exc})") from exc
+    check_directory_writable(path, what=what)
     return path
+
+
+def check_directory_writable(path, *, what="output directory"):
+    """
+    Raise CeersFileError naming ``path`` unless a file can be created in it.
+
+    Tried with a real temporary file (``os.access`` is wrong for root, ACLs and
+    read-only mounts), so a read-only ``output_dir`` is found before any work.
+    """
+    try:
+        fd, probe = tempfile.mkstemp(dir=path, prefix=".jwst_ceers_write_test.")
+    except OSError as exc:
+        raise CeersFileError(f"{what} {path}: is not writable ({exc.strerror or exc})") from exc
+    os.close(fd)
+    os.unlink(probe)
 
 
 def _same_file(a, b):
@@ -79,6 +104,37 @@ def check_outputs_not_inputs(outputs, inputs, *, what="output"):
                 )
 
 
+# Files read by the runs active in this thread/task (never written by atomic_output).
+_PROTECTED_INPUTS = contextvars.ContextVar("jwst_ceers_protected_inputs", default=())
+
+
+@contextlib.contextmanager
+def protected_inputs(paths):
+    """
+    Register ``paths`` as inputs of the enclosed run: no atomic write may replace them.
+
+    Nested registrations add up (a pipeline's inputs stay protected while its steps
+    run). The registry is a context variable, so concurrent runs in threads or
+    asyncio tasks do not see each other's inputs.
+
+    Parameters
+    ----------
+    paths : iterable of str or Path
+        Input files (missing ones are ignored when writing is checked).
+    """
+    added = tuple(str(Path(p)) for p in paths if p)
+    token = _PROTECTED_INPUTS.set(_PROTECTED_INPUTS.get() + added)
+    try:
+        yield
+    finally:
+        _PROTECTED_INPUTS.reset(token)
+
+
+def current_protected_inputs():
+    """The input paths registered by the active :func:`protected_inputs` contexts."""
+    return _PROTECTED_INPUTS.get()
+
+
 @contextlib.contextmanager
 def atomic_output(path):
     """
@@ -97,9 +153,11 @@ def atomic_output(path):
     Raises
     ------
     CeersFileError
-        If the directory does not exist or is not writable, or the write fails.
+        If ``path`` is a protected input (see :func:`protected_inputs`), the directory
+        does not exist or is not writable, or the write fails.
     """
     path = Path(path)
+    check_outputs_not_inputs([path], _PROTECTED_INPUTS.get())
     directory = path.parent if str(path.parent) else Path(".")
     try:
         fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}")

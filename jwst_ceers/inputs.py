@@ -8,7 +8,10 @@ deep inside numpy or astropy hours into a run):
   with members that exist and start like a FITS or ASDF file;
 - :func:`open_image_model` / :func:`open_library`: files that open as jwst models;
 - :func:`check_image_model`: a non-empty 2-D science array in surface-brightness
-  units (MJy/sr) when units are recorded;
+  units (MJy/sr) when units are recorded, with DQ/ERR/variance arrays of the same
+  shape and no negative variance;
+- :func:`input_file_paths`: every file a step input names (to protect them from
+  being written);
 - :func:`has_usable_pixels`: False for an all-NaN or all-DO_NOT_USE exposure (steps
   then record SKIPPED with a warning rather than fail the whole association);
 - :func:`check_wcs`: a WCS is present where one is needed.
@@ -30,7 +33,11 @@ __all__ = [
     "check_wcs",
     "read_association",
     "check_input_files",
+    "input_file_paths",
+    "require_file",
     "open_library",
+    "ARRAYS_OF_SCI_SHAPE",
+    "VARIANCE_ARRAYS",
 ]
 
 # bunit_data values accepted as MJy/sr (the unit of Level-2 cal and Level-3 i2d data)
@@ -41,20 +48,64 @@ _UNUSABLE_DQ = 1 | 512
 
 # First bytes of the file kinds a jwst model can be read from
 _MAGIC = (b"SIMPLE  =", b"#ASDF")
+# gzip: datamodels (astropy) opens *.fits.gz directly
+_GZIP_MAGIC = b"\x1f\x8b"
+
+# Arrays that must have the science array's shape when present (stdatamodels names)
+ARRAYS_OF_SCI_SHAPE = ("dq", "err", "var_poisson", "var_rnoise", "var_flat")
+# ... of which these are variances (never negative; NaN and +inf are allowed)
+VARIANCE_ARRAYS = ("var_poisson", "var_rnoise", "var_flat")
+
+
+def require_file(path, *, what):
+    """
+    Return ``path`` as a Path if it is an existing regular file (or a link to one).
+
+    Raises
+    ------
+    CeersFileError
+        "<path>: <what> is a directory, not a file" or "<path>: <what> does not exist".
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise CeersFileError(f"{path}: {what} is a directory, not a file")
+    if not path.is_file():
+        raise CeersFileError(f"{path}: {what} does not exist")
+    return path
 
 
 def _check_readable_model_file(path, *, what):
-    path = Path(path)
-    if not path.is_file():
-        raise CeersFileError(f"{path}: {what} does not exist")
+    path = require_file(path, what=what)
     try:
         with path.open("rb") as handle:
             start = handle.read(16)
     except OSError as exc:
         raise CeersFileError(f"{path}: {what} cannot be read ({exc.strerror or exc})") from exc
+    if start.startswith(_GZIP_MAGIC) and path.name.lower().endswith((".fits.gz", ".fit.gz")):
+        return path
     if not start.startswith(_MAGIC):
-        raise CeersFileError(f"{path}: {what} is not a FITS or ASDF file")
+        raise CeersFileError(f"{path}: {what} is not a FITS, gzipped FITS (.fits.gz) or ASDF file")
+    if start.startswith(b"#ASDF"):
+        _check_complete_asdf(path, what=what)
     return path
+
+
+def _check_complete_asdf(path, *, what):
+    """Raise CeersFileError if an ASDF file ends before its YAML tree does (truncated copy)."""
+    size = path.stat().st_size
+    with path.open("rb") as handle:
+        handle.seek(max(0, size - 4096))
+        tail = handle.read()
+        if b"\n...\n" in tail or b"\xd3BLK" in tail:
+            return
+        # Tree end marker or block magic somewhere (trees with blocks are long): scan once.
+        handle.seek(0)
+        content = handle.read()
+    if b"\n...\n" not in content and b"\xd3BLK" not in content:
+        raise CeersFileError(
+            f"{path}: {what} is a truncated or corrupt ASDF file (its YAML tree has no end '...'); "
+            "copy or write it again"
+        )
 
 
 def open_image_model(path):
@@ -72,7 +123,10 @@ def open_image_model(path):
     try:
         model = datamodels.open(path)
     except Exception as exc:  # astropy/asdf raise many types for corrupt files
-        raise CeersFileError(f"{path}: cannot be read as a JWST datamodel ({exc})") from exc
+        raise CeersFileError(
+            f"{path}: cannot be read as a JWST datamodel; truncated or corrupt file? "
+            f"({type(exc).__name__}: {exc})"
+        ) from exc
     if not isinstance(model, datamodels.ImageModel):
         name = type(model).__name__
         model.close()
@@ -102,7 +156,9 @@ def check_image_model(model, *, what="input", units=SURFACE_BRIGHTNESS_UNITS):
     ------
     CeersDataError
         If the science array is missing, not 2-D or empty, or its unit is not one of
-        ``units`` (e.g. a ``*_rate.fits`` in DN/s given instead of a ``*_cal.fits``).
+        ``units`` (e.g. a ``*_rate.fits`` in DN/s given instead of a ``*_cal.fits``),
+        a DQ/ERR/variance array has another shape than the science array, or a
+        variance array holds negative values; the message names the file and array.
     """
     name = getattr(model.meta, "filename", None) or what
     data = model.data if model.hasattr("data") else None
@@ -119,7 +175,49 @@ def check_image_model(model, *, what="input", units=SURFACE_BRIGHTNESS_UNITS):
                 f"{name}: science array unit is {unit!r}, expected MJy/sr "
                 "(a *_cal.fits, *_crf.fits or *_i2d.fits product, not a *_rate.fits)"
             )
+    check_array_shapes_and_signs(model, what=what)
     return model
+
+
+def check_array_shapes_and_signs(model, *, what="input"):
+    """
+    Check that DQ/ERR/variance arrays match the science shape and variances are not negative.
+
+    Arrays that are absent (or not yet allocated) are not checked. NaN and +inf
+    variances are allowed (bad pixels; ``ceers_varfill``'s fill value).
+
+    Raises
+    ------
+    CeersDataError
+        Naming the file and the array.
+    """
+    name = getattr(model.meta, "filename", None) or what
+    shape = np.shape(model.data)
+    for array_name in ARRAYS_OF_SCI_SHAPE:
+        if not _has_array(model, array_name):
+            continue
+        array = getattr(model, array_name)
+        if np.shape(array) != shape:
+            raise CeersDataError(
+                f"{name}: {array_name.upper()} array has shape {np.shape(array)}, "
+                f"the science array {shape}; the file is inconsistent"
+            )
+        if array_name in VARIANCE_ARRAYS:
+            negative = int(np.count_nonzero(np.asarray(array) < 0))
+            if negative:
+                raise CeersDataError(
+                    f"{name}: {array_name.upper()} array has {negative} negative value(s) "
+                    f"(minimum {float(np.nanmin(array)):.4g}); a variance cannot be negative"
+                )
+    return model
+
+
+def _has_array(model, array_name):
+    """True if ``model`` holds ``array_name`` (without allocating a default one)."""
+    try:
+        return model.hasattr(array_name) and getattr(model, array_name) is not None
+    except AttributeError:
+        return False
 
 
 def has_usable_pixels(model):
@@ -179,9 +277,7 @@ def read_association(path, *, exptypes=("science",)):
         If the file is missing or not JSON, has no product or member, or a member
         file is missing or is not a FITS/ASDF file; the message names the file.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise CeersFileError(f"{path}: association file does not exist")
+    path = require_file(path, what="association file")
     try:
         asn = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, ValueError) as exc:
@@ -224,6 +320,50 @@ def check_input_files(input_data):
             if isinstance(item, (str, Path)):
                 _check_readable_model_file(item, what="input file")
     return input_data
+
+
+def input_file_paths(input_data):
+    """
+    Every file a step input names: association files and their members, files, lists.
+
+    Models and libraries built in memory name no file; for a ModelLibrary read from an
+    association, its members are returned. Never raises (used to protect inputs, not to
+    check them).
+
+    Returns
+    -------
+    list of Path
+    """
+    from jwst.datamodels import ModelLibrary  # function-local: keep `import jwst_ceers` cheap
+
+    paths = []
+    if isinstance(input_data, (str, Path)):
+        path = Path(input_data)
+        paths.append(path)
+        if path.suffix.lower() in (".json", ".yaml", ".yml"):
+            paths.extend(_association_members(path))
+    elif isinstance(input_data, ModelLibrary):
+        directory = getattr(input_data, "_asn_dir", None)
+        if directory:
+            try:
+                members = input_data.asn["products"][0]["members"]
+            except (KeyError, IndexError, TypeError):
+                members = []
+            paths.extend(Path(directory) / m["expname"] for m in members if isinstance(m, Mapping) and m.get("expname"))
+    elif isinstance(input_data, Sequence):
+        for item in input_data:
+            paths.extend(input_file_paths(item) if isinstance(item, (str, Path)) else [])
+    return paths
+
+
+def _association_members(path):
+    """Member files of association ``path`` (empty if it cannot be read)."""
+    try:
+        asn = json.loads(path.read_text())
+        members = asn["products"][0]["members"]
+        return [path.parent / m["expname"] for m in members if isinstance(m, Mapping) and m.get("expname")]
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, IndexError, TypeError):
+        return []
 
 
 def open_library(input_data, *, on_disk=False):

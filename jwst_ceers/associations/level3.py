@@ -21,6 +21,7 @@ from pathlib import Path
 
 from jwst_ceers.atomic_io import write_text_atomic
 from jwst_ceers.errors import CeersDataError, CeersFileError, CeersParameterError
+from jwst_ceers.inputs import require_file
 
 __all__ = [
     "ExposureInfo",
@@ -191,9 +192,7 @@ def read_exposure_info(path):
     """
     from astropy.io import fits
 
-    path = Path(path)
-    if not path.is_file():
-        raise CeersFileError(f"{path}: input file does not exist")
+    path = require_file(path, what="input file")
     try:
         header = fits.getheader(path, 0)
     except Exception as exc:  # astropy raises OSError, TypeError, ValueError ... on bad files

@@ -35,9 +35,7 @@ def read_region_edits(paths):
 
     edits = []
     for path in paths or ():
-        path = Path(path)
-        if not path.is_file():
-            raise CeersFileError(f"{path}: edit_regions file does not exist")
+        path = require_file(path, what="edit_regions file")
         try:
             shapes = Regions.read(str(path), format="ds9")
         except Exception as exc:  # regions raises several parser error types

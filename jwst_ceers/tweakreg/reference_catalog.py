@@ -15,6 +15,7 @@ import numpy as np
 from astropy.table import Table
 
 from jwst_ceers.errors import CeersFileError, CeersParameterError
+from jwst_ceers.inputs import require_file
 
 __all__ = ["load_reference_catalog", "select_in_footprint"]
 
@@ -58,9 +59,7 @@ def load_reference_catalog(path, *, mag_range=None):
     CeersParameterError
         If ``mag_range`` is not two increasing numbers or keeps no source.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise CeersFileError(f"abs_refcat {path}: file does not exist")
+    path = require_file(path, what="abs_refcat file")
     try:
         table = Table.read(path)
     except Exception as exc:  # astropy raises many types for unreadable tables
