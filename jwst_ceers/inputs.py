@@ -37,11 +37,18 @@ __all__ = [
     "require_file",
     "open_library",
     "ARRAYS_OF_SCI_SHAPE",
+    "UNPHYSICAL_SURFACE_BRIGHTNESS",
+    "unphysical_pixels",
     "VARIANCE_ARRAYS",
 ]
 
 # bunit_data values accepted as MJy/sr (the unit of Level-2 cal and Level-3 i2d data)
 SURFACE_BRIGHTNESS_UNITS = ("mjy/sr", "mjy sr-1", "mjy / sr", "mjy.sr-1", "mjy sr^-1")
+
+# |SCI| above this (MJy/sr) cannot be astronomical: the brightest unsaturated NIRCam
+# pixels are ~1e4 MJy/sr; such values are artefacts (e.g. 1e30 fill values) and are
+# excluded from every statistic (and flagged DO_NOT_USE by the pipeline)
+UNPHYSICAL_SURFACE_BRIGHTNESS = 1e6
 
 # DQ bits that make a pixel unusable (as jwst: DO_NOT_USE, NON_SCIENCE)
 _UNUSABLE_DQ = 1 | 512
@@ -238,6 +245,26 @@ def has_usable_pixels(model):
     if dq is not None and np.shape(dq) == data.shape:
         good &= (np.asarray(dq) & _UNUSABLE_DQ) == 0
     return bool(good.any())
+
+
+def unphysical_pixels(data, *, limit=UNPHYSICAL_SURFACE_BRIGHTNESS):
+    """
+    True where ``data`` cannot be a measured surface brightness: non-finite or ``|data| > limit``.
+
+    Parameters
+    ----------
+    data : array-like
+        Science array in MJy/sr.
+    limit : float, optional
+        Largest physical absolute value.
+
+    Returns
+    -------
+    ndarray of bool
+    """
+    data = np.asarray(data)
+    with np.errstate(invalid="ignore"):
+        return ~np.isfinite(data) | (np.abs(data) > limit)
 
 
 def check_wcs(model, *, what="input"):

@@ -1,0 +1,292 @@
+"""Checks Image3Ceers runs around the stock steps: refuse what would give a wrong product.
+
+Before any work (:func:`check_members`):
+
+- ONE filter (FILTER + PUPIL) of ONE instrument: a mix gives an i2d with
+  ``FILTER='MULTIPLE'`` that looks normal;
+- no exposure twice (the same member listed twice, or copies of one exposure from two
+  folders): a duplicate is drizzled twice, which overstates the depth (WHT) and
+  understates ERR;
+- every member a 2-D image in MJy/sr whose DQ/ERR/variances match SCI and whose
+  variances are not negative;
+- pixels whose value cannot be physical (non-finite, or ``|SCI| > 1e6 MJy/sr``) are
+  flagged DO_NOT_USE and set to NaN in the pipeline's copies, and counted in one log
+  line: otherwise one unflagged artefact makes outlier_detection flag most of every
+  exposure it overlaps;
+- at least one usable pixel in some member, else `CeersEmptyProductError`;
+- no product the pipeline will save is one of its input files.
+
+After ``outlier_detection`` (:func:`report_outlier_flagging`): a warning with the
+numbers for every exposure of which it flagged an implausible fraction.
+After ``resample`` (:func:`check_mosaic_not_empty`): an i2d without a single covered
+finite pixel is removed and `CeersEmptyProductError` raised.
+"""
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from jwst_ceers.atomic_io import check_outputs_not_inputs
+from jwst_ceers.errors import CeersDataError, CeersEmptyProductError
+from jwst_ceers.file_names import exposure_root
+from jwst_ceers.inputs import UNPHYSICAL_SURFACE_BRIGHTNESS, check_image_model, unphysical_pixels
+
+__all__ = [
+    "OUTLIER_FRACTION_WARNING",
+    "check_members",
+    "check_mosaic_not_empty",
+    "count_outlier_flags",
+    "pipeline_output_paths",
+    "report_outlier_flagging",
+]
+
+log = logging.getLogger(__name__)
+
+_DO_NOT_USE = 1
+_OUTLIER = 16  # jwst dqflags.pixel["OUTLIER"]
+# outlier_detection flags ~0.01-1% of the pixels of a clean exposure (cosmic rays,
+# residual hot pixels); more than this fraction of an exposure's usable pixels means the
+# median it compares with was damaged (artefact, misalignment, mismatched sky levels)
+OUTLIER_FRACTION_WARNING = 0.05
+# per-image steps of Image3Ceers whose saved products keep the member names
+_PER_MEMBER_STEPS = ("tweakreg", "skymatch", "outlier_detection", "pedestal", "varfill")
+
+
+def _member_label(library, index, *, full=False):
+    """File name of member ``index`` (``full``: as the association gives it, with folders)."""
+    try:
+        expname = library.asn["products"][0]["members"][index]["expname"]
+    except (KeyError, IndexError, TypeError):
+        return f"member {index}"
+    return str(expname) if full else Path(expname).name
+
+
+def _identity(meta, name):
+    """Exposure identities of a member (flat metadata): file-name root, and (EXPSTART, DETECTOR)."""
+    detector = str(meta.get("meta.instrument.detector") or "").upper()
+    keys = [("exposure root", exposure_root(name).lower(), detector)]
+    start = meta.get("meta.exposure.start_time")
+    if start is not None and detector:
+        keys.append(("EXPSTART and DETECTOR", f"{float(start):.9f}", detector))
+    return keys
+
+
+def check_members(pipeline, library):
+    """
+    Validate the members of an Image3Ceers input before any work; flag unphysical pixels.
+
+    Parameters
+    ----------
+    pipeline : Image3Ceers
+        For the names of the products it will save.
+    library : ModelLibrary
+        The association's exposures (the pipeline's own copies: flagged in place).
+
+    Raises
+    ------
+    CeersDataError
+        Several filters or instruments, an exposure twice, or a bad member (shapes,
+        negative variance, units); the message names the files.
+    CeersEmptyProductError
+        No member has a usable pixel.
+    CeersFileError
+        A product would overwrite an input file.
+    """
+    names = [_member_label(library, i) for i in range(len(library))]
+    seen = {}
+    bands = {}
+    with library:
+        for index, name in enumerate(names):
+            meta = library.read_metadata(index)
+            instrument = str(meta.get("meta.instrument.name") or "?").upper()
+            band = str(meta.get("meta.instrument.filter") or "?").upper()
+            pupil = str(meta.get("meta.instrument.pupil") or "").upper()
+            if pupil and pupil not in ("CLEAR", "CLEARP", "NONE", "N/A", "ANY"):
+                band = f"{band}+{pupil}"
+            bands.setdefault((instrument, band), []).append(name)
+            for key in _identity(meta, name):
+                if key in seen:
+                    raise CeersDataError(
+                        f"{_member_label(library, index, full=True)} and {seen[key]} are the same exposure (same {key[0]}: "
+                        f"{key[1]} {key[2]}); an exposure listed twice is drizzled twice "
+                        "(depth overstated, errors understated): remove one from the association"
+                    )
+                seen[key] = _member_label(library, index, full=True)
+    if len(bands) > 1:
+        listing = "; ".join(
+            f"{instrument} {band}: {', '.join(files[:3])}{' ...' if len(files) > 3 else ''}"
+            for (instrument, band), files in sorted(bands.items())
+        )
+        kinds = "instruments" if len({i for i, _ in bands}) > 1 else "filters"
+        raise CeersDataError(
+            f"calwebb_image3_ceers takes ONE filter of ONE instrument; the input mixes {kinds} "
+            f"({listing}). Make one association per filter (jwst-ceers asn)"
+        )
+    member_paths = _member_paths(library)
+    check_outputs_not_inputs(pipeline_output_paths(pipeline, member_paths), member_paths, what="calwebb_image3_ceers product")
+    _check_and_flag_data(library, names)
+
+
+def _member_paths(library):
+    directory = getattr(library, "_asn_dir", None)
+    try:
+        members = library.asn["products"][0]["members"]
+    except (KeyError, IndexError, TypeError):
+        return []
+    return [Path(directory or ".") / m["expname"] for m in members if m.get("expname")]
+
+
+def _check_and_flag_data(library, names):
+    """Check each member's arrays; flag unphysical pixels; refuse when nothing is usable."""
+    flagged = {}
+    usable = 0
+    with library:
+        for index, name in enumerate(names):
+            model = library.borrow(index)
+            modified = False
+            try:
+                check_image_model(model, what=name)
+                bad = unphysical_pixels(model.data)
+                dq = np.asarray(model.dq) if model.hasattr("dq") else None
+                newly = bad if dq is None else bad & ((dq & _DO_NOT_USE) == 0)
+                count = int(np.count_nonzero(newly))
+                if count:
+                    flagged[name] = count
+                    data = np.array(model.data, copy=True)
+                    data[bad] = np.nan
+                    model.data = data
+                    if dq is not None:
+                        model.dq = dq | np.where(bad, _DO_NOT_USE, 0).astype(dq.dtype)
+                    modified = True
+                good = ~bad if dq is None else ~bad & ((np.asarray(model.dq) & (_DO_NOT_USE | 512)) == 0)
+                usable += int(np.count_nonzero(good))
+            finally:
+                library.shelve(model, index, modify=modified)
+    if flagged:
+        log.warning(
+            "%d pixel(s) of %d member(s) are non-finite or |SCI| > %.0e MJy/sr without DO_NOT_USE: "
+            "flagged DO_NOT_USE and ignored (%s)",
+            sum(flagged.values()), len(flagged), UNPHYSICAL_SURFACE_BRIGHTNESS,
+            ", ".join(f"{name}: {count}" for name, count in flagged.items()),
+        )
+    if usable == 0:
+        raise CeersEmptyProductError(
+            f"no usable pixel in any of the {len(names)} member(s) ({', '.join(names[:3])}"
+            f"{' ...' if len(names) > 3 else ''}): all NaN, unphysical or DO_NOT_USE; no mosaic made"
+        )
+
+
+def pipeline_output_paths(pipeline, member_paths):
+    """
+    Products Image3Ceers will save: per-member products of steps asked to save, and the i2d.
+
+    Parameters
+    ----------
+    pipeline : Image3Ceers
+        With its steps configured as in ``process``.
+    member_paths : sequence of Path
+
+    Returns
+    -------
+    list of str
+    """
+    from jwst_ceers._step import _output_path  # function-local: _step imports the steps' modules
+
+    paths = []
+    for step_name in _PER_MEMBER_STEPS:
+        step = getattr(pipeline, step_name)
+        if step.skip or not (step.save_results or step.output_file):
+            continue
+        suffix = step.suffix or step.default_suffix()
+        paths += [_output_path(step, model_filename=Path(p).name, suffix=suffix) for p in member_paths]
+    resample = pipeline.resample
+    if resample.save_results and pipeline.output_file:
+        paths.append(resample.make_output_path(basepath=pipeline.output_file, suffix=resample.suffix or "i2d"))
+    return paths
+
+
+def count_outlier_flags(library):
+    """OUTLIER-flagged pixels per member (before outlier_detection runs)."""
+    counts = []
+    with library:
+        for index in range(len(library)):
+            model = library.borrow(index)
+            try:
+                counts.append(int(np.count_nonzero(np.asarray(model.dq) & _OUTLIER)) if model.hasattr("dq") else 0)
+            finally:
+                library.shelve(model, index, modify=False)
+    return counts
+
+
+def report_outlier_flagging(library, before):
+    """
+    Warn, with the numbers, for each member of which outlier_detection flagged too much.
+
+    Parameters
+    ----------
+    library : ModelLibrary
+        After outlier_detection.
+    before : list of int
+        From :func:`count_outlier_flags` before it ran.
+
+    Returns
+    -------
+    list of (str, float)
+        Member name and flagged fraction of its usable pixels, for members above
+        `OUTLIER_FRACTION_WARNING`.
+    """
+    damaged = []
+    with library:
+        for index in range(len(library)):
+            model = library.borrow(index)
+            try:
+                if not model.hasattr("dq"):
+                    continue
+                dq = np.asarray(model.dq)
+                # outlier_detection sets DO_NOT_USE with OUTLIER: usable before = still usable + new
+                new = int(np.count_nonzero(dq & _OUTLIER)) - before[index]
+                usable = int(np.count_nonzero((dq & (_DO_NOT_USE | 512)) == 0)) + new
+                fraction = new / max(usable, 1)
+                if fraction > OUTLIER_FRACTION_WARNING:
+                    damaged.append((model.meta.filename or f"member {index}", fraction))
+            finally:
+                library.shelve(model, index, modify=False)
+    for name, fraction in damaged:
+        log.warning(
+            "%s: outlier_detection flagged %.1f%% of its usable pixels (> %.0f%%); the median it "
+            "compares with is probably damaged (an unflagged artefact in an overlapping exposure, "
+            "misalignment or mismatched sky levels). Its coverage in the mosaic is reduced accordingly: "
+            "check the inputs or rerun with --steps.outlier_detection.skip=true",
+            name, 100.0 * fraction, 100.0 * OUTLIER_FRACTION_WARNING,
+        )
+    return damaged
+
+
+def check_mosaic_not_empty(resample, result, product_name):
+    """
+    Raise CeersEmptyProductError (removing a saved i2d) if ``result`` has no covered finite pixel.
+
+    Parameters
+    ----------
+    resample : ResampleStep
+        The step that made (and maybe saved) ``result``.
+    result : ImageModel
+        The i2d.
+    product_name : str or None
+        The product name (for the message and the saved file name).
+    """
+    data = np.asarray(result.data)
+    weight = np.asarray(result.wht) if result.hasattr("wht") else np.ones(data.shape)
+    if np.count_nonzero(np.isfinite(data) & (weight > 0)):
+        return
+    removed = ""
+    if resample.save_results and product_name:
+        path = Path(resample.make_output_path(basepath=product_name, suffix=resample.suffix or "i2d"))
+        if path.is_file():
+            path.unlink()
+            removed = f"; {path} removed"
+    raise CeersEmptyProductError(
+        f"{product_name or 'mosaic'}: the i2d has no finite pixel with weight > 0 "
+        f"(shape {data.shape}; no member overlaps the output grid or every pixel is unusable){removed}"
+    )
