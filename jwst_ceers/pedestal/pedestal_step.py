@@ -8,6 +8,7 @@ import numpy as np
 
 from jwst_ceers._step import ExposureStep
 from jwst_ceers.errors import CeersParameterError
+from jwst_ceers.inputs import UNPHYSICAL_SURFACE_BRIGHTNESS, unphysical_pixels
 from jwst_ceers.masking import MaskTier
 from jwst_ceers.pedestal.exposure_sky import measure_exposure_sky
 from jwst_ceers.pedestal.mask_files import exposure_root, find_mask_file, read_mask_file
@@ -94,7 +95,14 @@ class PedestalSkySub(ExposureStep):
         tiers = self._tiers()
         name = model.meta.filename or "model"
         data = np.asarray(model.data, dtype=np.float32)
-        bad = ~np.isfinite(data)
+        bad = unphysical_pixels(data)
+        unphysical = int(np.count_nonzero(bad & np.isfinite(data)))
+        if unphysical:
+            log.warning(
+                "%s: %d pixel(s) with |SCI| > %.0e MJy/sr (not physical: artefacts) excluded from every "
+                "statistic (masks, pedestal, VAR_RNOISE scale); their values are left as they are",
+                name, unphysical, UNPHYSICAL_SURFACE_BRIGHTNESS,
+            )
         if model.dq is not None and np.shape(model.dq) == data.shape:
             bad |= (np.asarray(model.dq) & _BAD_DQ) != 0
         if bad.all():
