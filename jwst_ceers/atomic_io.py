@@ -25,7 +25,7 @@ __all__ = [
     "current_protected_inputs",
     "ensure_output_directory",
     "check_directory_writable",
-    "atomic_output", "write_fits_atomic", "write_model_atomic", "write_text_atomic"]
+    "atomic_output", "fits_safe_text", "write_fits_atomic", "write_model_atomic", "write_text_atomic"]
 
 
 def ensure_output_directory(path, *, what="output directory"):
@@ -192,19 +192,42 @@ def write_model_atomic(model, path):
 
     The model is written through an open file handle, so that its ``FILENAME``
     (``meta.filename``) is the final name and never the temporary one, which
-    ``model.save(temporary_path)`` would record.
+    ``model.save(temporary_path)`` would record. A non-ASCII file name is recorded in
+    the FITS header in its nearest ASCII spelling (:func:`fits_safe_text`).
     """
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in (".fits", ".asdf"):
         raise CeersFileError(f"{path}: a datamodel can only be saved as .fits or .asdf")
-    model.meta.filename = path.name
-    with atomic_output(path) as tmp, open(tmp, "wb") as handle:
-        if suffix == ".fits":
-            model.to_fits(handle, overwrite=True)
-        else:
-            model.to_asdf(handle)
+    # FITS headers hold ASCII only: a non-ASCII name is recorded in its nearest ASCII
+    # spelling in the file, while the model in memory keeps the real name
+    model.meta.filename = fits_safe_text(path.name) if suffix == ".fits" else path.name
+    try:
+        with atomic_output(path) as tmp, open(tmp, "wb") as handle:
+            if suffix == ".fits":
+                model.to_fits(handle, overwrite=True)
+            else:
+                model.to_asdf(handle)
+    finally:
+        model.meta.filename = path.name
     return path
+
+
+def fits_safe_text(text):
+    """
+    ``text`` as printable ASCII, which FITS header values must be.
+
+    Accented letters lose their accents (``é`` -> ``e``); other non-ASCII characters
+    become ``?``. Used for the FILENAME of products whose file name is not ASCII: the
+    file keeps its name, the header records the nearest ASCII spelling.
+    """
+    import unicodedata
+
+    if text.isascii() and text.isprintable():
+        return text
+    decomposed = unicodedata.normalize("NFKD", text)
+    without_accents = "".join(c for c in decomposed if not unicodedata.combining(c))
+    return "".join(c if c.isascii() and c.isprintable() else "?" for c in without_accents)
 
 
 def write_text_atomic(text, path):

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from jwst_ceers._step import ExposureStep
+from jwst_ceers.atomic_io import fits_safe_text
 from jwst_ceers.errors import CeersParameterError
 from jwst_ceers.inputs import UNPHYSICAL_SURFACE_BRIGHTNESS, unphysical_pixels
 from jwst_ceers.masking import MaskTier
@@ -199,8 +200,8 @@ class PedestalSkySub(ExposureStep):
                 self._product_dir() / f"{root}_bkgsub.fits", data=data, background=sky.background,
                 pedestal=fit.level, tier_bits=sky.tier_bits, source_mask=sky.source_mask, bad=bad,
                 header_cards=[
-                    ("FILENAME", f"{root}_bkgsub.fits", "this file"),
-                    ("INPUT", str(name)[:68], "exposure"),
+                    ("FILENAME", fits_safe_text(f"{root}_bkgsub.fits"), "this file"),
+                    ("INPUT", fits_safe_text(str(name))[:68], "exposure"),
                     ("PEDESTAL", float(fit.level), "subtracted pedestal"),
                     ("PEDMETH", fit.method, "pedestal method"),
                     ("RNSCALE", float(sky.rnoise_factor) if rescaled else 1.0, "VAR_RNOISE factor"),
