@@ -25,6 +25,7 @@ from jwst_ceers.atomic_io import (
 )
 from jwst_ceers.errors import CeersError, CeersFileError, CeersParameterError
 from jwst_ceers.inputs import (
+    check_complete_asdf,
     check_image_model,
     has_usable_pixels,
     input_file_paths,
@@ -98,6 +99,7 @@ class ParameterErrors:
     def build_config(cls, input, **kwargs):  # noqa: A002 (stpipe's signature)
         """As stpipe's, with unreadable parameter files reported as CeersParameterError."""
         config_file = kwargs.get("config_file")
+        _check_parameter_file(cls, config_file)
         try:
             return super().build_config(input, **kwargs)
         except CeersError:
@@ -110,6 +112,19 @@ class ParameterErrors:
 
 def _step_label(cls):
     return getattr(cls, "class_alias", None) or cls.__name__
+
+
+def _check_parameter_file(cls, config_file):
+    """A truncated ASDF parameter file is a CeersParameterError saying so (not a YAML/INI parse error)."""
+    if not config_file or not Path(config_file).is_file():
+        return
+    try:
+        with open(config_file, "rb") as handle:
+            is_asdf = handle.read(5) == b"#ASDF"
+        if is_asdf:
+            check_complete_asdf(Path(config_file), what="parameter file")
+    except (CeersFileError, OSError) as exc:
+        raise CeersParameterError(f"{_step_label(cls)}: {exc}") from exc
 
 
 # Step parameters naming a file the step writes (its folder is checked before work)
@@ -187,6 +202,11 @@ def _output_path(step, *, model_filename, suffix=None, idx=None, output_file=Non
     if step.output_use_model or (output_file is None and not step.search_output_file):
         output_file = model_filename
         idx = None
+    if output_file is None and step.search_output_file:  # as make_output_path would choose
+        output_file = step.search_attr("output_file") or step.default_output_file()
+    if output_file and str(output_file).lower().endswith(".gz"):
+        # x_cal.fits.gz gives x_<suffix>.fits (products are written uncompressed)
+        output_file = str(output_file)[:-3]
     return step.make_output_path(basepath=output_file, suffix=suffix, idx=idx, **components)
 
 

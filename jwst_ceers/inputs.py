@@ -35,6 +35,7 @@ __all__ = [
     "check_input_files",
     "input_file_paths",
     "require_file",
+    "check_complete_asdf",
     "open_library",
     "ARRAYS_OF_SCI_SHAPE",
     "UNPHYSICAL_SURFACE_BRIGHTNESS",
@@ -55,6 +56,8 @@ _UNUSABLE_DQ = 1 | 512
 
 # First bytes of the file kinds a jwst model can be read from
 _MAGIC = (b"SIMPLE  =", b"#ASDF")
+# binary block header magic of ASDF files
+_ASDF_BLOCK_MAGIC = b"\xd3BLK"
 # gzip: datamodels (astropy) opens *.fits.gz directly
 _GZIP_MAGIC = b"\x1f\x8b"
 
@@ -93,26 +96,45 @@ def _check_readable_model_file(path, *, what):
     if not start.startswith(_MAGIC):
         raise CeersFileError(f"{path}: {what} is not a FITS, gzipped FITS (.fits.gz) or ASDF file")
     if start.startswith(b"#ASDF"):
-        _check_complete_asdf(path, what=what)
+        check_complete_asdf(path, what=what)
     return path
 
 
-def _check_complete_asdf(path, *, what):
-    """Raise CeersFileError if an ASDF file ends before its YAML tree does (truncated copy)."""
+def check_complete_asdf(path, *, what):
+    """
+    Raise CeersFileError if an ASDF file is cut short (an interrupted copy or write).
+
+    The YAML tree must end (``...``) and every binary block must fit in the file
+    (block headers give their sizes), so the user reads "truncated" instead of an
+    IndexError or a YAML ReaderError from deep inside asdf.
+    """
     size = path.stat().st_size
     with path.open("rb") as handle:
-        handle.seek(max(0, size - 4096))
-        tail = handle.read()
-        if b"\n...\n" in tail or b"\xd3BLK" in tail:
-            return
-        # Tree end marker or block magic somewhere (trees with blocks are long): scan once.
-        handle.seek(0)
-        content = handle.read()
-    if b"\n...\n" not in content and b"\xd3BLK" not in content:
-        raise CeersFileError(
-            f"{path}: {what} is a truncated or corrupt ASDF file (its YAML tree has no end '...'); "
-            "copy or write it again"
-        )
+        head = handle.read(min(size, 16 * 1024 * 1024))  # trees are small; blocks follow
+        tree_end = head.find(b"\n...")
+        block = head.find(_ASDF_BLOCK_MAGIC, max(tree_end, 0))
+        if tree_end < 0 and block < 0:
+            raise CeersFileError(
+                f"{path}: {what} is a truncated or corrupt ASDF file (its YAML tree has no end '...'); "
+                "copy or write it again"
+            )
+        number = 0
+        while block >= 0:
+            handle.seek(block + 4)
+            header_size = int.from_bytes(handle.read(2), "big")
+            header = handle.read(header_size)
+            if len(header) < 16:
+                break
+            allocated = int.from_bytes(header[8:16], "big")  # flags 4, compression 4, allocated 8
+            end = block + 6 + header_size + allocated
+            number += 1
+            if end > size:
+                raise CeersFileError(
+                    f"{path}: {what} is a truncated ASDF file (binary block {number} ends at byte {end}, "
+                    f"the file has {size}); copy or write it again"
+                )
+            handle.seek(end)
+            block = end if handle.read(4) == _ASDF_BLOCK_MAGIC else -1
 
 
 def open_image_model(path):
