@@ -124,7 +124,7 @@ def _check_parameter_file(cls, config_file):
         if is_asdf:
             check_complete_asdf(Path(config_file), what="parameter file")
     except (CeersFileError, OSError) as exc:
-        raise CeersParameterError(f"{_step_label(cls)}: {exc}") from exc
+        raise CeersParameterError(f"{_step_label(cls)}: parameter file {config_file} cannot be used: {exc}") from exc
 
 
 # Step parameters naming a file the step writes (its folder is checked before work)
