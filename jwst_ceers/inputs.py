@@ -94,7 +94,7 @@ def _check_readable_model_file(path, *, what):
     if start.startswith(_GZIP_MAGIC) and path.name.lower().endswith((".fits.gz", ".fit.gz")):
         return path
     if not start.startswith(_MAGIC):
-        raise CeersFileError(f"{path}: {what} is not a FITS, gzipped FITS (.fits.gz) or ASDF file")
+        raise CeersFileError(f"{path}: {what} is not a FITS or ASDF file (nor a gzipped .fits.gz)")
     if start.startswith(b"#ASDF"):
         check_complete_asdf(path, what=what)
     return path
