@@ -13,7 +13,9 @@ Before any work (:func:`check_members`):
   flagged DO_NOT_USE and set to NaN in the pipeline's copies, and counted in one log
   line: otherwise one unflagged artefact makes outlier_detection flag most of every
   exposure it overlaps;
-- at least one usable pixel in some member, else `CeersEmptyProductError`;
+- at least one usable pixel in some member, and a user resample grid (``crval``,
+  ``output_shape``, ``pixel_scale``) that can overlap a member, else
+  `CeersEmptyProductError`;
 - no product the pipeline will save is one of its input files.
 
 After ``outlier_detection`` (:func:`report_outlier_flagging`): a warning with the
@@ -34,6 +36,7 @@ from jwst_ceers.inputs import UNPHYSICAL_SURFACE_BRIGHTNESS, check_image_model, 
 
 __all__ = [
     "OUTLIER_FRACTION_WARNING",
+    "check_grid_overlaps_members",
     "check_members",
     "check_mosaic_not_empty",
     "count_outlier_flags",
@@ -123,9 +126,70 @@ def check_members(pipeline, library):
             f"calwebb_image3_ceers takes ONE filter of ONE instrument; the input mixes {kinds} "
             f"({listing}). Make one association per filter (jwst-ceers asn)"
         )
+    check_grid_overlaps_members(pipeline.resample, library, names)
     member_paths = _member_paths(library)
     check_outputs_not_inputs(pipeline_output_paths(pipeline, member_paths), member_paths, what="calwebb_image3_ceers product")
     _check_and_flag_data(library, names)
+
+
+def _s_region_vertices(s_region):
+    """(ra, dec) arrays of an S_REGION ``POLYGON [frame] ra1 dec1 ...`` (None if unparsable)."""
+    numbers = []
+    for token in str(s_region or "").split():
+        try:
+            numbers.append(float(token))
+        except ValueError:
+            continue
+    if len(numbers) < 6 or len(numbers) % 2:
+        return None
+    return np.array(numbers[0::2]), np.array(numbers[1::2])
+
+
+def check_grid_overlaps_members(resample, library, names):
+    """
+    Refuse, before any work, a user resample grid that no member can overlap.
+
+    Rotation-free and conservative: the grid lies within ``R`` of ``crval`` (its
+    farthest corner from ``crpix``), each member within its S_REGION's circumscribed
+    circle; only when every member's circle misses the grid's circle is the run refused.
+    Grids that barely miss are caught after resample (:func:`check_mosaic_not_empty`).
+
+    Raises
+    ------
+    CeersEmptyProductError
+        Naming the grid and the nearest member.
+    """
+    from astropy.coordinates import SkyCoord  # function-local: only user grids need it
+
+    crval, shape, scale = resample.crval, resample.output_shape, resample.pixel_scale
+    if not crval or not shape or not scale:
+        return
+    nx, ny = shape
+    crpix = resample.crpix if resample.crpix else ((nx - 1) / 2.0, (ny - 1) / 2.0)
+    corners = np.array([(0, 0), (nx - 1, 0), (0, ny - 1), (nx - 1, ny - 1)], dtype=float)
+    grid_radius = (np.max(np.hypot(corners[:, 0] - crpix[0], corners[:, 1] - crpix[1])) + 1.0) * scale / 3600.0
+    centre = SkyCoord(crval[0], crval[1], unit="deg")
+    nearest = (np.inf, None)
+    with library:
+        for index, name in enumerate(names):
+            vertices = _s_region_vertices(library.read_metadata(index).get("meta.wcsinfo.s_region"))
+            if vertices is None:
+                return  # cannot tell
+            points = SkyCoord(*vertices, unit="deg")
+            member_centre = SkyCoord(
+                points.cartesian.mean(), representation_type="cartesian"
+            ).represent_as("unitspherical")
+            member_centre = SkyCoord(member_centre.lon, member_centre.lat)
+            member_radius = float(np.max(member_centre.separation(points).deg))
+            distance = float(member_centre.separation(centre).deg)
+            if distance <= grid_radius + member_radius:
+                return
+            nearest = min(nearest, (distance - member_radius, name), key=lambda item: item[0])
+    raise CeersEmptyProductError(
+        f"resample grid (crval {list(crval)}, output_shape {list(shape)}, pixel_scale {scale}\") does not "
+        f"overlap any member: the nearest, {nearest[1]}, ends {nearest[0]:.4g} deg from the grid centre, the "
+        f"grid reaches {grid_radius:.4g} deg from it; no mosaic made (check crval/crpix of --steps.resample)"
+    )
 
 
 def _member_paths(library):
