@@ -341,7 +341,8 @@ def check_mosaic_not_empty(resample, result, product_name):
         The product name (for the message and the saved file name).
     """
     data = np.asarray(result.data)
-    weight = np.asarray(result.wht) if result.hasattr("wht") else np.ones(data.shape)
+    wht = getattr(result, "wht", None) if result.hasattr("wht") else None
+    weight = np.ones(data.shape) if wht is None or np.shape(wht) != data.shape else np.asarray(wht)
     if np.count_nonzero(np.isfinite(data) & (weight > 0)):
         return
     removed = ""
