@@ -9,6 +9,9 @@ Before any work (:func:`check_members`):
   understates ERR;
 - every member a 2-D image in MJy/sr whose DQ/ERR/variances match SCI and whose
   variances are not negative;
+- members with non-ASCII file names get the nearest ASCII spelling as ``meta.filename``
+  (the stock steps write it into FITS headers and tables), so their products have
+  ASCII names;
 - pixels whose value cannot be physical (non-finite, or ``|SCI| > 1e6 MJy/sr``) are
   flagged DO_NOT_USE and set to NaN in the pipeline's copies, and counted in one log
   line: otherwise one unflagged artefact makes outlier_detection flag most of every
@@ -29,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from jwst_ceers.atomic_io import check_outputs_not_inputs
+from jwst_ceers.atomic_io import check_outputs_not_inputs, fits_safe_text
 from jwst_ceers.errors import CeersDataError, CeersEmptyProductError
 from jwst_ceers.file_names import exposure_root
 from jwst_ceers.inputs import UNPHYSICAL_SURFACE_BRIGHTNESS, check_image_model, unphysical_pixels
@@ -204,6 +207,7 @@ def _member_paths(library):
 def _check_and_flag_data(library, names):
     """Check each member's arrays; flag unphysical pixels; refuse when nothing is usable."""
     flagged = {}
+    renamed = []
     usable = 0
     with library:
         for index, name in enumerate(names):
@@ -211,6 +215,12 @@ def _check_and_flag_data(library, names):
             modified = False
             try:
                 check_image_model(model, what=name)
+                filename = model.meta.filename
+                if filename and fits_safe_text(filename) != filename:
+                    # stock resample writes member names into a FITS table (ASCII only)
+                    renamed.append((filename, fits_safe_text(filename)))
+                    model.meta.filename = fits_safe_text(filename)
+                    modified = True
                 bad = unphysical_pixels(model.data)
                 dq = np.asarray(model.dq) if model.hasattr("dq") else None
                 newly = bad if dq is None else bad & ((dq & _DO_NOT_USE) == 0)
@@ -227,6 +237,12 @@ def _check_and_flag_data(library, names):
                 usable += int(np.count_nonzero(good))
             finally:
                 library.shelve(model, index, modify=modified)
+    if renamed:
+        log.info(
+            "%d member(s) have non-ASCII file names, which FITS headers and tables cannot hold: their "
+            "products are named after the nearest ASCII spelling (e.g. %s -> %s); the inputs keep their names",
+            len(renamed), *renamed[0],
+        )
     if flagged:
         log.warning(
             "%d pixel(s) of %d member(s) are non-finite or |SCI| > %.0e MJy/sr without DO_NOT_USE: "
