@@ -9,8 +9,6 @@ mosaic (`jwst_ceers.CeersEmptyProductError`).
 """
 
 import logging
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,18 +16,27 @@ from hostile_helpers import f150w_files, finite_fraction, modified_copy, run_ima
 
 from jwst_ceers.errors import CeersDataError
 
-sys.path.insert(0, str(Path(__file__).parent))
-
 pytestmark = pytest.mark.filterwarnings("ignore:.*is not valid under any of the given schemas")
 
 
 # ------------------------------------------------------------------ pedestal (512^2)
 @pytest.fixture(scope="module")
 def exposure():
-    from test_pedestal import simulate
+    """A 512^2 deep-field NRCA1 exposure: density 3, a large galaxy, gradient, 1/f, VAR_RNOISE 1.3x off."""
+    from jwst_ceers.simulate.exposures import simulate_exposure
+    from jwst_ceers.simulate.nircam_geometry import detector_pointing
+    from jwst_ceers.simulate.sources import make_source_population
 
-    model, truth, sigma, realised = simulate(7, size=512)
-    return model, truth, sigma
+    ra, dec, roll = detector_pointing("NRCA1", ra=214.9, dec=52.9, pa_v3=130.0)
+    sources = make_source_population(
+        ra=ra, dec=dec, width_arcsec=104.0, height_arcsec=104.0, seed=57, density_scale=3.0, n_large_galaxies=1
+    )
+    model, truth = simulate_exposure(
+        filter_name="F150W", detector="NRCA1", ra_ref=ra, dec_ref=dec, roll_ref=roll, sources=sources, seed=7,
+        size=512, gradient=(0.004, -0.006), rnoise_scale_error=1.3, one_over_f=0.3,
+    )
+    model.meta.subarray.name = "GENERIC"
+    return model, truth, float(np.sqrt(truth.sky_variance))
 
 
 def _pedestal(model):

@@ -62,6 +62,8 @@ class ExposureInfo:
         EXP_TYPE keyword, ``""`` when absent.
     start_time : str
         EXPSTART keyword (MJD) as written, ``""`` when absent.
+    exposure : str
+        EXPOSURE keyword (exposure number within the visit), ``""`` when absent.
     """
 
     path: Path
@@ -73,17 +75,20 @@ class ExposureInfo:
     detector: str
     exp_type: str
     start_time: str = ""
+    exposure: str = ""
 
     def identities(self):
         """
         Keys that are equal for two files of one exposure (copies, other product levels).
 
         The exposure root of the file name with the detector, and EXPSTART with the
-        detector when the header has both.
+        detector, observation ids, exposure number and band when the header has
+        EXPSTART and DETECTOR (hand-made files may share one EXPSTART across visits).
         """
         keys = [("exposure root", exposure_root(self.path.name).lower(), self.detector)]
         if self.start_time and self.detector:
-            keys.append(("EXPSTART and DETECTOR", self.start_time, self.detector))
+            ids = f"{self.start_time} {self.program} {self.observation} {self.visit} {self.exposure} {self.band}"
+            keys.append(("EXPSTART and DETECTOR", ids, self.detector))
         return keys
 
     @property
@@ -230,6 +235,7 @@ def read_exposure_info(path):
         detector=(_header_string(header, "DETECTOR") or "").upper(),
         exp_type=(_header_string(header, "EXP_TYPE") or "").upper(),
         start_time=_header_string(header, "EXPSTART") or "",
+        exposure=_header_string(header, "EXPOSURE") or "",
     )
 
 

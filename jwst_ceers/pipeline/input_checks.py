@@ -68,13 +68,25 @@ def _member_label(library, index, *, full=False):
     return str(expname) if full else Path(expname).name
 
 
+# header keys that together identify one exposure of one detector (flat datamodel names)
+_EXPOSURE_HEADER_KEYS = (
+    "meta.observation.program_number", "meta.observation.observation_number", "meta.observation.visit_number",
+    "meta.observation.visit_group", "meta.observation.activity_id", "meta.observation.exposure_number",
+    "meta.instrument.filter", "meta.instrument.pupil",
+)
+
+
 def _identity(meta, name):
-    """Exposure identities of a member (flat metadata): file-name root, and (EXPSTART, DETECTOR)."""
+    """
+    Exposure identities of a member (flat metadata): file-name root + DETECTOR, and
+    EXPSTART + DETECTOR + observation ids and filter (so that a renamed copy is found).
+    """
     detector = str(meta.get("meta.instrument.detector") or "").upper()
     keys = [("exposure root", exposure_root(name).lower(), detector)]
     start = meta.get("meta.exposure.start_time")
     if start is not None and detector:
-        keys.append(("EXPSTART and DETECTOR", f"{float(start):.9f}", detector))
+        ids = " ".join(str(meta.get(key) or "") for key in _EXPOSURE_HEADER_KEYS)
+        keys.append(("EXPSTART and DETECTOR", f"{float(start):.9f} {ids}".strip(), detector))
     return keys
 
 
