@@ -82,9 +82,20 @@ class ParameterErrors:
         if args and isinstance(args[0], (str, Path)):
             self.set_primary_input(args[0])  # as stpipe's run does, so that output names can be predicted
         if not getattr(self, "step_defs", None):  # a pipeline predicts its steps' products itself
-            check_outputs_not_inputs(predicted_output_paths(self, inputs), inputs, what=f"{_step_label(type(self))} output")
+            outputs = predicted_output_paths(self, inputs)
+            exposures = [path for path in inputs if Path(path).suffix.lower() not in (".json", ".yaml", ".yml")]
+            outputs += [out for path in exposures for out in self.extra_output_paths(path)]
+            check_outputs_not_inputs(outputs, inputs, what=f"{_step_label(type(self))} output")
         with protected_inputs(inputs):
             return super().run(*args, **kwargs)
+
+    def extra_output_paths(self, input_path):
+        """
+        Files other than saved datamodels the step will write for ``input_path``.
+
+        Checked against the inputs before any work; the default: none.
+        """
+        return []
 
     @classmethod
     def from_config_section(cls, config, parent=None, name=None, config_file=None):
@@ -294,8 +305,12 @@ class ExposureStep(CeersStep):
     in_memory = boolean(default=True)  # Keep all exposures in memory (False: ModelLibrary on disk)
     """  # noqa: E501
 
+    def check_parameters(self):
+        """Check parameters that need no data (called once, before any exposure is read)."""
+
     def process(self, input_data):
         """Apply :meth:`process_exposure` to one model or to every model of a library."""
+        self.check_parameters()
         output = self.prepare_output(input_data, open_models=False)
         if isinstance(output, (str, Path)) and Path(output).suffix.lower() != ".json":
             output = open_image_model(output)

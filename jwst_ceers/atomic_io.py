@@ -122,7 +122,7 @@ def protected_inputs(paths):
     paths : iterable of str or Path
         Input files (missing ones are ignored when writing is checked).
     """
-    added = tuple(str(Path(p)) for p in paths if p)
+    added = tuple(str(Path(p).absolute()) for p in paths if p)  # pinned to the current folder
     token = _PROTECTED_INPUTS.set(_PROTECTED_INPUTS.get() + added)
     try:
         yield

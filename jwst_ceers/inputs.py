@@ -65,6 +65,8 @@ _GZIP_MAGIC = b"\x1f\x8b"
 ARRAYS_OF_SCI_SHAPE = ("dq", "err", "var_poisson", "var_rnoise", "var_flat")
 # ... of which these are variances (never negative; NaN and +inf are allowed)
 VARIANCE_ARRAYS = ("var_poisson", "var_rnoise", "var_flat")
+# arrays that can never be negative: the variances and ERR (their square root)
+_NON_NEGATIVE_ARRAYS = ("err", *VARIANCE_ARRAYS)
 
 
 def require_file(path, *, what):
@@ -210,10 +212,10 @@ def check_image_model(model, *, what="input", units=SURFACE_BRIGHTNESS_UNITS):
 
 def check_array_shapes_and_signs(model, *, what="input"):
     """
-    Check that DQ/ERR/variance arrays match the science shape and variances are not negative.
+    Check that DQ/ERR/variance arrays match the science shape; ERR and variances not negative.
 
     Arrays that are absent (or not yet allocated) are not checked. NaN and +inf
-    variances are allowed (bad pixels; ``ceers_varfill``'s fill value).
+    values are allowed (bad pixels; ``ceers_varfill``'s fill value).
 
     Raises
     ------
@@ -231,12 +233,13 @@ def check_array_shapes_and_signs(model, *, what="input"):
                 f"{name}: {array_name.upper()} array has shape {np.shape(array)}, "
                 f"the science array {shape}; the file is inconsistent"
             )
-        if array_name in VARIANCE_ARRAYS:
+        if array_name in _NON_NEGATIVE_ARRAYS:
             negative = int(np.count_nonzero(np.asarray(array) < 0))
             if negative:
+                kind = "an error" if array_name == "err" else "a variance"
                 raise CeersDataError(
                     f"{name}: {array_name.upper()} array has {negative} negative value(s) "
-                    f"(minimum {float(np.nanmin(array)):.4g}); a variance cannot be negative"
+                    f"(minimum {float(np.nanmin(array)):.4g}); {kind} cannot be negative"
                 )
     return model
 

@@ -96,3 +96,11 @@ def test_asn_over_two_folders_of_copies_keeps_each_exposure_once(sim, tmp_path, 
     for path in f150w_files(sim):
         assert str(tmp_path / "b" / path.name) in caplog.text and str(tmp_path / "a" / path.name) in caplog.text
     assert "same exposure" in caplog.text
+
+
+def test_symbolic_link_to_a_member_is_the_same_exposure(sim, tmp_path):
+    first, second = f150w_files(sim)
+    link = tmp_path / "another_name_cal.fits"
+    link.symlink_to(first)
+    asn = write_asn(tmp_path, [first, second, link])
+    _refused_quickly(asn, tmp_path, sim, link.name, "same exposure")

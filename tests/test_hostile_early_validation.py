@@ -34,8 +34,15 @@ def _dq_of_wrong_shape(model):
     model.dq = np.zeros((model.data.shape[0] - 6, model.data.shape[1]), dtype=np.uint32)
 
 
+def _negative_err(model):
+    err = model.err.copy()
+    err[0, :3] = -1.0
+    model.err = err
+
+
 BAD_ARRAYS = {
     "negative VAR_RNOISE": (_negative_rnoise, ("VAR_RNOISE", "10 negative")),
+    "negative ERR": (_negative_err, ("ERR", "3 negative", "an error cannot be negative")),
     "DQ of the wrong shape": (_dq_of_wrong_shape, ("DQ array has shape (250, 256)", "(256, 256)")),
 }
 
@@ -139,3 +146,12 @@ def test_results_file_under_a_regular_file_is_refused_before_the_fit(sim, tmp_pa
     assert "results_file" in str(error.value) and "plain" in str(error.value)
     assert "Reference catalog" not in caplog.text  # nothing was read or fitted
     assert digest([tmp_path / "plain"]) == before
+
+
+def test_missing_mask_dir_is_refused_before_work(sim, tmp_path, caplog):
+    """A mask_dir that does not exist used to fall back to internal masks silently."""
+    from jwst_ceers import PedestalSkySub
+
+    with caplog.at_level(logging.INFO, logger="jwst_ceers"), pytest.raises(CeersFileError, match="mask_dir .*does not exist"):
+        PedestalSkySub.call(str(f150w_files(sim)[0]), mask_dir=str(tmp_path / "no_such_folder"))
+    assert "source mask:" not in caplog.text

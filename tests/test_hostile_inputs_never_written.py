@@ -109,3 +109,17 @@ def test_every_atomic_write_refuses_a_protected_input(sim, tmp_path):
             write_model_atomic(model, link)  # a symbolic link to an input is the input
     assert digest([exposure]) == before
     write_text_atomic("x", exposure.with_name("other.txt"))  # outside the context: allowed
+
+
+def test_pedestal_side_product_named_like_the_input_is_refused_before_work(sim, tmp_path, monkeypatch, caplog):
+    """save_bkgsub writes <root>_bkgsub.fits: with an input of that name, refused before work."""
+    from jwst_ceers import PedestalSkySub
+
+    monkeypatch.chdir(tmp_path)
+    exposure = tmp_path / "x_bkgsub.fits"
+    shutil.copy(f150w_files(sim)[0], exposure)
+    before = digest([exposure])
+    with caplog.at_level(logging.INFO, logger="jwst_ceers"), pytest.raises(CeersFileError, match="overwrite the input"):
+        PedestalSkySub.call(exposure.name, save_bkgsub=True, output_dir=str(tmp_path))
+    assert "source mask:" not in caplog.text
+    assert digest([exposure]) == before

@@ -85,7 +85,10 @@ class ExposureInfo:
         detector, observation ids, exposure number and band when the header has
         EXPSTART and DETECTOR (hand-made files may share one EXPSTART across visits).
         """
-        keys = [("exposure root", exposure_root(self.path.name).lower(), self.detector)]
+        keys = [
+            ("file", str(self.path.resolve()), ""),
+            ("exposure root", exposure_root(self.path.name).lower(), self.detector),
+        ]
         if self.start_time and self.detector:
             ids = f"{self.start_time} {self.program} {self.observation} {self.visit} {self.exposure} {self.band}"
             keys.append(("EXPSTART and DETECTOR", ids, self.detector))

@@ -8,7 +8,7 @@ import numpy as np
 
 from jwst_ceers._step import ExposureStep
 from jwst_ceers.atomic_io import fits_safe_text
-from jwst_ceers.errors import CeersParameterError
+from jwst_ceers.errors import CeersFileError, CeersParameterError
 from jwst_ceers.inputs import UNPHYSICAL_SURFACE_BRIGHTNESS, unphysical_pixels
 from jwst_ceers.masking import MaskTier
 from jwst_ceers.pedestal.exposure_sky import measure_exposure_sky
@@ -83,6 +83,23 @@ class PedestalSkySub(ExposureStep):
             return tuple(MaskTier(float(f), float(s), int(n), float(d)) for f, s, n, d in zip(*values))
         except ValueError as exc:
             raise CeersParameterError(f"ceers_pedestal: tier parameters: {exc}") from exc
+
+    def check_parameters(self):
+        """Tier lists of one length; ``mask_dir``, when given, an existing folder."""
+        self._tiers()
+        if self.mask_dir and not Path(self.mask_dir).is_dir():
+            what = "is a regular file, not a folder" if Path(self.mask_dir).exists() else "does not exist"
+            raise CeersFileError(f"ceers_pedestal: mask_dir {self.mask_dir} {what}")
+
+    def extra_output_paths(self, input_path):
+        """``<root>_bkgsub.fits`` and ``<root>_pedestal.png`` when requested."""
+        root = exposure_root(Path(input_path).name)
+        paths = []
+        if self.save_bkgsub:
+            paths.append(self._product_dir() / f"{root}_bkgsub.fits")
+        if self.save_plots:
+            paths.append(self._product_dir() / f"{root}_pedestal.png")
+        return paths
 
     def _product_dir(self):
         directory = self.search_attr("output_dir") or os.getcwd()

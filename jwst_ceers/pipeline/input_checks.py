@@ -123,7 +123,8 @@ def check_members(pipeline, library):
             if pupil and pupil not in ("CLEAR", "CLEARP", "NONE", "N/A", "ANY"):
                 band = f"{band}+{pupil}"
             bands.setdefault((instrument, band), []).append(name)
-            for key in _identity(meta, name):
+            resolved = str(Path(_member_label(library, index, full=True)).resolve())
+            for key in [("file", resolved, ""), *_identity(meta, name)]:
                 if key in seen:
                     raise CeersDataError(
                         f"{_member_label(library, index, full=True)} and {seen[key]} are the same exposure (same {key[0]}: "
