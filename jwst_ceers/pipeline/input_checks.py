@@ -209,12 +209,15 @@ def check_grid_overlaps_members(resample, library, names):
 
 
 def _member_paths(library):
+    """Member files of a library read from files ([] for models built in memory)."""
     directory = getattr(library, "_asn_dir", None)
+    if not directory:
+        return []
     try:
         members = library.asn["products"][0]["members"]
     except (KeyError, IndexError, TypeError):
         return []
-    return [Path(directory or ".") / m["expname"] for m in members if m.get("expname")]
+    return [Path(directory) / m["expname"] for m in members if m.get("expname")]
 
 
 def _check_and_flag_data(library, names):
