@@ -184,3 +184,12 @@ def test_huge_ds9_circle_is_clipped_to_the_image(tmp_path):
     yy, xx = np.mgrid[:300, :400]
     expected = (xx - 49) ** 2 + (yy - 59) ** 2 >= 100  # DS9 1-based centre; centres strictly inside removed
     np.testing.assert_array_equal(mask, expected)
+
+
+def test_grid_reference_that_is_a_directory_says_so(tmp_path):
+    from jwst_ceers.mosaic_grid.from_files import exposure_footprint, read_reference_header
+
+    with pytest.raises(CeersFileError, match="reference mosaic is a directory, not a file"):
+        read_reference_header(tmp_path)
+    with pytest.raises(CeersFileError, match="input file is a directory, not a file"):
+        exposure_footprint(tmp_path)
