@@ -12,9 +12,10 @@ named it. Steps also call the check on their predicted outputs before any work.
 """
 
 import contextlib
-import contextvars
+import itertools
 import os
 import tempfile
+import threading
 from pathlib import Path
 
 from jwst_ceers.errors import CeersFileError
@@ -104,8 +105,12 @@ def check_outputs_not_inputs(outputs, inputs, *, what="output"):
                 )
 
 
-# Files read by the runs active in this thread/task (never written by atomic_output).
-_PROTECTED_INPUTS = contextvars.ContextVar("jwst_ceers_protected_inputs", default=())
+# Files read by the active runs of this process (never written by atomic_output). Global,
+# not per thread: steps write from thread pools (MosaicBackground), and a file that any
+# concurrent run reads must not be replaced by another run either.
+_PROTECTED_INPUTS = {}
+_PROTECTED_LOCK = threading.Lock()
+_REGISTRATIONS = itertools.count()
 
 
 @contextlib.contextmanager
@@ -113,9 +118,9 @@ def protected_inputs(paths):
     """
     Register ``paths`` as inputs of the enclosed run: no atomic write may replace them.
 
-    Nested registrations add up (a pipeline's inputs stay protected while its steps
-    run). The registry is a context variable, so concurrent runs in threads or
-    asyncio tasks do not see each other's inputs.
+    Registrations add up (a pipeline's inputs stay protected while its steps run) and
+    hold for every thread of the process (steps write from thread pools; concurrent
+    runs never replace each other's inputs either).
 
     Parameters
     ----------
@@ -123,16 +128,20 @@ def protected_inputs(paths):
         Input files (missing ones are ignored when writing is checked).
     """
     added = tuple(str(Path(p).absolute()) for p in paths if p)  # pinned to the current folder
-    token = _PROTECTED_INPUTS.set(_PROTECTED_INPUTS.get() + added)
+    key = next(_REGISTRATIONS)
+    with _PROTECTED_LOCK:
+        _PROTECTED_INPUTS[key] = added
     try:
         yield
     finally:
-        _PROTECTED_INPUTS.reset(token)
+        with _PROTECTED_LOCK:
+            del _PROTECTED_INPUTS[key]
 
 
 def current_protected_inputs():
     """The input paths registered by the active :func:`protected_inputs` contexts."""
-    return _PROTECTED_INPUTS.get()
+    with _PROTECTED_LOCK:
+        return tuple(dict.fromkeys(p for paths in _PROTECTED_INPUTS.values() for p in paths))
 
 
 @contextlib.contextmanager
@@ -157,7 +166,7 @@ def atomic_output(path):
         does not exist or is not writable, or the write fails.
     """
     path = Path(path)
-    check_outputs_not_inputs([path], _PROTECTED_INPUTS.get())
+    check_outputs_not_inputs([path], current_protected_inputs())
     directory = path.parent if str(path.parent) else Path(".")
     try:
         fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}")

@@ -123,3 +123,39 @@ def test_pedestal_side_product_named_like_the_input_is_refused_before_work(sim, 
         PedestalSkySub.call(exposure.name, save_bkgsub=True, output_dir=str(tmp_path))
     assert "source mask:" not in caplog.text
     assert digest([exposure]) == before
+
+
+def test_protection_holds_in_worker_threads(sim, tmp_path):
+    """Steps write from thread pools (MosaicBackground): the inputs are protected there too."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from jwst_ceers.atomic_io import protected_inputs
+
+    exposure = tmp_path / "x_cal.fits"
+    shutil.copy(f150w_files(sim)[0], exposure)
+    before = digest([exposure])
+    with protected_inputs([exposure]), ThreadPoolExecutor(2) as pool:
+        future = pool.submit(write_text_atomic, "x", exposure)
+        with pytest.raises(CeersFileError, match="overwrite the input"):
+            future.result()
+    assert digest([exposure]) == before
+
+
+def test_mosaic_background_second_pass_never_writes_its_inputs(tmp_path):
+    """A second MosaicBackground pass over *_bkgsub.fits into the same folder used to overwrite them."""
+    from jwst_ceers import MosaicBackground
+    from jwst_ceers.errors import CeersError
+    from jwst_ceers.simulate.mosaics import simulate_mosaics
+
+    sim = simulate_mosaics(tmp_path / "in", shape=(256, 256), seed=4, filters=("F150W", "F356W"), hst_filters=(),
+                           n_large_galaxies=0)
+    out = tmp_path / "out"
+    MosaicBackground(output_dir=str(out), bkg_box_size=32).run([str(sim.paths[f]) for f in ("F150W", "F356W")])
+    first_pass = sorted(out.glob("*_bkgsub.fits"))
+    assert len(first_pass) == 2
+    before = digest(first_pass)
+    try:
+        MosaicBackground(output_dir=str(out), bkg_box_size=32).run([str(p) for p in first_pass])
+    except CeersError as exc:  # refused (a collision-free naming is the other allowed outcome)
+        assert "overwrite the input" in str(exc) or "input" in str(exc)
+    assert digest(first_pass) == before
