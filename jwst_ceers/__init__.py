@@ -9,7 +9,13 @@ jwst, while ``strun jwst_ceers.Image3Ceers assoc.json`` and
 from importlib import import_module
 
 from jwst_ceers._registry import STEPS
-from jwst_ceers.errors import CeersDataError, CeersError, CeersFileError, CeersParameterError
+from jwst_ceers.errors import (
+    CeersDataError,
+    CeersEmptyProductError,
+    CeersError,
+    CeersFileError,
+    CeersParameterError,
+)
 
 __version__ = "0.1.0"
 
@@ -18,6 +24,7 @@ _LAZY_CLASSES = {path.rsplit(".", 1)[1]: path.rsplit(".", 1)[0] for path, _, _ i
 
 __all__ = [
     "CeersDataError",
+    "CeersEmptyProductError",
     "CeersError",
     "CeersFileError",
     "CeersParameterError",

@@ -17,11 +17,31 @@ from stpipe.exceptions import ValidationError as StpipeValidationError
 from jwst.stpipe.utilities import record_step_status
 from stdatamodels.jwst.datamodels import JwstDataModel
 
-from jwst_ceers.atomic_io import ensure_output_directory, write_model_atomic
+from jwst_ceers.atomic_io import (
+    check_outputs_not_inputs,
+    ensure_output_directory,
+    protected_inputs,
+    write_model_atomic,
+)
 from jwst_ceers.errors import CeersError, CeersFileError, CeersParameterError
-from jwst_ceers.inputs import check_image_model, has_usable_pixels, open_image_model, open_library
+from jwst_ceers.inputs import (
+    check_complete_asdf,
+    check_image_model,
+    has_usable_pixels,
+    input_file_paths,
+    open_image_model,
+    open_library,
+)
 
-__all__ = ["ParameterErrors", "CeersStep", "ExposureStep", "make_saves_atomic", "save_model_atomically"]
+__all__ = [
+    "ParameterErrors",
+    "CeersStep",
+    "ExposureStep",
+    "check_output_locations",
+    "make_saves_atomic",
+    "predicted_output_paths",
+    "save_model_atomically",
+]
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +59,14 @@ class ParameterErrors:
     stpipe raises its own ``ValidationError`` (out-of-range value, unknown key) and
     configobj/asdf errors (malformed file); the message then names the step and the
     parameter file, and the type is the one jwst_ceers users catch for user errors.
-    An unusable ``output_dir`` (e.g. below a regular file) is a `CeersFileError`
-    naming it, raised before any work is done.
+
+    Before any work, ``run`` checks where the run will write (`check_output_locations`:
+    ``output_dir`` and output-file parameters of the step and of a pipeline's steps
+    exist or can be made, and are writable) and that no predicted output is one of the
+    input files (`predicted_output_paths`); then it runs with the input files
+    registered as protected (`jwst_ceers.atomic_io.protected_inputs`), so that no
+    atomic write of the run (its steps, stock steps included) can replace one of them.
+    Failures are `CeersFileError` naming the path.
     """
 
     def __init__(self, *args, **kwargs):
@@ -50,10 +76,26 @@ class ParameterErrors:
             raise CeersParameterError(f"{_step_label(type(self))}: {exc}") from exc
 
     def run(self, *args, **kwargs):
-        """As stpipe's, after checking that ``output_dir`` is (or can be made) a directory."""
-        if self.output_dir:
-            ensure_output_directory(os.path.expandvars(os.path.expanduser(self.output_dir)), what="output_dir")
-        return super().run(*args, **kwargs)
+        """As stpipe's, after checking outputs (see the class docstring); inputs are never written."""
+        check_output_locations(self)
+        inputs = input_file_paths(args[0]) if args else []
+        if args and isinstance(args[0], (str, Path)):
+            self.set_primary_input(args[0])  # as stpipe's run does, so that output names can be predicted
+        if not getattr(self, "step_defs", None):  # a pipeline predicts its steps' products itself
+            outputs = predicted_output_paths(self, inputs)
+            exposures = [path for path in inputs if Path(path).suffix.lower() not in (".json", ".yaml", ".yml")]
+            outputs += [out for path in exposures for out in self.extra_output_paths(path)]
+            check_outputs_not_inputs(outputs, inputs, what=f"{_step_label(type(self))} output")
+        with protected_inputs(inputs):
+            return super().run(*args, **kwargs)
+
+    def extra_output_paths(self, input_path):
+        """
+        Files other than saved datamodels the step will write for ``input_path``.
+
+        Checked against the inputs before any work; the default: none.
+        """
+        return []
 
     @classmethod
     def from_config_section(cls, config, parent=None, name=None, config_file=None):
@@ -68,6 +110,7 @@ class ParameterErrors:
     def build_config(cls, input, **kwargs):  # noqa: A002 (stpipe's signature)
         """As stpipe's, with unreadable parameter files reported as CeersParameterError."""
         config_file = kwargs.get("config_file")
+        _check_parameter_file(cls, config_file)
         try:
             return super().build_config(input, **kwargs)
         except CeersError:
@@ -80,6 +123,102 @@ class ParameterErrors:
 
 def _step_label(cls):
     return getattr(cls, "class_alias", None) or cls.__name__
+
+
+def _check_parameter_file(cls, config_file):
+    """A truncated ASDF parameter file is a CeersParameterError saying so (not a YAML/INI parse error)."""
+    if not config_file or not Path(config_file).is_file():
+        return
+    try:
+        with open(config_file, "rb") as handle:
+            is_asdf = handle.read(5) == b"#ASDF"
+        if is_asdf:
+            check_complete_asdf(Path(config_file), what="parameter file")
+    except (CeersFileError, OSError) as exc:
+        raise CeersParameterError(f"{_step_label(cls)}: parameter file {config_file} cannot be used: {exc}") from exc
+
+
+# Step parameters naming a file the step writes (its folder is checked before work)
+OUTPUT_FILE_PARAMETERS = ("results_file",)
+
+
+def _expand(path):
+    return os.path.expandvars(os.path.expanduser(str(path)))
+
+
+def check_output_locations(step):
+    """
+    Check, before any work, every place ``step`` (and a pipeline's steps) will write.
+
+    ``output_dir`` must be (or be made) a writable directory; so must the folder of
+    each output-file parameter (``results_file``) and ``wcs_dir`` when solutions are
+    written (not with ``use_saved_wcs``). Missing folders are created.
+
+    Raises
+    ------
+    CeersFileError
+        Naming the parameter and path.
+    """
+    steps = [step]
+    for name in getattr(step, "step_defs", {}) or {}:
+        sub = getattr(step, name, None)
+        if sub is not None and not getattr(sub, "skip", False):
+            steps.append(sub)
+    for one in steps:
+        label = _step_label(type(one))
+        if getattr(one, "output_dir", None):
+            ensure_output_directory(_expand(one.output_dir), what=f"{label}: output_dir")
+        for parameter in OUTPUT_FILE_PARAMETERS:
+            value = getattr(one, parameter, None)
+            if value:
+                path = Path(_expand(value))
+                if path.is_dir():
+                    raise CeersFileError(f"{label}: {parameter} {path} is a directory, not a file name")
+                ensure_output_directory(path.parent if str(path.parent) else Path("."), what=f"{label}: {parameter} folder")
+        if getattr(one, "wcs_dir", None) and not getattr(one, "use_saved_wcs", False):
+            ensure_output_directory(_expand(one.wcs_dir), what=f"{label}: wcs_dir")
+
+
+def predicted_output_paths(step, input_paths):
+    """
+    The datamodel files ``step`` will save for these input files (stpipe's naming rules).
+
+    A single file gives one model; several files (or an association's members) give a
+    library, saved model by model. Empty when the step saves nothing.
+
+    Parameters
+    ----------
+    step : stpipe Step
+    input_paths : sequence of Path
+        From `jwst_ceers.inputs.input_file_paths`; association files are skipped.
+
+    Returns
+    -------
+    list of str
+    """
+    if not (step.save_results or step.output_file):
+        return []
+    models = [Path(p) for p in input_paths if Path(p).suffix.lower() not in (".json", ".yaml", ".yml")]
+    suffix = step.suffix or step.default_suffix()
+    return [
+        _output_path(step, model_filename=path.name, suffix=suffix, idx=None if len(models) == 1 else index)
+        for index, path in enumerate(models)
+    ]
+
+
+def _output_path(step, *, model_filename, suffix=None, idx=None, output_file=None, **components):
+    """Where stpipe's ``save_model`` puts a model named ``model_filename`` (None: not saved)."""
+    if not output_file:
+        output_file = step.output_file
+    if step.output_use_model or (output_file is None and not step.search_output_file):
+        output_file = model_filename
+        idx = None
+    if output_file is None and step.search_output_file:  # as make_output_path would choose
+        output_file = step.search_attr("output_file") or step.default_output_file()
+    if output_file and str(output_file).lower().endswith(".gz"):
+        # x_cal.fits.gz gives x_<suffix>.fits (products are written uncompressed)
+        output_file = str(output_file)[:-3]
+    return step.make_output_path(basepath=output_file, suffix=suffix, idx=idx, **components)
 
 
 class CeersStep(ParameterErrors, Step):
@@ -121,15 +260,12 @@ def save_model_atomically(step, model, *, suffix=None, idx=None, output_file=Non
 
     Returns the path written, or None when the step is not asked to save.
     """
-    if not output_file:
-        output_file = step.output_file
-    if not force and not step.save_results and not output_file:
+    if not force and not step.save_results and not (output_file or step.output_file):
         return None
-    if step.output_use_model or (output_file is None and not step.search_output_file):
-        output_file = model.meta.filename
-        idx = None
-    path = step.make_output_path(basepath=output_file, suffix=suffix, idx=idx, **components)
-    write_model_atomic(model, path)
+    path = _output_path(
+        step, model_filename=model.meta.filename, suffix=suffix, idx=idx, output_file=output_file, **components
+    )
+    write_model_atomic(model, path)  # refuses a protected input path
     log.info("Saved model in %s", path)
     return str(path)
 
@@ -169,8 +305,12 @@ class ExposureStep(CeersStep):
     in_memory = boolean(default=True)  # Keep all exposures in memory (False: ModelLibrary on disk)
     """  # noqa: E501
 
+    def check_parameters(self):
+        """Check parameters that need no data (called once, before any exposure is read)."""
+
     def process(self, input_data):
         """Apply :meth:`process_exposure` to one model or to every model of a library."""
+        self.check_parameters()
         output = self.prepare_output(input_data, open_models=False)
         if isinstance(output, (str, Path)) and Path(output).suffix.lower() != ".json":
             output = open_image_model(output)
@@ -181,13 +321,15 @@ class ExposureStep(CeersStep):
         if len(library) == 0:
             raise CeersParameterError(f"{self.class_alias}: the input holds no exposure")
         with library:
+            # every member is validated before the first one is processed
             for index in range(len(library)):
+                model = _borrow(library, index)
                 try:
-                    model = library.borrow(index)
-                except CeersError:
-                    raise
-                except Exception as exc:  # a member that does not open as a jwst model
-                    raise CeersFileError(f"{_member_name(library, index)}: cannot be read ({exc})") from exc
+                    check_image_model(model, what=_member_name(library, index))
+                finally:
+                    library.shelve(model, index, modify=False)
+            for index in range(len(library)):
+                model = _borrow(library, index)
                 try:
                     self._run_one(model)
                 finally:
@@ -224,6 +366,16 @@ class ExposureStep(CeersStep):
             "COMPLETE" or "SKIPPED".
         """
         raise NotImplementedError
+
+
+def _borrow(library, index):
+    """Borrow member ``index``; a member that does not open is a CeersFileError naming it."""
+    try:
+        return library.borrow(index)
+    except CeersError:
+        raise
+    except Exception as exc:  # a member that does not open as a jwst model
+        raise CeersFileError(f"{_member_name(library, index)}: cannot be read ({exc})") from exc
 
 
 def _member_name(library, index):

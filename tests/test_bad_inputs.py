@@ -854,7 +854,7 @@ def test_mosaic_bkg_output_dir_is_a_regular_file(mosaics, tmp_path, guard):
 
 
 def test_mosaic_bkg_output_not_writable(mosaics, tmp_path, monkeypatch):
-    """A read-only output directory (simulated: running as root, chmod would not stop us)."""
+    """A read-only output directory (simulated: running as root, chmod would not stop us): found before work."""
     import tempfile
 
     from jwst_ceers import MosaicBackground
@@ -863,7 +863,7 @@ def test_mosaic_bkg_output_not_writable(mosaics, tmp_path, monkeypatch):
         raise PermissionError(errno.EACCES, "Permission denied")
 
     monkeypatch.setattr(tempfile, "mkstemp", refuse)
-    with raises(CeersFileError, "_bkgsub.fits", "permission denied"):
+    with raises(CeersFileError, "output_dir", str(tmp_path), "not writable", "permission denied"):
         MosaicBackground(output_dir=str(tmp_path), bkg_box_size=32).run(mosaics[:2])
     assert list(tmp_path.iterdir()) == []
 

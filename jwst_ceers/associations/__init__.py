@@ -7,6 +7,7 @@ __all__ = [
     "read_exposure_info",
     "group_exposures",
     "build_association",
+    "drop_duplicate_exposures",
     "write_associations",
 ]
 
@@ -14,6 +15,7 @@ from jwst_ceers.associations.level3 import (
     AssociationGroup,
     ExposureInfo,
     build_association,
+    drop_duplicate_exposures,
     find_exposure_files,
     group_exposures,
     read_exposure_info,

@@ -22,6 +22,8 @@ from pathlib import Path
 from jwst_ceers.associations.product_suffixes import directory_exposure_files
 from jwst_ceers.atomic_io import write_text_atomic
 from jwst_ceers.errors import CeersDataError, CeersFileError, CeersParameterError
+from jwst_ceers.file_names import exposure_root
+from jwst_ceers.inputs import require_file
 
 __all__ = [
     "ExposureInfo",
@@ -30,6 +32,7 @@ __all__ = [
     "read_exposure_info",
     "group_exposures",
     "build_association",
+    "drop_duplicate_exposures",
     "write_associations",
 ]
 
@@ -58,6 +61,10 @@ class ExposureInfo:
         Detector name (DETECTOR keyword), ``""`` when absent.
     exp_type : str
         EXP_TYPE keyword, ``""`` when absent.
+    start_time : str
+        EXPSTART keyword (MJD) as written, ``""`` when absent.
+    exposure : str
+        EXPOSURE keyword (exposure number within the visit), ``""`` when absent.
     """
 
     path: Path
@@ -68,6 +75,25 @@ class ExposureInfo:
     pupil: str
     detector: str
     exp_type: str
+    start_time: str = ""
+    exposure: str = ""
+
+    def identities(self):
+        """
+        Keys that are equal for two files of one exposure (copies, other product levels).
+
+        The exposure root of the file name with the detector, and EXPSTART with the
+        detector, observation ids, exposure number and band when the header has
+        EXPSTART and DETECTOR (hand-made files may share one EXPSTART across visits).
+        """
+        keys = [
+            ("file", str(self.path.resolve()), ""),
+            ("exposure root", exposure_root(self.path.name).lower(), self.detector),
+        ]
+        if self.start_time and self.detector:
+            ids = f"{self.start_time} {self.program} {self.observation} {self.visit} {self.exposure} {self.band}"
+            keys.append(("EXPSTART and DETECTOR", ids, self.detector))
+        return keys
 
     @property
     def band(self):
@@ -192,9 +218,7 @@ def read_exposure_info(path):
     """
     from astropy.io import fits
 
-    path = Path(path)
-    if not path.is_file():
-        raise CeersFileError(f"{path}: input file does not exist")
+    path = require_file(path, what="input file")
     try:
         header = fits.getheader(path, 0)
     except Exception as exc:  # astropy raises OSError, TypeError, ValueError ... on bad files
@@ -214,6 +238,8 @@ def read_exposure_info(path):
         pupil=(_header_string(header, "PUPIL") or "").upper(),
         detector=(_header_string(header, "DETECTOR") or "").upper(),
         exp_type=(_header_string(header, "EXP_TYPE") or "").upper(),
+        start_time=_header_string(header, "EXPSTART") or "",
+        exposure=_header_string(header, "EXPOSURE") or "",
     )
 
 
@@ -261,6 +287,41 @@ def group_exposures(exposures, *, by="pointing", filters=None):
     ]
 
 
+def drop_duplicate_exposures(exposures):
+    """
+    Keep one file per exposure; warn, naming both files, for each one dropped.
+
+    An exposure listed twice (or two copies of it in two folders) would be drizzled
+    twice: the mosaic's depth (WHT) overstated and its errors understated. Files are
+    the same exposure when :meth:`ExposureInfo.identities` share a key; the first file
+    in the given order is kept.
+
+    Parameters
+    ----------
+    exposures : iterable of ExposureInfo
+
+    Returns
+    -------
+    list of ExposureInfo
+        The kept exposures, in the given order.
+    """
+    kept, seen = [], {}
+    for exposure in exposures:
+        first = next((seen[key] for key in exposure.identities() if key in seen), None)
+        if first is not None:
+            key = next(k for k in exposure.identities() if k in seen)
+            log.warning(
+                "%s is the same exposure as %s (same %s); it is left out so that the exposure is "
+                "drizzled once",
+                exposure.path, first.path, key[0],
+            )
+            continue
+        for key in exposure.identities():
+            seen[key] = exposure
+        kept.append(exposure)
+    return kept
+
+
 def _relative_name(path, directory):
     """Path of ``path`` relative to ``directory`` (as associations store members)."""
     return Path(os.path.relpath(path, directory)).as_posix()
@@ -295,6 +356,11 @@ def build_association(group, product_name, *, asn_dir, group_by_detector=False, 
     ------
     CeersDataError
         If the members do not all share one band.
+
+    Notes
+    -----
+    Files of one exposure (copies in two folders, a file listed twice) are kept once,
+    with a warning naming both (:func:`drop_duplicate_exposures`).
     """
     from jwst.associations.asn_from_list import asn_from_list
 
@@ -302,14 +368,15 @@ def build_association(group, product_name, *, asn_dir, group_by_detector=False, 
     if len(bands) != 1:
         # Never reached through group_exposures; guards hand-made groups.
         raise CeersDataError(f"{product_name}: members of several bands {sorted(bands)} in one association")
+    exposures = drop_duplicate_exposures(group.exposures)
     asn_dir = Path(asn_dir).resolve()
-    members = [_relative_name(e.path, asn_dir) for e in group.exposures]
+    members = [_relative_name(e.path, asn_dir) for e in exposures]
     association = asn_from_list(members, product_name=product_name)
     association.data["asn_type"] = "image3"
     association.data["target"] = group.field_id
     association.data["program"] = group.exposures[0].program
     missing_catalogs = []
-    for member, exposure in zip(association["products"][0]["members"], group.exposures, strict=True):
+    for member, exposure in zip(association["products"][0]["members"], exposures, strict=True):
         if group_by_detector:
             if not exposure.detector:
                 raise CeersFileError(f"{exposure.path}: no DETECTOR keyword for group_by_detector")
@@ -412,6 +479,6 @@ def write_associations(
         except AssociationNotValidError as exc:
             raise CeersDataError(f"{product_name}: association not valid ({exc})") from exc
         path = write_text_atomic(serialized, output_dir / f"{product_name}.json")
-        log.info("%s: %d exposures (%s)", path.name, len(group.exposures), group.band)
+        log.info("%s: %d exposures (%s)", path.name, len(association["products"][0]["members"]), group.band)
         written.append(path)
     return written

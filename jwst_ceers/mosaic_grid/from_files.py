@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from jwst_ceers.errors import CeersFileError, CeersParameterError
+from jwst_ceers.inputs import require_file
 from jwst_ceers.mosaic_grid.output_grid import (
     _crop_to_footprints as crop_to_footprints,
     default_rotation,
@@ -53,9 +54,7 @@ def exposure_footprint(path):
     """
     from astropy.io import fits
 
-    path = Path(path)
-    if not path.is_file():
-        raise CeersFileError(f"{path}: input file does not exist")
+    path = require_file(path, what="input file")
     try:
         with fits.open(path) as hdul:
             header = hdul["SCI"].header if "SCI" in hdul else hdul[0].header
@@ -127,9 +126,7 @@ def read_reference_header(path, *, extension=None):
     """
     from astropy.io import fits
 
-    path = Path(path)
-    if not path.is_file():
-        raise CeersFileError(f"{path}: reference mosaic does not exist")
+    path = require_file(path, what="reference mosaic")
     try:
         with fits.open(path) as hdul:
             if extension is not None:

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.ndimage
 
+from jwst_ceers.inputs import unphysical_pixels
 from jwst_ceers.masking import CEERS_EXPOSURE_TIERS, coarse_background, tiered_source_mask
 from jwst_ceers.pedestal.rnoise_scale import rnoise_scale_factor
 from jwst_ceers.pedestal.sky_pedestal import MIN_FIT_PIXELS, PedestalFit, fit_pedestal
@@ -116,7 +117,8 @@ def measure_exposure_sky(
     data : ndarray
         Science array (NaNs allowed).
     bad : ndarray of bool
-        True for pixels without usable data (DQ-flagged; NaNs are added).
+        True for pixels without usable data (DQ-flagged; non-finite and unphysical
+        ``|data| > 1e6`` pixels are added).
     source_mask : ndarray of bool, optional
         True on sources. None: build tiered masks with ``tiers``.
     add_internal_masks : bool, optional
@@ -143,7 +145,10 @@ def measure_exposure_sky(
     ExposureSky
     """
     data = np.asarray(data, dtype=np.float32)
-    good = ~np.asarray(bad, dtype=bool) & np.isfinite(data)
+    good = ~np.asarray(bad, dtype=bool) & ~unphysical_pixels(data)
+    # unusable pixels become NaN in a working copy, so that no statistic or convolution
+    # (FFT round-off spreads a 1e30 over the whole array) ever sees their values
+    data = np.where(good, data, np.float32(np.nan))
     tier_bits = None
     if source_mask is None or add_internal_masks:
         tier_bits = tiered_source_mask(

@@ -7,6 +7,9 @@ from pathlib import Path
 import numpy as np
 
 from jwst_ceers._step import ExposureStep
+from jwst_ceers.atomic_io import fits_safe_text
+from jwst_ceers.errors import CeersFileError
+from jwst_ceers.inputs import UNPHYSICAL_SURFACE_BRIGHTNESS, unphysical_pixels
 from jwst_ceers.masking.tier_parameters import tiers_from_step
 from jwst_ceers.pedestal.exposure_sky import measure_exposure_sky
 from jwst_ceers.pedestal.mask_files import exposure_root, find_mask_file, read_mask_file
@@ -71,6 +74,23 @@ class PedestalSkySub(ExposureStep):
 
     _tiers = tiers_from_step  # the tier_* lists as MaskTiers, validated (shared with ceers_mosaic_bkg)
 
+    def check_parameters(self):
+        """Tier lists of one length; ``mask_dir``, when given, an existing folder."""
+        self._tiers()
+        if self.mask_dir and not Path(self.mask_dir).is_dir():
+            what = "is a regular file, not a folder" if Path(self.mask_dir).exists() else "does not exist"
+            raise CeersFileError(f"ceers_pedestal: mask_dir {self.mask_dir} {what}")
+
+    def extra_output_paths(self, input_path):
+        """``<root>_bkgsub.fits`` and ``<root>_pedestal.png`` when requested."""
+        root = exposure_root(Path(input_path).name)
+        paths = []
+        if self.save_bkgsub:
+            paths.append(self._product_dir() / f"{root}_bkgsub.fits")
+        if self.save_plots:
+            paths.append(self._product_dir() / f"{root}_pedestal.png")
+        return paths
+
     def _product_dir(self):
         directory = self.search_attr("output_dir") or os.getcwd()
         return Path(directory)
@@ -83,7 +103,14 @@ class PedestalSkySub(ExposureStep):
         tiers = self._tiers()
         name = model.meta.filename or "model"
         data = np.asarray(model.data, dtype=np.float32)
-        bad = ~np.isfinite(data)
+        bad = unphysical_pixels(data)
+        unphysical = int(np.count_nonzero(bad & np.isfinite(data)))
+        if unphysical:
+            log.warning(
+                "%s: %d pixel(s) with |SCI| > %.0e MJy/sr (not physical: artefacts) excluded from every "
+                "statistic (masks, pedestal, VAR_RNOISE scale); their values are left as they are",
+                name, unphysical, UNPHYSICAL_SURFACE_BRIGHTNESS,
+            )
         if model.dq is not None and np.shape(model.dq) == data.shape:
             bad |= (np.asarray(model.dq) & _BAD_DQ) != 0
         if bad.all():
@@ -180,8 +207,8 @@ class PedestalSkySub(ExposureStep):
                 self._product_dir() / f"{root}_bkgsub.fits", data=data, background=sky.background,
                 pedestal=fit.level, tier_bits=sky.tier_bits, source_mask=sky.source_mask, bad=bad,
                 header_cards=[
-                    ("FILENAME", f"{root}_bkgsub.fits", "this file"),
-                    ("INPUT", str(name)[:68], "exposure"),
+                    ("FILENAME", fits_safe_text(f"{root}_bkgsub.fits"), "this file"),
+                    ("INPUT", fits_safe_text(str(name))[:68], "exposure"),
                     ("PEDESTAL", float(fit.level), "subtracted pedestal"),
                     ("PEDMETH", fit.method, "pedestal method"),
                     ("RNSCALE", float(sky.rnoise_factor) if rescaled else 1.0, "VAR_RNOISE factor"),

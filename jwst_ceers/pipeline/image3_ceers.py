@@ -21,6 +21,7 @@ from stdatamodels.jwst import datamodels
 
 from jwst_ceers._step import CeersStep, ParameterErrors, make_saves_atomic
 from jwst_ceers.inputs import check_input_files
+from jwst_ceers.pipeline import input_checks
 from jwst_ceers.pedestal.pedestal_step import PedestalSkySub
 from jwst_ceers.tweakreg.tweakreg_step import CatalogTweakReg
 from jwst_ceers.varfill.varfill_step import VarianceHoleFill
@@ -131,6 +132,7 @@ class Image3Ceers(ParameterErrors, Image3Pipeline):
         if self.output_file is None and "name" in library.asn["products"][0]:
             self.output_file = library.asn["products"][0]["name"]
 
+        input_checks.check_members(self, library)  # one band, no duplicate, arrays, outputs; before any work
         with library:
             moving = is_moving_target(library.read_metadata(0))
         if len(library) > 1:
@@ -139,7 +141,9 @@ class Image3Ceers(ParameterErrors, Image3Pipeline):
             else:
                 library = self.tweakreg.run(library)
             library = self.skymatch.run(library)
+            outliers_before = input_checks.count_outlier_flags(library)
             library = self.outlier_detection.run(library)
+            input_checks.report_outlier_flagging(library, outliers_before)
         else:
             log.info("Single exposure: tweakreg, skymatch and outlier_detection not run")
         library = self.pedestal.run(library)
@@ -147,6 +151,8 @@ class Image3Ceers(ParameterErrors, Image3Pipeline):
 
         result = self.resample.run(library)
         del library
+        if isinstance(result, datamodels.ImageModel):
+            input_checks.check_mosaic_not_empty(self.resample, result, self.output_file)
         if not (
             isinstance(result, datamodels.ImageModel)
             and result.meta.cal_step.resample == "COMPLETE"

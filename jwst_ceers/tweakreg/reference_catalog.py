@@ -1,7 +1,9 @@
 """Absolute astrometric reference catalogs (user files: ECSV, FITS, ...).
 
-The catalog needs right ascension and declination in degrees, in columns named
-RA/DEC in any capitalisation (also ``ra_deg``/``dec_deg``, ``alpha_j2000`` /
+The catalog needs right ascension and declination, in degrees (numbers, or unit-
+carrying columns convertible to degrees) or as sexagesimal strings (RA in hours
+``14:19:21.3`` / ``14h19m21.3s``, DEC in degrees ``+52:52:01`` / ``52d52m01s``), in
+columns named RA/DEC in any capitalisation (also ``ra_deg``/``dec_deg``, ``alpha_j2000`` /
 ``delta_j2000``, ``x_world``/``y_world``); a magnitude column (``MAG``,
 ``mag``, ``mag_auto``, ...) is optional and only used for brightness cuts.
 The result always has upper-case ``RA``/``DEC`` (and ``MAG`` when found), which
@@ -15,6 +17,7 @@ import numpy as np
 from astropy.table import Table
 
 from jwst_ceers.errors import CeersFileError, CeersParameterError
+from jwst_ceers.inputs import require_file
 
 __all__ = ["load_reference_catalog"]
 
@@ -58,9 +61,7 @@ def load_reference_catalog(path, *, mag_range=None):
     CeersParameterError
         If ``mag_range`` is not two increasing numbers or keeps no source.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise CeersFileError(f"abs_refcat {path}: file does not exist")
+    path = require_file(path, what="abs_refcat file")
     try:
         table = Table.read(path)
     except Exception as exc:  # astropy raises many types for unreadable tables
@@ -73,8 +74,7 @@ def load_reference_catalog(path, *, mag_range=None):
             f"abs_refcat {path}: no RA/DEC columns found (columns: {', '.join(table.colnames)})"
         )
     out = Table()
-    out["RA"] = _as_degrees(table[ra_name])
-    out["DEC"] = _as_degrees(table[dec_name])
+    out["RA"], out["DEC"] = _coordinates_in_degrees(table[ra_name], table[dec_name], path=path)
     mag_name = _find_column(table, _MAG_NAMES)
     if mag_name is not None:
         out["MAG"] = np.asarray(table[mag_name], dtype=np.float64)
@@ -94,6 +94,39 @@ def load_reference_catalog(path, *, mag_range=None):
     out.meta["name"] = path.name
     log.info("Reference catalog %s: %d sources", path.name, len(out))
     return out
+
+
+def _coordinates_in_degrees(ra, dec, *, path):
+    """RA and DEC columns as float64 degrees: numbers, angle quantities or sexagesimal strings."""
+    if ra.dtype.kind in "US" or dec.dtype.kind in "US" or ra.dtype.kind == "O":
+        return _parse_text_coordinates(ra, dec, path=path)
+    try:
+        return _as_degrees(ra), _as_degrees(dec)
+    except (TypeError, ValueError) as exc:
+        raise CeersFileError(f"abs_refcat {path}: RA/DEC columns are not numbers or angles ({exc})") from exc
+
+
+def _parse_text_coordinates(ra, dec, *, path):
+    """Text RA/DEC: decimal degrees, or sexagesimal (RA in hours, DEC in degrees)."""
+    from astropy.coordinates import SkyCoord  # function-local: only text catalogs need it
+    from astropy import units as u
+
+    ra_text = np.char.strip(np.asarray(ra, dtype=str))
+    dec_text = np.char.strip(np.asarray(dec, dtype=str))
+    try:
+        return ra_text.astype(np.float64), dec_text.astype(np.float64)
+    except ValueError:
+        pass
+    ra_unit = u.deg if ra.unit is not None and str(ra.unit) == "deg" else u.hourangle
+    try:
+        coords = SkyCoord(ra_text, dec_text, unit=(ra_unit, u.deg), frame="icrs")
+    except Exception as exc:  # astropy raises ValueError/UnitsError/... for unparsable angles
+        raise CeersFileError(
+            f"abs_refcat {path}: RA/DEC are text that is neither decimal degrees nor sexagesimal "
+            f"(e.g. RA={str(ra_text[0])!r}, DEC={str(dec_text[0])!r})"
+        ) from exc
+    log.info("Reference catalog %s: sexagesimal RA (hours) / DEC (degrees) converted to degrees", path.name)
+    return coords.ra.deg, coords.dec.deg
 
 
 def _as_degrees(column):
