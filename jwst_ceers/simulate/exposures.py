@@ -69,6 +69,7 @@ from jwst_ceers.simulate.nircam_geometry import (
     subarray_window,
 )
 from jwst_ceers.simulate.psf import add_point_sources_psf, pupil_psf
+from jwst_ceers.simulate.real_geometry import real_exposure_wcs, reference_pointing
 from jwst_ceers.simulate.sources import (
     add_bright_stars,
     load_source_table,
@@ -307,7 +308,7 @@ def simulate_exposure(*, filter_name, detector, ra_ref, dec_ref, roll_ref, sourc
                       one_over_f=0.0, cosmic_ray_rate=2e-5, bad_pixel_fraction=0.002,
                       zero_variance_fraction=1e-4, exposure_time=EXPOSURE_TIME, observation=1, activity=1,
                       dither=1, visit=0, start_mjd=_MJD_START, mask_threshold=0.5, mask_dilate=None,
-                      keep_source_image=False, realism=None):
+                      keep_source_image=False, realism=None, true_wcs=None, header_wcs=None):
     """
     Simulate one NIRCam Level-2 calibrated exposure (``*_cal.fits`` content).
 
@@ -364,6 +365,11 @@ def simulate_exposure(*, filter_name, detector, ra_ref, dec_ref, roll_ref, sourc
         a dict of :class:`~jwst_ceers.simulate.artefacts.Realism` fields (optionally
         with ``"preset"``), or None (none). Bright stars are added by
         :func:`simulate_pointing`, not here.
+    true_wcs, header_wcs : gwcs.wcs.WCS, optional
+        Given together: the TRUE and HEADER WCS of the (sub)array instead of the SIAF
+        ones (e.g. from :func:`jwst_ceers.simulate.real_geometry.real_exposure_wcs`);
+        ``ra_ref, dec_ref, roll_ref`` and ``wcs_error`` are then ignored and recomputed
+        at the detector's reference point.
 
     Returns
     -------
@@ -393,16 +399,33 @@ def simulate_exposure(*, filter_name, detector, ra_ref, dec_ref, roll_ref, sourc
     root = exposure_root(observation=observation, activity=activity, dither=dither, detector=detector)
 
     # --- WCS: true and header ---
-    true_wcs = nircam_gwcs(detector, ra_ref=ra_ref, dec_ref=dec_ref, roll_ref=roll_ref, subarray=size)
+    if (true_wcs is None) != (header_wcs is None):
+        raise CeersParameterError("true_wcs and header_wcs must be given together")
+    true_reference = hdr_reference = {}
+    if true_wcs is not None:
+        # the pointing keys must be those inside the gwcs (tweakwcs checks them)
+        true_reference, hdr_reference = reference_pointing(true_wcs), reference_pointing(header_wcs)
+        ra_ref, dec_ref, roll_ref = (true_reference[k] for k in ("ra_ref", "dec_ref", "roll_ref"))
+        # header minus true at the array centre, on the sky
+        centre = (subarray_window(size if size is not None and size != FULL_SIZE else None)[1] - 1) / 2.0
+        (t_ra, t_dec), (h_ra, h_dec) = (w(centre, centre, with_bounding_box=False) for w in (true_wcs, header_wcs))
+        dra = float(((h_ra - t_ra + 180) % 360 - 180) * np.cos(np.radians(t_dec)) * 3600.0)
+        ddec, droll = float((h_dec - t_dec) * 3600.0), 0.0
+        hdr_ra, hdr_dec, hdr_roll = (hdr_reference[k] for k in ("ra_ref", "dec_ref", "roll_ref"))
+        hdr_wcs = header_wcs
+    else:
+        true_wcs = nircam_gwcs(detector, ra_ref=ra_ref, dec_ref=dec_ref, roll_ref=roll_ref, subarray=size)
+        dra, ddec, droll = (float(v) for v in wcs_error)
+        hdr_ra = (ra_ref + dra / 3600.0 / np.cos(np.radians(dec_ref))) % 360.0
+        hdr_dec = dec_ref + ddec / 3600.0
+        hdr_roll = (roll_ref + droll) % 360.0
+        hdr_wcs = nircam_gwcs(detector, ra_ref=hdr_ra, dec_ref=hdr_dec, roll_ref=hdr_roll, subarray=size)
     true_info = nircam_wcsinfo(detector, ra_ref=ra_ref, dec_ref=dec_ref, roll_ref=roll_ref, subarray=size,
                                wcs=true_wcs)
-    dra, ddec, droll = (float(v) for v in wcs_error)
-    hdr_ra = (ra_ref + dra / 3600.0 / np.cos(np.radians(dec_ref))) % 360.0
-    hdr_dec = dec_ref + ddec / 3600.0
-    hdr_roll = (roll_ref + droll) % 360.0
-    hdr_wcs = nircam_gwcs(detector, ra_ref=hdr_ra, dec_ref=hdr_dec, roll_ref=hdr_roll, subarray=size)
     hdr_info = nircam_wcsinfo(detector, ra_ref=hdr_ra, dec_ref=hdr_dec, roll_ref=hdr_roll, subarray=size,
                               wcs=hdr_wcs)
+    true_info.update(true_reference)
+    hdr_info.update(hdr_reference)
 
     # --- sources ---
     scale = filt.pixel_scale
@@ -698,7 +721,7 @@ def simulate_pointing(out_dir, *, filters=("F150W", "F356W"), sw_detectors=("NRC
                       cosmic_ray_rate=2e-5, bad_pixel_fraction=0.002, zero_variance_fraction=1e-4,
                       source_table=None, ra=214.9, dec=52.9, pa_v3=130.0, write_refcat=True,
                       refcat_mag_limit=26.0, mask_suffix="1fmask", n_large_galaxies=1,
-                      source_density_scale=1.0, realism=None):
+                      source_density_scale=1.0, realism=None, real_geometry=False, real_wcs_dir=None):
     """
     Simulate and write a CEERS-like NIRCam pointing: every filter x detector x dither x visit.
 
@@ -760,6 +783,15 @@ def simulate_pointing(out_dir, *, filters=("F150W", "F356W"), sw_detectors=("NRC
         every effect. Its ``bright_stars`` (per full SW detector) are added to the
         source table around each SW detector (AB 13-18); with ``saturation``, sources
         brighter than F160W = 18 (saturated in HST too) are left out of ``refcat.ecsv``.
+    real_geometry : bool
+        TRUE WCSs from the real CEERS nircam1 solutions (real distortion, layout,
+        dithers and filter offsets; :mod:`jwst_ceers.simulate.real_geometry`; dithers
+        cycle over the 3 real ones, visits reuse them); HEADER WCS = truth + the visit's
+        pointing error + the detector's error (as a V2/V3 shift). ``ra, dec, pa_v3``
+        are then ignored: the field is where CEERS observed it. CEERS filters only.
+    real_wcs_dir : str or Path, optional
+        Directory of the real ``*_tweakreg.asdf`` files (default
+        ``../shared/data/ceers_dr05/tweakreg_wcs`` beside the checkout).
 
     Returns
     -------
@@ -781,6 +813,13 @@ def simulate_pointing(out_dir, *, filters=("F150W", "F356W"), sw_detectors=("NRC
     if n_dithers < 1 or n_visits < 1:
         raise CeersParameterError("n_dithers and n_visits must be >= 1")
     realism = realism_preset(realism)
+    if real_geometry:
+        # the field of the real solutions: module-A centre of the first SW filter's first dither
+        first_sw = next((f for f in filters if FILTERS[f].channel == "SW"), filters[0])
+        anchor, _ = real_exposure_wcs("NRCA1" if FILTERS[first_sw].channel == "SW" else "NRCALONG", first_sw, 1,
+                                      wcs_dir=real_wcs_dir)
+        ra, dec = (float(v) for v in anchor.get_transform(anchor.available_frames[1], "world")(*module_centre_v2v3()))
+        pa_v3 = reference_pointing(anchor)["roll_ref"]
     master = np.random.SeedSequence(seed)
     pointing_rng = np.random.default_rng(master.spawn(1)[0])
 
@@ -863,6 +902,11 @@ def simulate_pointing(out_dir, *, filters=("F150W", "F356W"), sw_detectors=("NRC
                         grad = tuple(exp_rng.uniform(-gradient_amplitude, gradient_amplitude, 2))
                         derr = visit["det_err"][det]
                         wcs_error = (visit["err"][0] + derr[0], visit["err"][1] + derr[1], visit["droll"])
+                        geometry = {}
+                        if real_geometry:
+                            geometry = dict(zip(("true_wcs", "header_wcs"), real_exposure_wcs(
+                                det, filt_name, k + 1, size=size, error_arcsec=wcs_error[:2], wcs_dir=real_wcs_dir),
+                                strict=True))
                         model, tr = simulate_exposure(
                             filter_name=filt_name, detector=det, ra_ref=ra_ref, dec_ref=dec_ref,
                             roll_ref=roll_ref, sources=sources, seed=exp_rng.integers(2**63), size=size,
@@ -870,7 +914,7 @@ def simulate_pointing(out_dir, *, filters=("F150W", "F356W"), sw_detectors=("NRC
                             rnoise_scale_error=rnoise_scale_error, one_over_f=one_over_f,
                             cosmic_ray_rate=cosmic_ray_rate, bad_pixel_fraction=bad_pixel_fraction,
                             zero_variance_fraction=zero_variance_fraction, observation=v + 1, activity=p + 1,
-                            dither=k + 1, visit=v, start_mjd=start_mjd, realism=realism)
+                            dither=k + 1, visit=v, start_mjd=start_mjd, realism=realism, **geometry)
                         cal_path = out_dir / f"{tr.root}_cal.fits"
                         write_model_atomic(model, cal_path)
                         model.close()
@@ -893,7 +937,7 @@ def simulate_pointing(out_dir, *, filters=("F150W", "F356W"), sw_detectors=("NRC
         parameters=dict(filters=list(filters), sw_detectors=list(sw_detectors), lw_detectors=list(lw_detectors),
                         n_dithers=n_dithers, n_visits=n_visits, size=size, ra=ra, dec=dec, pa_v3=pa_v3,
                         rnoise_scale_error=rnoise_scale_error, one_over_f=one_over_f, mask_suffix=mask_suffix,
-                        realism=realism.to_dict()),
+                        realism=realism.to_dict(), real_geometry=bool(real_geometry)),
         sources_path=sources_path.name, refcat_path=refcat_path.name if refcat_path else None,
         exposures={root: t.to_dict() for root, t in truth.items()},
     )
