@@ -52,7 +52,8 @@ class StripingModel:
     ``common_fraction`` of its variance is shared by all four amplifiers (the SIDECAR
     ASIC's common-mode noise), the rest is independent per amplifier. Columns get
     independent white offsets of ``col_rms``. Amplitudes are in units of the white sky
-    sigma of one pixel.
+    sigma of one pixel. The image's mean over the array is removed: a constant offset is
+    indistinguishable from (and counted in) the sky pedestal.
 
     Attributes
     ----------
@@ -245,6 +246,8 @@ def striping_image(shape, *, start, sky_sigma, model, rng):
         image += (model.row_rms * sky_sigma * rows[:, amp]).astype(np.float32)
     if model.col_rms > 0:
         image += (model.col_rms * sky_sigma * rng.standard_normal(nx)).astype(np.float32)[None, :]
+    # a constant offset over the array cannot be told from the sky: it is counted in the pedestal
+    image -= np.float32(image.mean())
     return image
 
 
