@@ -189,10 +189,7 @@ def measure_exposure_sky(
     )
     if var_rnoise is not None and np.isfinite(fit.level):
         residual = flattened - np.float32(fit.level)
-        # no median filter over neighbouring boxes: it would widen the background to ~3 boxes
-        # and leave sky structure on 128-384 px scales (flat-field residuals, wisps) in the
-        # 7x7 statistic (measured: +35% -> +10% with 0.5% flat structure, 1024^2 frames)
-        smooth = coarse_background(residual, exclude=~sky, box=VARIANCE_BACKGROUND_BOX, filter_size=1)
+        smooth = coarse_background(residual, exclude=~sky, box=VARIANCE_BACKGROUND_BOX)
         if smooth is not None:
             residual -= smooth
         variance_pixels = fit_pixels
