@@ -157,7 +157,7 @@ REALISM_PRESETS = {
     "striping": Realism(striping="residual"),
     "striping_unremoved": Realism(striping="unremoved"),
     "spikes": Realism(psf="pupil"),
-    "saturated_stars": Realism(psf="pupil", bright_stars=32.0, saturation=True),
+    "saturated_stars": Realism(psf="pupil", bright_stars=8.0, saturation=True),
     "snowballs": Realism(snowball_rate=40.0),
     "wisps": Realism(wisp_residual=0.25),
     "persistence": Realism(persistence_ghosts=60.0),

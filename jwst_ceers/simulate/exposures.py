@@ -68,7 +68,7 @@ from jwst_ceers.simulate.nircam_geometry import (
     pixel_area_sr,
     subarray_window,
 )
-from jwst_ceers.simulate.psf import add_point_sources_psf, pupil_psf
+from jwst_ceers.simulate.psf import add_point_sources_psf, pupil_psf, wide_psf
 from jwst_ceers.simulate.real_geometry import real_exposure_wcs, reference_pointing
 from jwst_ceers.simulate.sources import (
     add_bright_stars,
@@ -462,7 +462,8 @@ def simulate_exposure(*, filter_name, detector, ra_ref, dec_ref, roll_ref, sourc
         psf_fwhm_pix=filt.psf_fwhm / scale, dtype=np.float32)
     if realism.psf == "pupil" and np.any(~drawn):
         add_point_sources_psf(source_image, x[~drawn], y[~drawn], flux[~drawn],
-                              detector_psf(filt, true_wcs, n), noise=sky_sigma)
+                              detector_psf(filt, true_wcs, n), noise=sky_sigma,
+                              wide=lambda: detector_psf(filt, true_wcs, n, wide=True))
 
     # --- sky ---
     gx, gy = (float(g) for g in gradient)
@@ -582,16 +583,18 @@ def simulate_exposure(*, filter_name, detector, ra_ref, dec_ref, roll_ref, sourc
     return model, truth
 
 
-def detector_psf(filt, wcs, n):
+def detector_psf(filt, wcs, n, *, wide=False):
     """
     The pupil PSF of ``filt`` oriented as the detector of ``wcs`` sees it.
 
     The V2/V3 axes' directions in detector pixels come from the gwcs ``detector ->
     v2v3`` transform at the array centre; the rotation is rounded to 0.5 deg so one PSF
-    serves each detector (cached in :func:`~jwst_ceers.simulate.psf.pupil_psf`).
+    serves each detector (cached in :func:`~jwst_ceers.simulate.psf.pupil_psf`); ``wide``: the
+    far-field PSF of saturated stars (:func:`~jwst_ceers.simulate.psf.wide_psf`).
     """
     rotation, parity = v3_orientation(wcs, n)
-    return pupil_psf(filt.pivot_um, filt.pixel_scale, rotation_deg=round(rotation * 2) / 2, parity=parity)
+    kind = wide_psf if wide else pupil_psf
+    return kind(filt.pivot_um, filt.pixel_scale, rotation_deg=round(rotation * 2) / 2, parity=parity)
 
 
 def v3_orientation(wcs, n):

@@ -28,7 +28,7 @@ import scipy.fft
 
 from jwst_ceers.errors import CeersParameterError
 
-__all__ = ["jwst_pupil", "PupilPSF", "pupil_psf", "spike_angles_deg", "add_point_sources_psf",
+__all__ = ["jwst_pupil", "PupilPSF", "pupil_psf", "wide_psf", "spike_angles_deg", "add_point_sources_psf",
            "stamp_half_size", "SEGMENT_FLAT_TO_FLAT_M", "JITTER_SIGMA_PIX"]
 
 SEGMENT_FLAT_TO_FLAT_M = 1.32
@@ -228,17 +228,50 @@ def pupil_psf(wavelength_um, pixel_scale, *, rotation_deg=0.0, parity=1, half_si
         total += (np.fft.fftshift(np.abs(field) ** 2) / (rel**2 * pupil.sum())).astype(np.float32)
     total = total[m // 2:m // 2 + m, m // 2:m // 2 + m].astype(np.float64)
     total = ndimage.gaussian_filter(total, JITTER_SIGMA_PIX * oversample, mode="constant")
-    # smooth fade to zero over the outer quarter (no hard stamp edge on bright stars)
+    # smooth fade to zero over the outer quarter (bright stars continue with wide_psf)
     r = np.hypot(*np.meshgrid(np.arange(m) - m / 2.0, np.arange(m) - m / 2.0)) / (m / 2.0)
-    total *= np.where(r < 0.75, 1.0, np.cos(np.clip((r - 0.75) / 0.25, 0, 1) * np.pi / 2) ** 2)
+    total *= _taper(r)
     total /= total.sum()
     return PupilPSF(total, oversample)
+
+
+# the core PSF fades out between these fractions of its half size; the wide PSF fades in
+_TAPER_START = 0.75
+
+
+def _taper(r):
+    """cos^2 fade from 1 at r <= 0.75 to 0 at r >= 1 (r in units of the half size)."""
+    return np.cos(np.clip((r - _TAPER_START) / (1 - _TAPER_START), 0, 1) * np.pi / 2) ** 2
+
+
+@lru_cache(maxsize=8)
+def wide_psf(wavelength_um, pixel_scale, *, rotation_deg=0.0, parity=1, half_size=512):
+    """
+    The far field of the pupil PSF sampled at detector pixel centres out to ``half_size`` px.
+
+    For saturated stars, whose spikes and halo reach hundreds of px: computed at the detector
+    sampling (exact point samples, too coarse to shift by sub-pixels, which the far field
+    does not need), on a grid twice the kept size (no wrapped spikes), normalised to sum 1.
+    """
+    pix_rad = pixel_scale / _ARCSEC_PER_RAD
+    m = 2 * half_size
+    n = 2 * m
+    total = np.zeros((n, n), dtype=np.float32)
+    for rel in _BAND_SAMPLES:
+        lam = wavelength_um * 1e-6 * rel
+        pupil = jwst_pupil(n, lam / (n * pix_rad), rotation_deg=rotation_deg, parity=parity)
+        field = scipy.fft.fft2(np.fft.ifftshift(pupil), workers=1)
+        total += (np.fft.fftshift(np.abs(field) ** 2) / (rel**2 * pupil.sum())).astype(np.float32)
+    total = total[m // 2:m // 2 + m + 1, m // 2:m // 2 + m + 1].astype(np.float64)
+    r = np.hypot(*np.meshgrid(np.arange(m + 1) - m / 2.0, np.arange(m + 1) - m / 2.0)) / (m / 2.0)
+    total *= _taper(r)
+    return total / total.sum()
 
 
 # spike intensity per pixel at r px from a star of total flux 1 is about SPIKE_LEVEL / r**2
 # (measured on these PSFs: ~1e-5 at 24 px); stamps reach where spikes fall below 0.1 noise
 SPIKE_LEVEL = 6e-3
-_STAMP_HALF_SIZES = (16, 32, 64, 127)
+_STAMP_HALF_SIZES = (16, 32, 64, 127, 512)
 
 
 def stamp_half_size(flux, noise):
@@ -250,7 +283,7 @@ def stamp_half_size(flux, noise):
     return _STAMP_HALF_SIZES[-1]
 
 
-def add_point_sources_psf(image, x, y, flux, psf, *, noise):
+def add_point_sources_psf(image, x, y, flux, psf, *, noise, wide=None):
     """
     Add point sources drawn with a :class:`PupilPSF` onto ``image`` in place.
 
@@ -266,12 +299,19 @@ def add_point_sources_psf(image, x, y, flux, psf, *, noise):
     psf : PupilPSF
     noise : float
         Per-pixel noise sigma of the image (sets the stamp sizes).
+    wide : callable, optional
+        Returns the :func:`wide_psf` (called only when a star's spikes reach beyond
+        ``psf``): its far field, faded in where ``psf`` fades out, is added around the
+        nearest pixel.
     """
     ny, nx = image.shape
     for xi, yi, fi in zip(np.atleast_1d(x), np.atleast_1d(y), np.atleast_1d(flux), strict=True):
         if not (np.isfinite(xi) and np.isfinite(yi) and np.isfinite(fi)) or fi <= 0:
             continue
-        h = min(stamp_half_size(fi, noise), psf.half_size - 1)
+        h = stamp_half_size(fi, noise)
+        if h > psf.half_size and wide is not None:
+            _add_far_field(image, xi, yi, fi, wide(), core_half_size=psf.half_size)
+        h = min(h, psf.half_size - 1)
         ix, iy = int(np.round(xi)), int(np.round(yi))
         if ix + h < 0 or iy + h < 0 or ix - h > nx - 1 or iy - h > ny - 1:
             continue
@@ -280,3 +320,19 @@ def add_point_sources_psf(image, x, y, flux, psf, *, noise):
         xs, ys = max(0, x0), max(0, y0)
         xe, ye = min(nx, x0 + stamp.shape[1]), min(ny, y0 + stamp.shape[0])
         image[ys:ye, xs:xe] += stamp[ys - y0:ye - y0, xs - x0:xe - x0].astype(image.dtype)
+
+
+def _add_far_field(image, x, y, flux, far, *, core_half_size):
+    """Add ``flux`` x the part of ``far`` outside the core PSF's fade (complementary weights)."""
+    m = far.shape[0] // 2
+    ny, nx = image.shape
+    ix, iy = int(np.round(x)), int(np.round(y))
+    x0, y0 = ix - m, iy - m
+    xs, ys = max(0, x0), max(0, y0)
+    xe, ye = min(nx, x0 + far.shape[1]), min(ny, y0 + far.shape[0])
+    if xs >= xe or ys >= ye:
+        return
+    yy, xx = np.mgrid[ys - y0:ye - y0, xs - x0:xe - x0]
+    r = np.hypot(xx - m, yy - m) / core_half_size
+    part = far[ys - y0:ye - y0, xs - x0:xe - x0] * (1.0 - _taper(r))
+    image[ys:ye, xs:xe] += (flux * part).astype(image.dtype)
