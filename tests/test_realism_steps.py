@@ -88,5 +88,5 @@ def test_pedestal_per_family(robustness, family):
 def test_tweakreg_per_family(robustness, family, tmp_path):
     if family == "real_geometry" and not REAL_WCS_DIR.is_dir():
         pytest.skip("real CEERS WCS solutions not available")
-    errors, _ = robustness.tweakreg_case(family, 0, size=1024, workdir=tmp_path)
+    errors, _ = robustness.tweakreg_case(family, 0, size=2048, workdir=tmp_path, sw_detectors=("NRCA3",))
     assert max(errors.values()) <= robustness.GOALS["tweakreg_mas"], errors
