@@ -18,14 +18,22 @@ REAL_WCS_DIR = Path(__file__).parents[1].parent / "shared" / "data" / "ceers_dr0
 FAMILIES = ("none", "striping", "striping_unremoved", "spikes", "saturated_stars", "snowballs", "wisps",
             "persistence", "flat", "realistic", "real_geometry")
 # families whose small case misses a goal today (measured; see the README robustness table):
-# the pedestal's lower-envelope plane is biased by sky structure that is not positive
+# the pedestal's lower-envelope plane takes sky structure that is not positive for sky.
+# Seed 0 is NRCA3/F150W, a wisp detector, so the wisp residual is in realistic and
+# real_geometry too. Such a case is an expected failure only while it fails.
+_WISP = ("a wisp residual (up to +-0.9 sigma over ~500 px) is neither a plane nor compact: positive ones are only "
+         "partly rejected by the lower envelope, negative ones are taken for sky")
 PEDESTAL_MISSES = {
     "striping_unremoved": "1/f stripes of 0.4 sigma: the block-median plane sinks into their lower tail",
     "flat": "0.5% flat-field structure on ~350 px scales is not a plane; the low blocks are kept",
+    "wisps": _WISP, "realistic": _WISP, "real_geometry": _WISP,
 }
 RNOISE_MISSES = {
     "striping_unremoved": "low-frequency 1/f power below the 128-px background scale",
     "flat": "flat-field structure on 128-384 px scales survives the smoothed 128-px background",
+    "wisps": "wisp residual structure on 128-384 px scales survives the smoothed 128-px background",
+    "realistic": "flat and wisp structure on 128-384 px scales survives the smoothed 128-px background",
+    "real_geometry": "flat and wisp structure on 128-384 px scales survives the smoothed 128-px background",
 }
 
 
@@ -75,12 +83,14 @@ def test_pedestal_per_family(robustness, family):
     if family == "real_geometry" and not REAL_WCS_DIR.is_dir():
         pytest.skip("real CEERS WCS solutions not available")
     pedestal_error, factor_error, _ = robustness.pedestal_case(family, 0, size=1024)
-    if family in PEDESTAL_MISSES:
-        pytest.xfail(f"{PEDESTAL_MISSES[family]} (pedestal {pedestal_error:+.3f} sigma)")
-    assert abs(pedestal_error) <= robustness.GOALS["pedestal_sigma"]
-    if family in RNOISE_MISSES:
-        pytest.xfail(f"{RNOISE_MISSES[family]} (VAR_RNOISE {factor_error:+.1f}%)")
-    assert abs(factor_error) <= robustness.GOALS["rnoise_percent"]
+    misses = []
+    if abs(pedestal_error) > robustness.GOALS["pedestal_sigma"]:
+        misses.append((PEDESTAL_MISSES.get(family), f"pedestal {pedestal_error:+.3f} sigma"))
+    if abs(factor_error) > robustness.GOALS["rnoise_percent"]:
+        misses.append((RNOISE_MISSES.get(family), f"VAR_RNOISE {factor_error:+.1f}%"))
+    assert all(why for why, _ in misses), misses
+    if misses:
+        pytest.xfail("; ".join(f"{why} ({number})" for why, number in misses))
 
 
 @pytest.mark.slow
