@@ -48,6 +48,13 @@ Units and truth definitions
   exactly 0 in all three variance arrays and ERR. Cosmic rays: unflagged, not in truth
   beyond their count.
 
+Realistic NIRCam conditions: ``simulate_pointing(..., realism="realistic")`` (or any
+name in :data:`REALISM_PRESETS`, a dict of :class:`Realism` fields, a :class:`Realism`)
+adds residual 1/f striping, the JWST pupil PSF with its diffraction spikes, saturated
+bright stars, snowballs, wisps, persistence ghosts and flat-field structure
+(:mod:`jwst_ceers.simulate.artefacts`, :mod:`jwst_ceers.simulate.psf`); the default
+(None = ``"none"``) is the simulator as before.
+
 Lower-level pieces: :func:`make_source_population`, :func:`load_source_table` and
 :func:`render_sources` (PSF-convolved Sersic profiles, total flux conserved) in
 :mod:`jwst_ceers.simulate.sources`; :data:`FILTERS` and :func:`nircam_gwcs` (SIAF
@@ -55,6 +62,7 @@ Lower-level pieces: :func:`make_source_population`, :func:`load_source_table` an
 :func:`simulate_exposure` for a single in-memory exposure.
 """
 
+from jwst_ceers.simulate.artefacts import REALISM_PRESETS, Realism, realism_preset
 from jwst_ceers.simulate.exposures import (
     ExposureTruth,
     SimulatedPointing,
@@ -78,6 +86,9 @@ from jwst_ceers.simulate.sources import (
 )
 
 __all__ = [
+    "REALISM_PRESETS",
+    "Realism",
+    "realism_preset",
     "ExposureTruth",
     "FILTERS",
     "NircamFilter",

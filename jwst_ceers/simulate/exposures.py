@@ -44,6 +44,17 @@ from scipy import ndimage
 
 from jwst_ceers.atomic_io import atomic_output, write_fits_atomic, write_model_atomic, write_text_atomic
 from jwst_ceers.errors import CeersFileError, CeersParameterError
+from jwst_ceers.simulate.artefacts import (
+    STRIPING_MODELS,
+    flat_structure,
+    persistence_image,
+    realism_preset,
+    saturation_rate_limit,
+    snowballs,
+    striping_block7_variance,
+    striping_image,
+    wisp_image,
+)
 from jwst_ceers.simulate.nircam_geometry import (
     FILTERS,
     FULL_SIZE,
@@ -57,7 +68,15 @@ from jwst_ceers.simulate.nircam_geometry import (
     pixel_area_sr,
     subarray_window,
 )
-from jwst_ceers.simulate.sources import load_source_table, make_source_population, render_sources, source_mag
+from jwst_ceers.simulate.psf import add_point_sources_psf, pupil_psf, wide_psf
+from jwst_ceers.simulate.real_geometry import real_exposure_wcs, reference_pointing
+from jwst_ceers.simulate.sources import (
+    add_bright_stars,
+    load_source_table,
+    make_source_population,
+    render_sources,
+    source_mag,
+)
 
 __all__ = [
     "ExposureTruth",
@@ -79,6 +98,12 @@ _AMP_WIDTH = 512
 _COLUMN_STRIPE_RATIO = 0.5
 _MJD_START = 59752.0  # 2022-06-21, CEERS epoch 1
 _DAY_S = 86400.0
+# full-frame MEDIUM8 group time (10 frames of 10.73677 s): saturation is judged on full-frame
+# timing even for the centred test cut-outs
+_FULL_FRAME_GROUP_TIME = 10 * 10.73677
+# HST WFC3/IR F160W saturates near H = 18 in the CANDELS depths: brighter stars are not in
+# the simulated reference catalogue when saturation is simulated
+_REFCAT_SATURATION_MAG = 18.0
 
 
 @dataclass
@@ -120,6 +145,17 @@ class ExposureTruth:
     n_cosmic_rays, n_bad_pixels, n_zero_variance : int
     cal_file, mask_file : str
         Written files ('' when not written).
+    realism : dict
+        The :class:`~jwst_ceers.simulate.artefacts.Realism` effects of the exposure.
+    n_snowballs, n_persistence_ghosts, n_saturated : int
+        Snowballs and persistence ghosts added; saturated (NaN, flagged) pixels.
+    wisp_factor : float
+        Residual wisp / full wisp (0: none).
+    source_image, artefact_image, noise_image : ndarray or None
+        With ``keep_source_image``: the noiseless sources; everything else added that is
+        not sky or noise (flat-field residual x signal, wisp, snowballs, persistence);
+        the noise (white + striping). Before NaNs and cosmic rays,
+        ``SCI = source_image + sky + artefact_image + noise_image``.
     """
 
     root: str
@@ -144,13 +180,20 @@ class ExposureTruth:
     n_zero_variance: int = 0
     cal_file: str = ""
     mask_file: str = ""
+    realism: dict = field(default_factory=dict)
+    n_snowballs: int = 0
+    n_persistence_ghosts: int = 0
+    n_saturated: int = 0
+    wisp_factor: float = 0.0
     segmentation: np.ndarray = field(default=None, repr=False, compare=False)
     true_wcs: object = field(default=None, repr=False, compare=False)
     source_image: np.ndarray = field(default=None, repr=False, compare=False)
+    artefact_image: np.ndarray = field(default=None, repr=False, compare=False)
+    noise_image: np.ndarray = field(default=None, repr=False, compare=False)
 
     def to_dict(self):
         """JSON-serialisable dict (without the in-memory arrays and WCS)."""
-        out = {k: v for k, v in asdict(self).items() if k not in ("segmentation", "true_wcs", "source_image")}
+        out = {k: v for k, v in asdict(self).items() if k not in _IN_MEMORY}
         out["gradient"] = list(self.gradient)
         return out
 
@@ -160,6 +203,9 @@ class ExposureTruth:
         data = dict(data)
         data["gradient"] = tuple(data["gradient"])
         return cls(**data)
+
+
+_IN_MEMORY = ("segmentation", "true_wcs", "source_image", "artefact_image", "noise_image")
 
 
 @dataclass
@@ -262,7 +308,7 @@ def simulate_exposure(*, filter_name, detector, ra_ref, dec_ref, roll_ref, sourc
                       one_over_f=0.0, cosmic_ray_rate=2e-5, bad_pixel_fraction=0.002,
                       zero_variance_fraction=1e-4, exposure_time=EXPOSURE_TIME, observation=1, activity=1,
                       dither=1, visit=0, start_mjd=_MJD_START, mask_threshold=0.5, mask_dilate=None,
-                      keep_source_image=False):
+                      keep_source_image=False, realism=None, true_wcs=None, header_wcs=None):
     """
     Simulate one NIRCam Level-2 calibrated exposure (``*_cal.fits`` content).
 
@@ -311,7 +357,19 @@ def simulate_exposure(*, filter_name, detector, ra_ref, dec_ref, roll_ref, sourc
     mask_dilate : int or None
         Dilation radius (pixels) of the source mask; None: 4 (SW) or 2 (LW).
     keep_source_image : bool
-        Keep the noiseless source image in ``truth.source_image``.
+        Keep the noiseless source image in ``truth.source_image`` (and the artefact
+        and noise images in ``truth.artefact_image``, ``truth.noise_image``).
+    realism : str, dict, Realism or None
+        NIRCam artefacts to add: a preset name of
+        :data:`~jwst_ceers.simulate.artefacts.REALISM_PRESETS` (``"realistic"``: all),
+        a dict of :class:`~jwst_ceers.simulate.artefacts.Realism` fields (optionally
+        with ``"preset"``), or None (none). Bright stars are added by
+        :func:`simulate_pointing`, not here.
+    true_wcs, header_wcs : gwcs.wcs.WCS, optional
+        Given together: the TRUE and HEADER WCS of the (sub)array instead of the SIAF
+        ones (e.g. from :func:`jwst_ceers.simulate.real_geometry.real_exposure_wcs`);
+        ``ra_ref, dec_ref, roll_ref`` and ``wcs_error`` are then ignored and recomputed
+        at the detector's reference point.
 
     Returns
     -------
@@ -333,21 +391,41 @@ def simulate_exposure(*, filter_name, detector, ra_ref, dec_ref, roll_ref, sourc
         raise CeersParameterError(f"rnoise_scale_error must be > 0, got {rnoise_scale_error}")
     if one_over_f < 0:
         raise CeersParameterError(f"one_over_f must be >= 0, got {one_over_f}")
+    realism = realism_preset(realism)
     start, n = subarray_window(size if size is not None and size != FULL_SIZE else None)
     rng = np.random.default_rng(seed)
+    # artefacts draw from their own stream, so switching one on leaves the rest unchanged
+    artefact_rng = np.random.default_rng([int(seed) % 2**63, 1801])
     root = exposure_root(observation=observation, activity=activity, dither=dither, detector=detector)
 
     # --- WCS: true and header ---
-    true_wcs = nircam_gwcs(detector, ra_ref=ra_ref, dec_ref=dec_ref, roll_ref=roll_ref, subarray=size)
+    if (true_wcs is None) != (header_wcs is None):
+        raise CeersParameterError("true_wcs and header_wcs must be given together")
+    true_reference = hdr_reference = {}
+    if true_wcs is not None:
+        # the pointing keys must be those inside the gwcs (tweakwcs checks them)
+        true_reference, hdr_reference = reference_pointing(true_wcs), reference_pointing(header_wcs)
+        ra_ref, dec_ref, roll_ref = (true_reference[k] for k in ("ra_ref", "dec_ref", "roll_ref"))
+        # header minus true at the array centre, on the sky
+        centre = (subarray_window(size if size is not None and size != FULL_SIZE else None)[1] - 1) / 2.0
+        (t_ra, t_dec), (h_ra, h_dec) = (w(centre, centre, with_bounding_box=False) for w in (true_wcs, header_wcs))
+        dra = float(((h_ra - t_ra + 180) % 360 - 180) * np.cos(np.radians(t_dec)) * 3600.0)
+        ddec, droll = float((h_dec - t_dec) * 3600.0), 0.0
+        hdr_ra, hdr_dec, hdr_roll = (hdr_reference[k] for k in ("ra_ref", "dec_ref", "roll_ref"))
+        hdr_wcs = header_wcs
+    else:
+        true_wcs = nircam_gwcs(detector, ra_ref=ra_ref, dec_ref=dec_ref, roll_ref=roll_ref, subarray=size)
+        dra, ddec, droll = (float(v) for v in wcs_error)
+        hdr_ra = (ra_ref + dra / 3600.0 / np.cos(np.radians(dec_ref))) % 360.0
+        hdr_dec = dec_ref + ddec / 3600.0
+        hdr_roll = (roll_ref + droll) % 360.0
+        hdr_wcs = nircam_gwcs(detector, ra_ref=hdr_ra, dec_ref=hdr_dec, roll_ref=hdr_roll, subarray=size)
     true_info = nircam_wcsinfo(detector, ra_ref=ra_ref, dec_ref=dec_ref, roll_ref=roll_ref, subarray=size,
                                wcs=true_wcs)
-    dra, ddec, droll = (float(v) for v in wcs_error)
-    hdr_ra = (ra_ref + dra / 3600.0 / np.cos(np.radians(dec_ref))) % 360.0
-    hdr_dec = dec_ref + ddec / 3600.0
-    hdr_roll = (roll_ref + droll) % 360.0
-    hdr_wcs = nircam_gwcs(detector, ra_ref=hdr_ra, dec_ref=hdr_dec, roll_ref=hdr_roll, subarray=size)
     hdr_info = nircam_wcsinfo(detector, ra_ref=hdr_ra, dec_ref=hdr_dec, roll_ref=hdr_roll, subarray=size,
                               wcs=hdr_wcs)
+    true_info.update(true_reference)
+    hdr_info.update(hdr_reference)
 
     # --- sources ---
     scale = filt.pixel_scale
@@ -365,40 +443,67 @@ def simulate_exposure(*, filter_name, detector, ra_ref, dec_ref, roll_ref, sourc
     sub = sources[near]
     flux = abmag_to_pixel_sum(source_mag(sub, filter_name), scale)
     is_star = np.asarray(sub["is_star"], bool)
-    source_image = render_sources(
-        (n, n), x, y, flux,
-        r_eff_pix=np.where(is_star, 0.0, r_eff_arcsec[near] / scale),
-        sersic_n=np.asarray(sub["sersic_n"], float), axis_ratio=np.asarray(sub["axis_ratio"], float),
-        pa_deg=_pixel_angle(true_info, np.asarray(sub["pa"], float)),
-        psf_fwhm_pix=filt.psf_fwhm / scale, dtype=np.float32)
 
-    # --- sky ---
+    # --- sky level and noise (needed to size PSF stamps) ---
     if pedestal is None:
         pedestal = filt.sky_mjysr
+    c = filt.mjysr_per_electron_rate
+    rnoise_var = float((c * filt.read_noise_e / exposure_time) ** 2)
+    sky_var = float(c / exposure_time * pedestal + rnoise_var + (_FLAT_ERROR * pedestal) ** 2)
+    sky_sigma = np.sqrt(sky_var)
+
+    # with the pupil PSF, point sources are drawn apart (spikes), galaxies keep the Gaussian
+    drawn = ~is_star if realism.psf == "pupil" else np.ones(is_star.size, bool)
+    source_image = render_sources(
+        (n, n), x[drawn], y[drawn], flux[drawn],
+        r_eff_pix=np.where(is_star, 0.0, r_eff_arcsec[near] / scale)[drawn],
+        sersic_n=np.asarray(sub["sersic_n"], float)[drawn], axis_ratio=np.asarray(sub["axis_ratio"], float)[drawn],
+        pa_deg=_pixel_angle(true_info, np.asarray(sub["pa"], float))[drawn],
+        psf_fwhm_pix=filt.psf_fwhm / scale, dtype=np.float32)
+    if realism.psf == "pupil" and np.any(~drawn):
+        add_point_sources_psf(source_image, x[~drawn], y[~drawn], flux[~drawn],
+                              detector_psf(filt, true_wcs, n), noise=sky_sigma,
+                              wide=lambda: detector_psf(filt, true_wcs, n, wide=True))
+
+    # --- sky ---
     gx, gy = (float(g) for g in gradient)
     u = ((np.arange(n) - (n - 1) / 2.0) / n).astype(np.float32)
     sky = np.float32(pedestal) + np.float32(gx) * u[None, :] + np.float32(gy) * u[:, None]
-    signal = source_image + sky
+
+    # --- artefacts that are signal (photons or charge) ---
+    flat_eps = flat_structure((n, n), rms=realism.flat_rms, rng=artefact_rng)
+    artefact = flat_eps * (source_image + sky)
+    wisp, wisp_factor = wisp_image((n, n), start=start, detector=detector, filter_name=filter_name, sky=pedestal,
+                                   residual=realism.wisp_residual, rng=artefact_rng)
+    artefact += wisp
+    snow, snow_core, snow_list = snowballs((n, n), rate=realism.snowball_rate, exposure_time=exposure_time,
+                                           sky_sigma=sky_sigma, rng=artefact_rng)
+    artefact += snow
+    ghosts, ghost_list = persistence_image((n, n), mean_count=realism.persistence_ghosts, sky_sigma=sky_sigma,
+                                           rng=artefact_rng)
+    artefact += ghosts
+    signal = source_image + sky + artefact
 
     # --- variances (true) ---
-    c = filt.mjysr_per_electron_rate
     var_poisson = (c / exposure_time) * np.clip(signal, 0, None)
-    rnoise_var = float((c * filt.read_noise_e / exposure_time) ** 2)
     var_flat = (_FLAT_ERROR * signal) ** 2
     true_var = var_poisson + rnoise_var + var_flat
-    data = signal + rng.standard_normal((n, n), dtype=np.float32) * np.sqrt(true_var)
+    noise = rng.standard_normal((n, n), dtype=np.float32) * np.sqrt(true_var)
 
-    sky_var = float(c / exposure_time * pedestal + rnoise_var + (_FLAT_ERROR * pedestal) ** 2)
-    sky_sigma = np.sqrt(sky_var)
     row_sd = one_over_f * sky_sigma
     col_sd = _COLUMN_STRIPE_RATIO * one_over_f * sky_sigma
     if one_over_f > 0:
         amp = (start + np.arange(n)) // _AMP_WIDTH
         namp = amp.max() + 1
         rows = rng.normal(0.0, row_sd, (n, namp)).astype(np.float32)
-        data += rows[:, amp]
-        data += rng.normal(0.0, col_sd, n).astype(np.float32)[None, :]
+        noise += rows[:, amp]
+        noise += rng.normal(0.0, col_sd, n).astype(np.float32)[None, :]
     block7 = _block7_variance(sky_var, row_sd**2, col_sd**2, start, n)
+    striping = STRIPING_MODELS[realism.striping]
+    if realism.striping != "none":
+        noise += striping_image((n, n), start=start, sky_sigma=sky_sigma, model=striping, rng=artefact_rng)
+        block7 += striping_block7_variance(shape=(n, n), start=start, sky_sigma=sky_sigma, model=striping)
+    data = signal + noise
 
     # --- cosmic rays (unflagged) ---
     n_cr = rng.poisson(cosmic_ray_rate * n * n)
@@ -431,8 +536,16 @@ def simulate_exposure(*, filter_name, detector, ra_ref, dec_ref, roll_ref, sourc
     for arr in (w_rnoise, w_poisson, w_flat):
         arr.flat[good_idx] = 0.0
     err = np.sqrt(w_poisson + w_rnoise + w_flat)
+    # snowball cores: found and flagged by the jump step (the rate is refitted, not lost)
+    dq[snow_core] |= dqflags.pixel["JUMP_DET"]
+    # saturated within the first two groups: no slope, NaN and DO_NOT_USE
+    saturated = np.zeros((n, n), dtype=bool)
+    if realism.saturation:
+        saturated = signal > saturation_rate_limit(group_time=_FULL_FRAME_GROUP_TIME, mjysr_per_electron_rate=c)
+        dq[saturated] |= dqflags.pixel["SATURATED"] | dqflags.pixel["DO_NOT_USE"]
     for arr in (data, err, w_rnoise, w_poisson, w_flat):
         arr.flat[bad] = np.nan
+        arr[saturated] = np.nan
 
     # --- source mask ---
     if mask_dilate is None:
@@ -460,10 +573,41 @@ def simulate_exposure(*, filter_name, detector, ra_ref, dec_ref, roll_ref, sourc
         sky_variance=sky_var, block7_variance=float(block7), rnoise_scale_error=float(rnoise_scale_error),
         true_rnoise_variance=rnoise_var, one_over_f=float(one_over_f),
         n_cosmic_rays=int(n_cr), n_bad_pixels=int(n_bad), n_zero_variance=int(len(good_idx)),
+        realism=realism.to_dict(), n_snowballs=int(len(snow_list)), n_persistence_ghosts=int(len(ghost_list)),
+        n_saturated=int(saturated.sum()), wisp_factor=float(wisp_factor),
         segmentation=seg, true_wcs=(true_wcs, true_info),
         source_image=source_image if keep_source_image else None,
+        artefact_image=artefact if keep_source_image else None,
+        noise_image=noise if keep_source_image else None,
     )
     return model, truth
+
+
+def detector_psf(filt, wcs, n, *, wide=False):
+    """
+    The pupil PSF of ``filt`` oriented as the detector of ``wcs`` sees it.
+
+    The V2/V3 axes' directions in detector pixels come from the gwcs ``detector ->
+    v2v3`` transform at the array centre; the rotation is rounded to 0.5 deg so one PSF
+    serves each detector (cached in :func:`~jwst_ceers.simulate.psf.pupil_psf`); ``wide``: the
+    far-field PSF of saturated stars (:func:`~jwst_ceers.simulate.psf.wide_psf`).
+    """
+    rotation, parity = v3_orientation(wcs, n)
+    kind = wide_psf if wide else pupil_psf
+    return kind(filt.pivot_um, filt.pixel_scale, rotation_deg=round(rotation * 2) / 2, parity=parity)
+
+
+def v3_orientation(wcs, n):
+    """(rotation_deg, parity): +V3 is at ``90 + rotation_deg`` from +x; parity -1 if V2 is mirrored."""
+    to_v2v3 = wcs.get_transform("detector", "v2v3")
+    c = (n - 1) / 2.0
+    v2, v3 = to_v2v3(np.array([c, c + 1.0, c]), np.array([c, c, c + 1.0]))
+    jac = np.array([[v2[1] - v2[0], v2[2] - v2[0]], [v3[1] - v3[0], v3[2] - v3[0]]])
+    inv = np.linalg.inv(jac)
+    d_v2, d_v3 = inv[:, 0], inv[:, 1]
+    rotation = float(np.degrees(np.arctan2(d_v3[1], d_v3[0])) - 90.0)
+    parity = 1 if d_v2[0] * d_v3[1] - d_v2[1] * d_v3[0] > 0 else -1
+    return rotation, parity
 
 
 def _fill_meta(model, *, filt, detector, size, start, n, root, observation, activity, dither, exposure_time,
@@ -580,7 +724,7 @@ def simulate_pointing(out_dir, *, filters=("F150W", "F356W"), sw_detectors=("NRC
                       cosmic_ray_rate=2e-5, bad_pixel_fraction=0.002, zero_variance_fraction=1e-4,
                       source_table=None, ra=214.9, dec=52.9, pa_v3=130.0, write_refcat=True,
                       refcat_mag_limit=26.0, mask_suffix="1fmask", n_large_galaxies=1,
-                      source_density_scale=1.0):
+                      source_density_scale=1.0, realism=None, real_geometry=False, real_wcs_dir=None):
     """
     Simulate and write a CEERS-like NIRCam pointing: every filter x detector x dither x visit.
 
@@ -637,6 +781,20 @@ def simulate_pointing(out_dir, *, filters=("F150W", "F356W"), sw_detectors=("NRC
         Multiplies the drawn population's number counts (default 1: ~4e5 deg^-2 to
         mag 28.5, i.e. ~130 sources per SW detector; use ~10-20 with small subarrays
         when a test needs many sources for alignment).
+    realism : str, dict, Realism or None
+        NIRCam artefacts (see :func:`simulate_exposure`); ``"realistic"`` switches on
+        every effect. Its ``bright_stars`` (per full SW detector) are added to the
+        source table around each SW detector (AB 13-18); with ``saturation``, sources
+        brighter than F160W = 18 (saturated in HST too) are left out of ``refcat.ecsv``.
+    real_geometry : bool
+        TRUE WCSs from the real CEERS nircam1 solutions (real distortion, layout,
+        dithers and filter offsets; :mod:`jwst_ceers.simulate.real_geometry`; dithers
+        cycle over the 3 real ones, visits reuse them); HEADER WCS = truth + the visit's
+        pointing error + the detector's error (as a V2/V3 shift). ``ra, dec, pa_v3``
+        are then ignored: the field is where CEERS observed it. CEERS filters only.
+    real_wcs_dir : str or Path, optional
+        Directory of the real ``*_tweakreg.asdf`` files (default
+        ``../shared/data/ceers_dr05/tweakreg_wcs`` beside the checkout).
 
     Returns
     -------
@@ -657,6 +815,14 @@ def simulate_pointing(out_dir, *, filters=("F150W", "F356W"), sw_detectors=("NRC
             raise CeersParameterError(f"lw_detectors: {d!r} is not a LW detector")
     if n_dithers < 1 or n_visits < 1:
         raise CeersParameterError("n_dithers and n_visits must be >= 1")
+    realism = realism_preset(realism)
+    if real_geometry:
+        # the field of the real solutions: module-A centre of the first SW filter's first dither
+        first_sw = next((f for f in filters if FILTERS[f].channel == "SW"), filters[0])
+        anchor, _ = real_exposure_wcs("NRCA1" if FILTERS[first_sw].channel == "SW" else "NRCALONG", first_sw, 1,
+                                      wcs_dir=real_wcs_dir)
+        ra, dec = (float(v) for v in anchor.get_transform(anchor.available_frames[1], "world")(*module_centre_v2v3()))
+        pa_v3 = reference_pointing(anchor)["roll_ref"]
     master = np.random.SeedSequence(seed)
     pointing_rng = np.random.default_rng(master.spawn(1)[0])
 
@@ -685,6 +851,15 @@ def simulate_pointing(out_dir, *, filters=("F150W", "F356W"), sw_detectors=("NRC
         sources = source_table
     else:
         sources = load_source_table(source_table)
+    if realism.bright_stars > 0:
+        star_rng = np.random.default_rng([int(seed), 1802])
+        _, n_side = subarray_window(size if size is not None and size != FULL_SIZE else None)
+        half_width = 0.5 * n_side * FILTERS["F150W"].pixel_scale
+        for det in sw_detectors:
+            det_ra, det_dec, _ = detector_pointing(det.upper(), ra=ra, dec=dec, pa_v3=pa_v3)
+            sources = add_bright_stars(sources, ra=det_ra, dec=det_dec, half_width_arcsec=half_width,
+                                       count=star_rng.poisson(realism.bright_stars * (n_side / FULL_SIZE) ** 2),
+                                       rng=star_rng)
     sources_path = out_dir / "simulated_sources.ecsv"
     with atomic_output(sources_path) as tmp:
         sources.write(tmp, format="ascii.ecsv", overwrite=True)
@@ -694,6 +869,8 @@ def simulate_pointing(out_dir, *, filters=("F150W", "F356W"), sw_detectors=("NRC
         refcat_path = out_dir / "refcat.ecsv"
         mag160 = source_mag(sources, "F160W")
         keep = mag160 < refcat_mag_limit
+        if realism.saturation:
+            keep &= mag160 >= _REFCAT_SATURATION_MAG
         sig_mas = 5.0 + 10.0 * np.clip((mag160[keep] - 20.0) / 6.0, 0, 1)
         dec_k = np.asarray(sources["dec"], float)[keep]
         noise = pointing_rng.standard_normal((2, keep.sum())) * sig_mas / 3.6e6
@@ -728,6 +905,11 @@ def simulate_pointing(out_dir, *, filters=("F150W", "F356W"), sw_detectors=("NRC
                         grad = tuple(exp_rng.uniform(-gradient_amplitude, gradient_amplitude, 2))
                         derr = visit["det_err"][det]
                         wcs_error = (visit["err"][0] + derr[0], visit["err"][1] + derr[1], visit["droll"])
+                        geometry = {}
+                        if real_geometry:
+                            geometry = dict(zip(("true_wcs", "header_wcs"), real_exposure_wcs(
+                                det, filt_name, k + 1, size=size, error_arcsec=wcs_error[:2], wcs_dir=real_wcs_dir),
+                                strict=True))
                         model, tr = simulate_exposure(
                             filter_name=filt_name, detector=det, ra_ref=ra_ref, dec_ref=dec_ref,
                             roll_ref=roll_ref, sources=sources, seed=exp_rng.integers(2**63), size=size,
@@ -735,7 +917,7 @@ def simulate_pointing(out_dir, *, filters=("F150W", "F356W"), sw_detectors=("NRC
                             rnoise_scale_error=rnoise_scale_error, one_over_f=one_over_f,
                             cosmic_ray_rate=cosmic_ray_rate, bad_pixel_fraction=bad_pixel_fraction,
                             zero_variance_fraction=zero_variance_fraction, observation=v + 1, activity=p + 1,
-                            dither=k + 1, visit=v, start_mjd=start_mjd)
+                            dither=k + 1, visit=v, start_mjd=start_mjd, realism=realism, **geometry)
                         cal_path = out_dir / f"{tr.root}_cal.fits"
                         write_model_atomic(model, cal_path)
                         model.close()
@@ -757,7 +939,8 @@ def simulate_pointing(out_dir, *, filters=("F150W", "F356W"), sw_detectors=("NRC
         generator="jwst_ceers.simulate.simulate_pointing", seed=int(seed),
         parameters=dict(filters=list(filters), sw_detectors=list(sw_detectors), lw_detectors=list(lw_detectors),
                         n_dithers=n_dithers, n_visits=n_visits, size=size, ra=ra, dec=dec, pa_v3=pa_v3,
-                        rnoise_scale_error=rnoise_scale_error, one_over_f=one_over_f, mask_suffix=mask_suffix),
+                        rnoise_scale_error=rnoise_scale_error, one_over_f=one_over_f, mask_suffix=mask_suffix,
+                        realism=realism.to_dict(), real_geometry=bool(real_geometry)),
         sources_path=sources_path.name, refcat_path=refcat_path.name if refcat_path else None,
         exposures={root: t.to_dict() for root, t in truth.items()},
     )

@@ -32,6 +32,7 @@ __all__ = [
     "REFERENCE_WAVELENGTH_UM",
     "PIVOT_WAVELENGTH_UM",
     "make_source_population",
+    "add_bright_stars",
     "load_source_table",
     "source_mag",
     "sersic_b",
@@ -318,6 +319,31 @@ def make_source_population(*, ra, dec, width_arcsec, height_arcsec, seed, mag_li
     log.debug("source population: %d galaxies, %d stars, %d large galaxies over %.2f arcmin^2",
               n_gal, n_star, n_large_galaxies, area_deg2 * 3600)
     return table
+
+
+def add_bright_stars(table, *, ra, dec, half_width_arcsec, count, rng, mag_range=(13.0, 18.0)):
+    """
+    A copy of ``table`` with ``count`` bright (saturating) stars added around (ra, dec).
+
+    Positions are uniform in a square of half width ``half_width_arcsec`` (tangent
+    plane), magnitudes uniform in ``mag_range`` (AB at 1.5 um), SED slopes as the
+    population's stars.
+    """
+    from astropy.table import vstack
+
+    count = int(count)
+    if count <= 0:
+        return table
+    xi = rng.uniform(-1, 1, count) * half_width_arcsec / _ARCSEC_PER_DEG
+    eta = rng.uniform(-1, 1, count) * half_width_arcsec / _ARCSEC_PER_DEG
+    star_ra, star_dec = _tangent_to_sky(np.radians(xi), np.radians(eta), ra, dec)
+    stars = Table([star_ra, star_dec, rng.uniform(*mag_range, count), np.zeros(count), np.ones(count),
+                   np.ones(count), np.zeros(count), np.ones(count, bool), rng.normal(1.5, 0.5, count)],
+                  names=SOURCE_COLUMNS)
+    _set_units(stars)
+    out = vstack([table, stars], metadata_conflicts="silent")
+    out.meta.update(table.meta)
+    return out
 
 
 def _tangent_to_sky(xi, eta, ra0, dec0):

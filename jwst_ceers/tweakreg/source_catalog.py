@@ -48,6 +48,9 @@ from jwst_ceers.errors import CeersFileError
 __all__ = [
     "find_sources",
     "exclusion_mask_from_dq",
+    "artefact_regions_from_dq",
+    "spike_angles_from_wcs",
+    "near_artefacts",
     "read_source_catalog",
     "write_source_catalog",
 ]
@@ -76,6 +79,107 @@ def exclusion_mask_from_dq(dq, *, bad_bits=1):
         True where the pixel is excluded.
     """
     return (np.asarray(dq).astype(np.uint32) & np.uint32(bad_bits)) != 0
+
+
+# DQ bits (jwst dqflags.pixel): SATURATED, JUMP_DET
+_SATURATED = 2
+_JUMP_DET = 4
+# a JUMP_DET region at least this large is a snowball, not a cosmic-ray hit
+SNOWBALL_MIN_AREA = 20
+# snowball halos (unflagged charge) reach ~2.5 core radii (JDox; Bagley et al. 2023)
+SNOWBALL_HALO_SCALE = 3.0
+# saturated star of core radius r (px): halo radius STAR_HALO_SCALE * r + 10, spikes out to
+# STAR_SPIKE_SCALE * r**1.5 + 20 (a spike's length grows as sqrt(flux), the core's radius
+# as flux**(1/3)), within SPIKE_HALF_WIDTH + SPIKE_WIDENING * distance of the spike line
+# (its beaded fringes). Measured on the pupil-PSF simulations (AB 13-18 stars): false
+# detections lie within ~60 px of the core and up to ~400 px along the spikes of a star
+# with r = 4 px, up to ~12 px off the line.
+STAR_HALO_SCALE = 12.0
+STAR_SPIKE_SCALE = 50.0
+SPIKE_HALF_WIDTH = 6.0
+SPIKE_WIDENING = 0.03
+
+
+def artefact_regions_from_dq(dq):
+    """
+    Saturated cores and snowballs from a JWST DQ array.
+
+    Returns
+    -------
+    stars : ndarray (k, 3)
+        ``x, y, r_eq`` of each connected SATURATED region (centroid, equivalent radius).
+    snowballs : ndarray (m, 3)
+        The same for JUMP_DET regions of at least ``SNOWBALL_MIN_AREA`` pixels.
+    """
+    from scipy import ndimage
+
+    dq = np.asarray(dq).astype(np.uint32)
+    out = []
+    for bit, min_area in ((_SATURATED, 1), (_JUMP_DET, SNOWBALL_MIN_AREA)):
+        mask = (dq & np.uint32(bit)) != 0
+        labels, n = ndimage.label(mask)
+        if n == 0:
+            out.append(np.empty((0, 3)))
+            continue
+        index = np.arange(1, n + 1)
+        area = np.bincount(labels.ravel(), minlength=n + 1)[1:]
+        centres = np.array(ndimage.center_of_mass(mask, labels, index)).reshape(-1, 2)
+        big = area >= min_area
+        out.append(np.column_stack([centres[big, 1], centres[big, 0], np.sqrt(area[big] / np.pi)]))
+    return out[0], out[1]
+
+
+def spike_angles_from_wcs(wcs, shape):
+    """
+    Directions (deg from +x, in [0, 180)) of JWST's diffraction spikes on a detector.
+
+    The six bright spikes run along V3 and at +-60 deg from it, the two faint ones along
+    V2 (the +V3 strut); their pixel directions come from the gwcs ``detector -> v2v3``
+    transform at the array centre. None when the WCS has no ``v2v3`` frame.
+    """
+    try:
+        to_v2v3 = wcs.get_transform("detector", "v2v3")
+    except (AttributeError, ValueError, KeyError, TypeError):
+        return None
+    if to_v2v3 is None:
+        return None
+    cy, cx = ((n - 1) / 2.0 for n in shape)
+    v2, v3 = to_v2v3(np.array([cx, cx + 1.0, cx]), np.array([cy, cy, cy + 1.0]))
+    jac = np.array([[v2[1] - v2[0], v2[2] - v2[0]], [v3[1] - v3[0], v3[2] - v3[0]]])
+    inv = np.linalg.inv(jac)
+    angles = []
+    for dv2, dv3 in ((0.0, 1.0), (np.sin(np.radians(60)), np.cos(np.radians(60))),
+                     (-np.sin(np.radians(60)), np.cos(np.radians(60))), (1.0, 0.0)):
+        dx, dy = inv @ np.array([dv2, dv3])
+        angles.append(np.degrees(np.arctan2(dy, dx)) % 180.0)
+    return np.array(angles)
+
+
+def near_artefacts(x, y, *, stars=(), snowballs=(), spike_angles=None):
+    """
+    True for positions on a saturated star's halo or spikes, or a snowball's halo.
+
+    A star of saturated-core radius ``r`` rejects positions within
+    ``STAR_HALO_SCALE * r + 10`` px, and within ``SPIKE_HALF_WIDTH + SPIKE_WIDENING * d``
+    px of its spike lines (``spike_angles``) out to ``d = STAR_SPIKE_SCALE * r**1.5 + 20``
+    px; a snowball of core radius ``r`` rejects positions within
+    ``SNOWBALL_HALO_SCALE * r`` px.
+    """
+    x = np.asarray(x, dtype=float)
+    y = np.asarray(y, dtype=float)
+    near = np.zeros(x.shape, dtype=bool)
+    for sx, sy, r in np.reshape(np.asarray(snowballs, dtype=float), (-1, 3)):
+        near |= np.hypot(x - sx, y - sy) <= SNOWBALL_HALO_SCALE * r
+    for sx, sy, r in np.reshape(np.asarray(stars, dtype=float), (-1, 3)):
+        dx, dy = x - sx, y - sy
+        d = np.hypot(dx, dy)
+        near |= d <= STAR_HALO_SCALE * r + 10.0
+        if spike_angles is not None:
+            reach = d <= STAR_SPIKE_SCALE * r**1.5 + 20.0
+            for a in np.radians(np.asarray(spike_angles, dtype=float)):
+                across = np.abs(-dx * np.sin(a) + dy * np.cos(a))
+                near |= reach & (across <= SPIKE_HALF_WIDTH + SPIKE_WIDENING * d)
+    return near
 
 
 def _gaussian_kernel(fwhm):
@@ -148,6 +252,9 @@ def find_sources(
     max_peak_fraction=0.7,
     max_sharpness=0.9,
     bkg_boxsize=128,
+    stars=(),
+    snowballs=(),
+    spike_angles=None,
 ):
     """
     Detect sources and measure windowed centroids on one image.
@@ -192,6 +299,12 @@ def find_sources(
         pairs that the peak-fraction cut misses).
     bkg_boxsize : int, optional
         Mesh size (pixels) of the background estimate.
+    stars, snowballs : array-like (k, 3), optional
+        ``x, y, r_eq`` of saturated cores and snowballs (:func:`artefact_regions_from_dq`):
+        detections on their halos and diffraction spikes are rejected
+        (:func:`near_artefacts`; spike fragments and halo bumps are not sources).
+    spike_angles : array-like, optional
+        Spike directions (deg, :func:`spike_angles_from_wcs`); None: halos only.
 
     Returns
     -------
@@ -240,16 +353,27 @@ def find_sources(
     kernel = _gaussian_kernel(kernel_fwhm) if kernel_fwhm > 0 else None
     sep.set_extract_pixstack(max(300000, nx * ny // 4))
     sep.set_sub_object_limit(4096)
-    objects = sep.extract(
-        subtracted,
-        snr_threshold,
-        err=err,
-        mask=bad,
-        minarea=int(npixels),
-        filter_kernel=kernel,
-        deblend_cont=0.005 if deblend else 1.0,
-        clean=True,
-    )
+    def extract():
+        return sep.extract(
+            subtracted,
+            snr_threshold,
+            err=err,
+            mask=bad,
+            minarea=int(npixels),
+            filter_kernel=kernel,
+            deblend_cont=0.005 if deblend else 1.0,
+            clean=True,
+        )
+
+    try:
+        objects = extract()
+    except Exception as exc:  # sep raises a bare Exception when its pixel stack overflows
+        if "pixel buffer full" not in str(exc):
+            raise
+        # bright stars' halos can put most of the image above threshold: allow every pixel
+        log.info("sep pixel stack full (%s): retrying with room for all %d pixels", exc, nx * ny)
+        sep.set_extract_pixstack(nx * ny)
+        objects = extract()
     n_detected = len(objects)
     keep = np.ones(n_detected, dtype=bool)
     reasons = {}
@@ -270,6 +394,9 @@ def find_sources(
     ix = np.clip(np.round(objects["x"]).astype(int), 0, nx - 1)
     iy = np.clip(np.round(objects["y"]).astype(int), 0, ny - 1)
     reject("edge_or_flagged", _near_excluded_at(bad, ix, iy, radius=flagged_radius, edge_width=edge_width))
+    if len(stars) or len(snowballs):
+        reject("star_or_snowball", near_artefacts(objects["x"], objects["y"], stars=stars, snowballs=snowballs,
+                                                  spike_angles=spike_angles))
 
     objects = objects[keep]
     flux = flux[keep]

@@ -33,9 +33,11 @@ from jwst_ceers.tweakreg.saved_wcs import (
     solution_path,
 )
 from jwst_ceers.tweakreg.source_catalog import (
+    artefact_regions_from_dq,
     exclusion_mask_from_dq,
     find_sources,
     read_source_catalog,
+    spike_angles_from_wcs,
     write_source_catalog,
 )
 
@@ -83,6 +85,7 @@ class CatalogTweakReg(CeersStep):
     deblend = boolean(default=False)  # Deblend blended detections
     brightest = integer(min=0, default=1000)  # Keep the N brightest sources per exposure (0 = all)
     max_peak_fraction = float(min=0.05, max=1.0, default=0.7)  # Reject sources whose peak pixel holds more than this fraction of their flux (cosmic rays)
+    reject_artefacts = boolean(default=True)  # Reject detections on saturated stars' halos and diffraction spikes and on snowball halos (from DQ SATURATED / large JUMP_DET regions)
     max_sharpness = float(min=0.1, max=1.0, default=0.9)  # Reject sources whose peak pixel exceeds its 4 neighbours' mean by more than this fraction (cosmic rays)
     edge_width = integer(min=0, max=200, default=8)  # Reject sources within this many pixels of the image edge
     flagged_radius = integer(min=0, max=50, default=2)  # Reject sources within this many pixels of a DQ-flagged (DO_NOT_USE) pixel
@@ -342,6 +345,11 @@ class CatalogTweakReg(CeersStep):
         rms = None
         if not self.flat_rms and model.err is not None and model.err.shape == model.data.shape:
             rms = model.err
+        stars = snowballs = ()
+        spike_angles = None
+        if self.reject_artefacts and excluded is not None:
+            stars, snowballs = artefact_regions_from_dq(model.dq)
+            spike_angles = spike_angles_from_wcs(model.meta.wcs, model.data.shape) if len(stars) else None
         catalog = find_sources(
             model.data,
             rms=rms,
@@ -356,6 +364,9 @@ class CatalogTweakReg(CeersStep):
             max_peak_fraction=self.max_peak_fraction,
             max_sharpness=self.max_sharpness,
             bkg_boxsize=self.bkg_boxsize,
+            stars=stars,
+            snowballs=snowballs,
+            spike_angles=spike_angles,
         )
         log.info(
             "%s: %d sources kept of %d detected (rejected: %s)",

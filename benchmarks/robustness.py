@@ -1,0 +1,212 @@
+"""Robustness matrix of the per-exposure steps across NIRCam artefact families (issue 18).
+
+Run ``python benchmarks/robustness.py --quick`` (about 10 min on 2 cores) or ``--full``.
+
+For each scenario family (one per :data:`jwst_ceers.simulate.REALISM_PRESETS` effect,
+the ``realistic`` preset with all of them, and ``real_geometry``: the realistic preset
+on the real CEERS WCS solutions) and each of >= 5 seeds:
+
+- CatalogTweakReg: a simulated visit of full frames (F150W on NRCA1 + NRCA3 -- only
+  NRCA3 with ``--quick`` --, F356W on NRCALONG, 3 dithers, density x3, reference
+  catalogue to F160W < 27.5) aligned with the CEERS
+  parameter files; per exposure the rms distance (mas) between the aligned and the
+  TRUE WCS over a 16x16 grid of the detector. The cell is the WORST exposure.
+- PedestalSkySub (internal masks): one exposure per seed (detectors cycle through
+  NRCA3/NRCB4 with wisps, NRCA1, NRCALONG, NRCBLONG; density x3, a large galaxy,
+  VAR_RNOISE written 1.3x too high); pedestal error in sky sigma, and the rescaled
+  VAR_RNOISE against the realised 7x7-block variance of the injected noise (white +
+  striping, measured on the noise image itself after removing its own structure on
+  scales > 128 px, as the step removes a 128-px background) in %.
+
+Time is wall time per run, in this process (noisy on a shared machine).
+``robustness_rows`` returns the rows so other robustness tables can be joined to
+them (``benchmarks/robustness_mosaic.py``'s rows are appended when it exists).
+"""
+
+import argparse
+import logging
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("STPIPE_DISABLE_CRDS_STEPPARS", "true")
+os.environ.setdefault("CRDS_SERVER_URL", "https://jwst-crds.invalid")
+
+import numpy as np  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_pedestal import block_variance  # noqa: E402
+from bench_tweakreg import errors_of, write_asn  # noqa: E402
+
+PARAMETER_FILES = Path(__file__).resolve().parents[1] / "parameter_files"
+FAMILIES = ("none", "striping", "striping_unremoved", "spikes", "saturated_stars", "snowballs", "wisps",
+            "persistence", "flat", "realistic", "real_geometry")
+GOALS = {"tweakreg_mas": 2.0, "pedestal_sigma": 0.05, "rnoise_percent": 3.0}
+PEDESTAL_CASES = (("NRCA3", "F150W"), ("NRCA1", "F200W"), ("NRCALONG", "F356W"), ("NRCB4", "F115W"),
+                  ("NRCBLONG", "F444W"))
+RA, DEC, PA = 214.9, 52.9, 130.0
+
+
+def _realism(family):
+    return "realistic" if family == "real_geometry" else family
+
+
+def tweakreg_case(family, seed, *, size, workdir, sw_detectors=("NRCA1", "NRCA3")):
+    """Worst per-exposure rms (mas) of CatalogTweakReg against the true WCS, and the wall time."""
+    from jwst_ceers import CatalogTweakReg
+    from jwst_ceers.simulate import simulate_pointing
+
+    out = Path(workdir) / f"tw_{family}_{seed}"
+    sim = simulate_pointing(out, filters=("F150W", "F356W"), sw_detectors=sw_detectors,
+                            lw_detectors=("NRCALONG",), n_dithers=3, size=size, seed=1000 + seed,
+                            source_density_scale=3.0, refcat_mag_limit=27.5, realism=_realism(family),
+                            real_geometry=family == "real_geometry")
+    errors = {}
+    start = time.perf_counter()
+    for band, channel in (("F150W", "sw"), ("F356W", "lw")):
+        files = [Path(t.cal_file) for t in sim.truth.values() if t.filter == band]
+        asn = write_asn(out / f"{band}_asn.json", files)
+        step = CatalogTweakReg.from_config_file(str(PARAMETER_FILES / f"ceers_tweakreg_{channel}.asdf"))
+        step.abs_refcat = str(sim.refcat_path)
+        errors.update(errors_of(step.run(str(asn)), sim))
+    return errors, time.perf_counter() - start
+
+
+def pedestal_case(family, seed, *, size):
+    """Pedestal error (sigma) and VAR_RNOISE factor error (%) of PedestalSkySub on one exposure."""
+    from jwst_ceers.masking import coarse_background
+    from jwst_ceers.pedestal.exposure_sky import VARIANCE_BACKGROUND_BOX as VARIANCE_BOX
+    from jwst_ceers.pedestal.pedestal_step import PedestalSkySub
+    from jwst_ceers.simulate import FILTERS, realism_preset, simulate_exposure
+    from jwst_ceers.simulate.nircam_geometry import detector_pointing
+    from jwst_ceers.simulate.real_geometry import real_exposure_geometry
+    from jwst_ceers.simulate.sources import add_bright_stars, make_source_population
+
+    detector, filter_name = PEDESTAL_CASES[seed % len(PEDESTAL_CASES)]
+    realism = realism_preset(_realism(family))
+    rng = np.random.default_rng([seed, 77])
+    ra_ref, dec_ref, roll_ref = detector_pointing(detector, ra=RA, dec=DEC, pa_v3=PA)
+    geometry = {}
+    if family == "real_geometry":
+        geometry = real_exposure_geometry(detector, filter_name, seed=seed)
+        ra_ref, dec_ref = geometry["true_wcs"](1023.5, 1023.5, with_bounding_box=False)
+    scale = FILTERS[filter_name].pixel_scale
+    width = 1.6 * size * scale
+    sources = make_source_population(ra=ra_ref, dec=dec_ref, width_arcsec=width, height_arcsec=width,
+                                     seed=50 + seed, density_scale=3.0, n_large_galaxies=1)
+    if realism.bright_stars > 0 and FILTERS[filter_name].channel == "SW":
+        sources = add_bright_stars(sources, ra=ra_ref, dec=dec_ref, half_width_arcsec=0.5 * size * scale,
+                                   count=rng.poisson(realism.bright_stars * (size / 2048) ** 2), rng=rng)
+    model, truth = simulate_exposure(
+        filter_name=filter_name, detector=detector, ra_ref=ra_ref, dec_ref=dec_ref, roll_ref=roll_ref,
+        sources=sources, seed=seed, size=size, gradient=tuple(rng.uniform(-0.01, 0.01, 2)),
+        rnoise_scale_error=1.3, keep_source_image=True, dither=seed + 1, realism=realism, **geometry)
+    sigma = float(np.sqrt(truth.sky_variance))
+    free = np.isfinite(model.data) & (truth.source_image < 0.02 * sigma)
+    # the target is the noise on the 7x7 scale: the injected noise (white + striping) less
+    # its own structure on scales > 128 px (the low-frequency end of 1/f noise is
+    # background, and the step removes a 128-px background before the statistic too)
+    noise = truth.noise_image - coarse_background(truth.noise_image, exclude=~free, box=VARIANCE_BOX, filter_size=1)
+    true_var = block_variance(noise, free)
+    start = time.perf_counter()
+    result = PedestalSkySub(mask_suffix="").run(model)
+    wall = time.perf_counter() - start
+    sky = free & (model.var_rnoise > 0)
+    pedestal_error = (result.meta.background.level - truth.pedestal) / sigma
+    factor_error = 100.0 * (float(np.mean(result.var_rnoise[sky])) / true_var - 1.0)
+    return pedestal_error, factor_error, wall
+
+
+def robustness_rows(*, families=FAMILIES, seeds=range(5), tweakreg_size=2048, pedestal_size=1024, workdir=None,
+                    steps=("tweakreg", "pedestal"), sw_detectors=("NRCA1", "NRCA3")):
+    """
+    One row per (step, family, seed): dicts with ``step, family, seed, metric, value, goal, seconds``.
+
+    ``value`` is the cell statistic (tweakreg: worst exposure rms in mas; pedestal: the
+    signed error in sigma; rnoise: the signed factor error in %); goals compare |value|.
+    """
+    workdir = Path(workdir or tempfile.mkdtemp(prefix="robustness_"))
+    rows = []
+    for family in families:
+        for seed in seeds:
+            if "tweakreg" in steps:
+                errors, wall = tweakreg_case(family, seed, size=tweakreg_size, workdir=workdir,
+                                             sw_detectors=sw_detectors)
+                worst = max(errors, key=errors.get)
+                rows.append(dict(step="CatalogTweakReg", family=family, seed=seed, metric="tweakreg_mas",
+                                 value=errors[worst], where=worst, goal=GOALS["tweakreg_mas"], seconds=wall))
+            if "pedestal" in steps:
+                ped, fac, wall = pedestal_case(family, seed, size=pedestal_size)
+                case = "/".join(PEDESTAL_CASES[seed % len(PEDESTAL_CASES)])
+                rows.append(dict(step="PedestalSkySub", family=family, seed=seed, metric="pedestal_sigma",
+                                 value=ped, where=case, goal=GOALS["pedestal_sigma"], seconds=wall))
+                rows.append(dict(step="PedestalSkySub", family=family, seed=seed, metric="rnoise_percent",
+                                 value=fac, where=case, goal=GOALS["rnoise_percent"], seconds=wall))
+            print("  " + "  ".join(f"{r['metric']} {r['value']:+.3f} ({r['where']})" for r in rows
+                                   if r["family"] == family and r["seed"] == seed) + f"  [{family} seed {seed}]",
+                  flush=True)
+    return rows
+
+
+def print_table(rows):
+    """Per family and metric: worst |value| over seeds (with its seed), mean |value|, mean time; then the worst cell."""
+    metrics = sorted({r["metric"] for r in rows}, key=lambda m: list(GOALS).index(m) if m in GOALS else 99)
+    families = list(dict.fromkeys(r["family"] for r in rows))
+    print(f"\n{'family':<20s}" + "".join(f"{m + ' worst (mean) [s]':>34s}" for m in metrics))
+    for family in families:
+        line = f"{family:<20s}"
+        for metric in metrics:
+            cell = [r for r in rows if r["family"] == family and r["metric"] == metric]
+            if not cell:
+                line += f"{'-':>34s}"
+                continue
+            worst = max(cell, key=lambda r: abs(r["value"]))
+            mark = "" if abs(worst["value"]) <= worst["goal"] else " X"
+            mean = np.mean([abs(r["value"]) for r in cell])
+            seconds = np.mean([r["seconds"] for r in cell])
+            line += f"{worst['value']:+10.3f}{mark:2s} ({mean:6.3f}) [{seconds:5.1f}]  s{worst['seed']}".rjust(34)
+        print(line)
+    print("\nWORST cell per metric (goal on |value|):")
+    for metric in metrics:
+        worst = max((r for r in rows if r["metric"] == metric), key=lambda r: abs(r["value"]))
+        verdict = "meets" if abs(worst["value"]) <= worst["goal"] else "MISSES"
+        print(f"  {worst['step']:<16s} {metric:<15s} {worst['value']:+.3f} (goal {worst['goal']}) {verdict}: "
+              f"family {worst['family']}, seed {worst['seed']}, {worst['where']}")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--quick", action="store_true",
+                      help="5 seeds; tweakreg on full frames of NRCA3 + NRCALONG only, pedestal on 1024^2 frames")
+    mode.add_argument("--full", action="store_true", help="8 seeds, 2048^2 frames, NRCA1 + NRCA3 + NRCALONG")
+    parser.add_argument("--families", nargs="*", default=list(FAMILIES))
+    parser.add_argument("--steps", nargs="*", default=["tweakreg", "pedestal"])
+    parser.add_argument("--seeds", type=int, default=None)
+    args = parser.parse_args(argv)
+    # the steps' and tweakwcs's INFO logs would drown the table
+    logging.disable(logging.WARNING)
+    # tweakreg needs full frames: on 1024^2 cut-outs (~60 reference sources per detector)
+    # even the artefact-free family misses 2 mas (measured 2.3-5.5 mas, seeds 0-4)
+    if args.full:
+        seeds, ped_size, sw_detectors = range(args.seeds or 8), 2048, ("NRCA1", "NRCA3")
+    else:
+        seeds, ped_size, sw_detectors = range(args.seeds or 5), 1024, ("NRCA3",)
+    start = time.perf_counter()
+    rows = robustness_rows(families=args.families, seeds=seeds, tweakreg_size=2048, pedestal_size=ped_size,
+                           steps=args.steps, sw_detectors=sw_detectors)
+    try:
+        import robustness_mosaic
+    except ImportError:
+        robustness_mosaic = None
+    if robustness_mosaic is not None and hasattr(robustness_mosaic, "robustness_rows"):
+        rows += robustness_mosaic.robustness_rows(quick=not args.full)
+    print_table(rows)
+    print(f"\ntotal {time.perf_counter() - start:.0f} s")
+    return rows
+
+
+if __name__ == "__main__":
+    main()
