@@ -23,6 +23,7 @@ from jwst_ceers.atomic_io import (
     protected_inputs,
     write_model_atomic,
 )
+from jwst_ceers.masking.tier_parameters import check_tier_values
 from jwst_ceers.errors import CeersError, CeersFileError, CeersParameterError
 from jwst_ceers.inputs import (
     check_complete_asdf,
@@ -69,11 +70,21 @@ class ParameterErrors:
     Failures are `CeersFileError` naming the path.
     """
 
+    #: ``{list parameter: (smallest, largest)}``: bounds of each VALUE of a list parameter,
+    #: checked when the step is made (the spec's min/max bound the list's length)
+    list_value_bounds = {}
+
     def __init__(self, *args, **kwargs):
         try:
             super().__init__(*args, **kwargs)
         except StpipeValidationError as exc:
             raise CeersParameterError(f"{_step_label(type(self))}: {exc}") from exc
+        if self.list_value_bounds:
+            check_tier_values(
+                _step_label(type(self)),
+                {name: getattr(self, name, None) for name in self.list_value_bounds},
+                self.list_value_bounds,
+            )
 
     def run(self, *args, **kwargs):
         """As stpipe's, after checking outputs (see the class docstring); inputs are never written."""

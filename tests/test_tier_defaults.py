@@ -60,3 +60,31 @@ def test_mosaic_parameter_file_holds_exactly_the_spec_parameters():
     for key, value in from_file.items():
         current = getattr(defaults, key)
         assert (list(current) if isinstance(current, list | tuple) else current) == value, key
+
+
+@pytest.mark.parametrize(
+    ("module", "name", "parameter", "values", "bad_index"),
+    [
+        ("jwst_ceers.pedestal.pedestal_step", "PedestalSkySub", "tier_nsigma", [3.5, -1.0, 3.5, 4.0], 1),
+        ("jwst_ceers.pedestal.pedestal_step", "PedestalSkySub", "tier_dilate", [15.0, 9.0, 5.0, 1e9], 3),
+        ("jwst_ceers.mosaic_bkg.mosaic_bkg_step", "MosaicBackground", "nircam_npixels", [15, 0, 3, 1], 1),
+        ("jwst_ceers.mosaic_bkg.mosaic_bkg_step", "MosaicBackground", "hst_kernel_fwhm", [-58.0, 35.0, 11.0, 4.0], 0),
+    ],
+)
+def test_each_value_of_a_tier_list_is_bounded(tmp_path, module, name, parameter, values, bad_index):
+    """The spec's min/max bound a list's length; every VALUE is checked when the step is made.
+
+    Both ways a user sets it: a keyword (Step.call, --steps.x.y) and an asdf parameter file.
+    """
+    from jwst_ceers.errors import CeersParameterError
+
+    cls = _step_class(module, name)
+    with pytest.raises(CeersParameterError, match=rf"{parameter}\[{bad_index}\] = .* out of bounds"):
+        cls(**{parameter: values})
+    path = tmp_path / "pars.asdf"
+    asdf.AsdfFile({"class": f"{module}.{name}", "name": name, "parameters": {parameter: values}}).write_to(path)
+    with pytest.raises(CeersParameterError, match=rf"{parameter}\[{bad_index}\]"):
+        cls.from_config_file(str(path))
+    good = list(values)
+    good[bad_index] = 2  # in bounds for every tier field
+    assert list(getattr(cls(**{parameter: good}), parameter)) == good

@@ -14,7 +14,7 @@ from jwst_ceers._step import CeersStep
 from jwst_ceers.atomic_io import check_outputs_not_inputs
 from jwst_ceers.errors import CeersDataError, CeersFileError, CeersParameterError
 from jwst_ceers.inputs import read_association
-from jwst_ceers.masking.tier_parameters import tier_spec_lines, tiers_from_step
+from jwst_ceers.masking.tier_parameters import tier_list_bounds, tier_spec_lines, tiers_from_step
 from jwst_ceers.masking.tiers import CEERS_HST_MOSAIC_TIERS, CEERS_NIRCAM_MOSAIC_TIERS
 from jwst_ceers.mosaic_bkg.filter_tiers import read_filter_tiers
 from jwst_ceers.mosaic_bkg.mosaic_io import check_same_grid, read_mosaic, write_bkgsub, write_image_fits
@@ -104,6 +104,7 @@ class MosaicBackground(CeersStep):
     max_memory_gb = float(min=0.5, max=1024, default=4.0)  # Process mosaics in parallel only while the estimated peak memory stays below this
     """  # noqa: E501
     )
+    list_value_bounds = tier_list_bounds("nircam") | tier_list_bounds("hst")
 
     def default_suffix(self):
         """Suffix of the background-subtracted mosaics: ``bkgsub``."""

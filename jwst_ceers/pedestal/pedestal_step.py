@@ -10,7 +10,8 @@ from jwst_ceers._step import ExposureStep
 from jwst_ceers.atomic_io import fits_safe_text
 from jwst_ceers.errors import CeersFileError
 from jwst_ceers.inputs import UNPHYSICAL_SURFACE_BRIGHTNESS, unphysical_pixels
-from jwst_ceers.masking.tier_parameters import tiers_from_step
+from jwst_ceers.masking.tier_parameters import tier_list_bounds, tier_spec_lines, tiers_from_step
+from jwst_ceers.masking.tiers import CEERS_EXPOSURE_TIERS
 from jwst_ceers.pedestal.exposure_sky import measure_exposure_sky
 from jwst_ceers.pedestal.mask_files import exposure_root, find_mask_file, read_mask_file
 from jwst_ceers.pedestal.products import write_bkgsub, write_histogram_plot
@@ -57,7 +58,8 @@ class PedestalSkySub(ExposureStep):
 
     class_alias = "ceers_pedestal"
 
-    spec = """
+    spec = (
+        """
     mask_suffix = string(default='1fmask')  # Use <exposure-root>_<suffix>.fits source masks when present ('' = always internal masks)
     mask_dir = string(default=None)  # Directory searched first for mask files (then the input's directory, then the current one)
     add_internal_masks = boolean(default=True)  # With a mask file, also mask what the internal tiers detect (union)
@@ -65,12 +67,13 @@ class PedestalSkySub(ExposureStep):
     save_bkgsub = boolean(default=False)  # Write <root>_bkgsub.fits (SCI - pedestal - 2D background, BKG, MASK) to output_dir
     save_plots = boolean(default=False)  # Write <root>_pedestal.png (sky histogram with the fit) to output_dir
     flatten_box = integer(min=0, max=4096, default=64)  # Block size (px) of the sky-plane fit; blocks above the plane (extended emission) are not used; 0 = none
-    tier_kernel_fwhm = float_list(min=1, max=12, default=list(24.0, 10.0, 4.0, 2.0))  # Internal mask tiers: Gaussian kernel FWHM (px)
-    tier_nsigma = float_list(min=1, max=12, default=list(3.5, 3.5, 3.5, 4.0))  # Internal mask tiers: threshold in sigma of the smoothed image
-    tier_npixels = int_list(min=1, max=12, default=list(15, 10, 5, 2))  # Internal mask tiers: minimum connected pixels
-    tier_dilate = float_list(min=1, max=12, default=list(15.0, 9.0, 5.0, 3.0))  # Internal mask tiers: dilation radius (px)
+"""
+        + tier_spec_lines("tier", CEERS_EXPOSURE_TIERS, label="Internal mask tiers", max_tiers=12)
+        + """
     min_sky_fraction = float(min=0, max=1, default=0.05)  # Fewer unmasked good pixels than this fraction: use all good pixels
     """  # noqa: E501
+    )
+    list_value_bounds = tier_list_bounds("tier")
 
     _tiers = tiers_from_step  # the tier_* lists as MaskTiers, validated (shared with ceers_mosaic_bkg)
 
