@@ -24,6 +24,7 @@ from jwst_ceers.atomic_io import (
     write_model_atomic,
 )
 from jwst_ceers.masking.tier_parameters import check_tier_values
+from jwst_ceers.file_names import CEERS_STEP_SUFFIXES
 from jwst_ceers.errors import CeersError, CeersFileError, CeersParameterError
 from jwst_ceers.inputs import (
     check_complete_asdf,
@@ -47,10 +48,9 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
-# Output suffixes of jwst_ceers steps (the aliases without "ceers_"), stripped like
-# jwst's own known suffixes so that chained outputs do not pile suffixes up.
-CEERS_SUFFIXES = ("varfill", "pedestal", "mosaic_bkg", "bkgsub")
-_CEERS_SUFFIX_REGEX = re.compile(rf"^(?P<root>.+?)(?P<sep>[_-])(?:{'|'.join(CEERS_SUFFIXES)})$")
+# Output suffixes of jwst_ceers steps are stripped like jwst's own known suffixes, so
+# that chained outputs do not pile suffixes up.
+_CEERS_SUFFIX_REGEX = re.compile(rf"^(?P<root>.+?)(?P<sep>[_-])(?:{'|'.join(CEERS_STEP_SUFFIXES)})$")
 
 
 class ParameterErrors:

@@ -8,16 +8,23 @@ WCS solutions, source masks and skymatch groups are keyed by that root.
 import re
 from pathlib import Path
 
-__all__ = ["exposure_root"]
+__all__ = ["CEERS_STEP_SUFFIXES", "exposure_root"]
 
 # jw<program 5><observation 3><visit 3>_<visit group 2><sequence 1><activity 2>_<exposure 5>_<detector>
 _JWST_ROOT = re.compile(r"^(jw\d{11}_\d{5}_\d{5}_[a-z0-9]+?)(?=_|$)", re.IGNORECASE)
 
-# product suffixes that may follow an exposure root (stripped repeatedly, last first)
+# Output suffixes of the jwst_ceers steps (their aliases without "ceers_", and the
+# background-subtracted products); the one list, used by the steps' naming too.
+CEERS_STEP_SUFFIXES = ("varfill", "pedestal", "mosaic_bkg", "bkgsub")
+
+# product suffixes that may follow an exposure root (stripped repeatedly, last first):
+# stock jwst products, CEERS's own scripts' products (wisp/1/f/snowball corrections,
+# match = skymatched) and the jwst_ceers steps'
 _SUFFIXES = (
     "uncal", "rate", "rateints", "cal", "crf", "i2d", "s2d", "bsub", "tweakreg", "skymatch",
-    "outlier_i2d", "outlierdetection", "match", "skysub", "bkgsub", "pedestalskysub",
-    "ceers_pedestal", "wisp", "1overf", "1fcor", "snowball", "varfill", "variancehole_fill",
+    "outlier_i2d", "outlierdetection", "match", "skysub",
+    "wisp", "1overf", "1fcor", "snowball",
+    *CEERS_STEP_SUFFIXES,
 )
 _ASN_ID = re.compile(r"^(o\d{3}|c\d{4}|a\d{4})$", re.IGNORECASE)
 

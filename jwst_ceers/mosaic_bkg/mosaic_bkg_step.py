@@ -17,7 +17,7 @@ from jwst_ceers.inputs import read_association
 from jwst_ceers.masking.tier_parameters import tier_list_bounds, tier_spec_lines, tiers_from_step
 from jwst_ceers.masking.tiers import CEERS_HST_MOSAIC_TIERS, CEERS_NIRCAM_MOSAIC_TIERS
 from jwst_ceers.mosaic_bkg.filter_tiers import read_filter_tiers
-from jwst_ceers.mosaic_bkg.mosaic_io import check_same_grid, read_mosaic, write_bkgsub, write_image_fits
+from jwst_ceers.mosaic_bkg.mosaic_io import check_same_grid, read_mosaic, write_mosaic_bkgsub, write_image_fits
 from jwst_ceers.mosaic_bkg.pointing_background import GalaxyModelling, pointing_background
 from jwst_ceers.mosaic_bkg.region_edits import apply_region_edits, read_region_edits
 from jwst_ceers.mosaic_bkg.sersic import header_cards
@@ -232,7 +232,7 @@ class MosaicBackground(CeersStep):
             mosaic, background, bits = mosaics[index], result.backgrounds[index], result.tiermasks[index]
             bkgsub = mosaic.data - background
             bkgsub[mosaic.nodata] = 0
-            bkgsub_path = write_bkgsub(paths["bkgsub"][index], bkgsub, mosaic)
+            bkgsub_path = write_mosaic_bkgsub(paths["bkgsub"][index], bkgsub, mosaic)
             del bkgsub
             bkg_path = write_image_fits(
                 paths["bkg"][index], background.astype(np.float32, copy=False), mosaic,

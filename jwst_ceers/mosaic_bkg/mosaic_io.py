@@ -29,7 +29,7 @@ __all__ = [
     "check_same_grid",
     "product_name",
     "write_image_fits",
-    "write_bkgsub",
+    "write_mosaic_bkgsub",
 ]
 
 log = logging.getLogger(__name__)
@@ -278,7 +278,7 @@ def write_image_fits(path, array, mosaic, *, extra=None):
     return write_fits_atomic(fits.HDUList([hdu]), path)
 
 
-def write_bkgsub(path, bkgsub, mosaic, *, alias="ceers_mosaic_bkg"):
+def write_mosaic_bkgsub(path, bkgsub, mosaic, *, alias="ceers_mosaic_bkg"):
     """
     Write the background-subtracted mosaic in the format of its input.
 

@@ -14,7 +14,7 @@ from jwst_ceers.masking.tier_parameters import tier_list_bounds, tier_spec_lines
 from jwst_ceers.masking.tiers import CEERS_EXPOSURE_TIERS
 from jwst_ceers.pedestal.exposure_sky import measure_exposure_sky
 from jwst_ceers.pedestal.mask_files import exposure_root, find_mask_file, read_mask_file
-from jwst_ceers.pedestal.products import write_bkgsub, write_histogram_plot
+from jwst_ceers.pedestal.products import write_exposure_bkgsub, write_histogram_plot
 
 __all__ = ["PedestalSkySub"]
 
@@ -206,7 +206,7 @@ class PedestalSkySub(ExposureStep):
 
         root = exposure_root(name)
         if self.save_bkgsub:
-            path = write_bkgsub(
+            path = write_exposure_bkgsub(
                 self._product_dir() / f"{root}_bkgsub.fits", data=data, background=sky.background,
                 pedestal=fit.level, tier_bits=sky.tier_bits, source_mask=sky.source_mask, bad=bad,
                 header_cards=[

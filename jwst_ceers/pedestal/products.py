@@ -6,10 +6,10 @@ import numpy as np
 
 from jwst_ceers.atomic_io import atomic_output, write_fits_atomic
 
-__all__ = ["write_bkgsub", "write_histogram_plot"]
+__all__ = ["write_exposure_bkgsub", "write_histogram_plot"]
 
 
-def write_bkgsub(path, *, data, background, pedestal, tier_bits, source_mask, bad, header_cards):
+def write_exposure_bkgsub(path, *, data, background, pedestal, tier_bits, source_mask, bad, header_cards):
     """
     Write ``data - pedestal - background`` (SCI), the sky model (BKG) and the mask (MASK).
 

@@ -84,7 +84,7 @@ __all__ = [
     "simulate_exposure",
     "simulate_pointing",
     "load_truth",
-    "exposure_root",
+    "format_exposure_root",
     "TRUTH_FILENAME",
 ]
 
@@ -242,7 +242,7 @@ class SimulatedPointing:
     truth_path: Path
 
 
-def exposure_root(*, observation, activity, dither, detector):
+def format_exposure_root(*, observation, activity, dither, detector):
     """CEERS-style root ``jw01345{obs:03d}001_021{act:02d}_{dither:05d}_{det}`` (1-based numbers)."""
     return f"jw{PROGRAM}{observation:03d}001_021{activity:02d}_{dither:05d}_{detector.lower()}"
 
@@ -396,7 +396,7 @@ def simulate_exposure(*, filter_name, detector, ra_ref, dec_ref, roll_ref, sourc
     rng = np.random.default_rng(seed)
     # artefacts draw from their own stream, so switching one on leaves the rest unchanged
     artefact_rng = np.random.default_rng([int(seed) % 2**63, 1801])
-    root = exposure_root(observation=observation, activity=activity, dither=dither, detector=detector)
+    root = format_exposure_root(observation=observation, activity=activity, dither=dither, detector=detector)
 
     # --- WCS: true and header ---
     if (true_wcs is None) != (header_wcs is None):
