@@ -38,13 +38,11 @@ class VarianceHoleFill(ExposureStep):
                 f"allowed: {', '.join(VARIANCE_ARRAYS)}"
             )
         name = model.meta.filename or "model"
-        total = 0
         for array_name in self.arrays:
             if not model.hasattr(array_name) or getattr(model, array_name) is None:
                 log.warning("%s: has no %s array; nothing to fill there", name, array_name)
                 continue
             filled, nfilled = fill_zero_variance(getattr(model, array_name))
             setattr(model, array_name, filled)
-            total += nfilled
             log.info("%s: %s: %d zero-variance pixels set to +inf", name, array_name, nfilled)
         return "COMPLETE"
