@@ -20,6 +20,7 @@ from stdatamodels.jwst.datamodels import JwstDataModel
 from jwst_ceers.atomic_io import ensure_output_directory, write_model_atomic
 from jwst_ceers.errors import CeersError, CeersFileError, CeersParameterError
 from jwst_ceers.inputs import check_image_model, has_usable_pixels, open_image_model, open_library
+from jwst_ceers.parallel_exposures import map_exposures
 
 __all__ = ["ParameterErrors", "CeersStep", "ExposureStep", "make_saves_atomic", "save_model_atomically"]
 
@@ -167,6 +168,7 @@ class ExposureStep(CeersStep):
 
     spec = """
     in_memory = boolean(default=True)  # Keep all exposures in memory (False: ModelLibrary on disk)
+    threads = integer(min=1, max=64, default=2)  # Exposures processed at once (threads); results do not depend on it
     """  # noqa: E501
 
     def process(self, input_data):
@@ -180,18 +182,10 @@ class ExposureStep(CeersStep):
         library = open_library(output, on_disk=not self.in_memory)
         if len(library) == 0:
             raise CeersParameterError(f"{self.class_alias}: the input holds no exposure")
-        with library:
-            for index in range(len(library)):
-                try:
-                    model = library.borrow(index)
-                except CeersError:
-                    raise
-                except Exception as exc:  # a member that does not open as a jwst model
-                    raise CeersFileError(f"{_member_name(library, index)}: cannot be read ({exc})") from exc
-                try:
-                    self._run_one(model)
-                finally:
-                    library.shelve(model, index)
+        map_exposures(
+            library, lambda model, index: self._run_one(model), threads=self.threads,
+            borrow=lambda index: _borrow(library, index),
+        )
         return library
 
     def _run_one(self, model):
@@ -224,6 +218,16 @@ class ExposureStep(CeersStep):
             "COMPLETE" or "SKIPPED".
         """
         raise NotImplementedError
+
+
+def _borrow(library, index):
+    """``library.borrow(index)``; a member that does not open as a jwst model is a CeersFileError."""
+    try:
+        return library.borrow(index)
+    except CeersError:
+        raise
+    except Exception as exc:
+        raise CeersFileError(f"{_member_name(library, index)}: cannot be read ({exc})") from exc
 
 
 def _member_name(library, index):
