@@ -7,7 +7,14 @@ import pytest
 from stdatamodels.jwst import datamodels
 
 from jwst_ceers.associations import write_associations
-from jwst_ceers.pipeline.memory_plan import GB, choose_strategy, estimate_peak_memory
+from jwst_ceers.pipeline.memory_plan import (
+    BASE_BYTES,
+    EXPOSURE_BYTES_PER_PIXEL,
+    EXPOSURE_WORK_BYTES_PER_PIXEL,
+    GB,
+    choose_strategy,
+    estimate_peak_memory,
+)
 from jwst_ceers.simulate import simulate_pointing
 
 GRID = {"crval": [214.9, 52.9], "rotation": 0.0, "pixel_scale": 0.03}
@@ -115,4 +122,5 @@ def test_choose_strategy():
     assert not choose_strategy(estimate, budget_gb=0, in_memory_requested=False).in_memory
     # one exposure: no median stack, and the budget is in 2^30-byte GB
     single = estimate_peak_memory(exposure_pixels=[1000], n_exposure_groups=1, mosaic_pixels=0)
-    assert single.in_memory_gb == pytest.approx(0.6 + 1000 * (24 + 80) / GB, rel=1e-6)
+    expected = (BASE_BYTES + 1000 * (EXPOSURE_BYTES_PER_PIXEL + EXPOSURE_WORK_BYTES_PER_PIXEL)) / GB
+    assert single.in_memory_gb == pytest.approx(expected, rel=1e-6)

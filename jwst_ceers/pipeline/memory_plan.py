@@ -16,9 +16,10 @@ The model has three phases; the peak is the largest:
 - the final resample: the mosaic's science, weight, context, error and variance
   arrays and their drizzle accumulators.
 
-Coefficients were fitted to peak RSS measured with ``benchmarks/bench_pointing.py``
-(sampled) and to the 24 x 2048^2 runs of issue 16 (stock 5.95 GB; 24 single-image
-median groups 10.23 GB); they are estimates, good to ~20%.
+Coefficients were fitted to three stock calwebb_image3 peaks (24 x 256^2 onto 24 Mpix:
+1.58 GB and 48 x 1024^2 onto 35 Mpix: 3.68 GB, both ``benchmarks/bench_pointing.py``;
+24 x 2048^2 onto 49 Mpix: 5.95 GB, issue 16) and to issue 16's 10.23 GB with one
+median group per file; they are estimates, good to ~20%.
 """
 
 import logging
@@ -48,17 +49,18 @@ log = logging.getLogger(__name__)
 GB = 2**30
 
 #: Python, jwst, astropy, gwcs and the pipeline's objects before any array is read.
-BASE_BYTES = 0.6 * GB
-#: One exposure held by the library: SCI, ERR, DQ, VAR_POISSON, VAR_RNOISE, VAR_FLAT (4 bytes each).
-EXPOSURE_BYTES_PER_PIXEL = 24
+BASE_BYTES = 0.32 * GB
+#: One exposure held by the library: SCI, ERR, DQ, VAR_POISSON, VAR_RNOISE, VAR_FLAT (4 bytes
+#: each) and what stays allocated with them (measured: 33, not 24).
+EXPOSURE_BYTES_PER_PIXEL = 33
 #: Working arrays while one exposure is processed (masks, convolved images, pixel maps, blot).
 EXPOSURE_WORK_BYTES_PER_PIXEL = 80
 #: outlier_detection, per median group and mosaic pixel (float32 stack and nanmedian's copy).
-MEDIAN_BYTES_PER_GROUP_PIXEL = 6.4
+MEDIAN_BYTES_PER_GROUP_PIXEL = 5.7
 #: outlier_detection, per mosaic pixel: the drizzled group being added (data, weight, accumulators).
 DRIZZLE_BYTES_PER_MOSAIC_PIXEL = 12
 #: Final resample, per mosaic pixel: SCI, WHT, ERR, three variances and their drizzle accumulators.
-RESAMPLE_BYTES_PER_MOSAIC_PIXEL = 67
+RESAMPLE_BYTES_PER_MOSAIC_PIXEL = 52
 #: Final resample context image: one int32 plane per 32 exposures.
 CONTEXT_BYTES_PER_PLANE = 4
 #: Assumed exposure size when a library member's size is not in its metadata.
