@@ -34,6 +34,7 @@ from jwst_ceers.inputs import (
     open_image_model,
     open_library,
 )
+from jwst_ceers.parallel_exposures import map_exposures
 
 __all__ = [
     "ParameterErrors",
@@ -314,6 +315,7 @@ class ExposureStep(CeersStep):
 
     spec = """
     in_memory = boolean(default=True)  # Keep all exposures in memory (False: ModelLibrary on disk)
+    threads = integer(min=1, max=64, default=2)  # Exposures processed at once (threads); results do not depend on it
     """  # noqa: E501
 
     def check_parameters(self):
@@ -331,20 +333,15 @@ class ExposureStep(CeersStep):
         library = open_library(output, on_disk=not self.in_memory)
         if len(library) == 0:
             raise CeersParameterError(f"{self.class_alias}: the input holds no exposure")
-        with library:
-            # every member is validated before the first one is processed
-            for index in range(len(library)):
-                model = _borrow(library, index)
-                try:
-                    check_image_model(model, what=_member_name(library, index))
-                finally:
-                    library.shelve(model, index, modify=False)
-            for index in range(len(library)):
-                model = _borrow(library, index)
-                try:
-                    self._run_one(model)
-                finally:
-                    library.shelve(model, index)
+        # every member is validated before the first one is processed
+        map_exposures(
+            library, lambda model, index: check_image_model(model, what=_member_name(library, index)),
+            modify=False, borrow=lambda index: _borrow(library, index),
+        )
+        map_exposures(
+            library, lambda model, index: self._run_one(model), threads=self.threads,
+            borrow=lambda index: _borrow(library, index),
+        )
         return library
 
     def _run_one(self, model):

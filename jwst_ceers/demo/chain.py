@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from jwst_ceers.atomic_io import write_text_atomic
-from jwst_ceers.demo.quality import err_holes, noise_ratio, robust_std, wcs_separation_mas
+from jwst_ceers.demo.quality import err_holes, noise_ratio, robust_std, star_offsets_mas, wcs_separation_mas
 
 __all__ = ["DemoReport", "run_demo"]
 
@@ -189,7 +189,6 @@ def _exposure_quality(sim, dirs):
 
 def _mosaic_quality(i2d_path, sim, products):
     from astropy.io import fits
-    from photutils.centroids import centroid_2dg
     from stdatamodels.jwst import datamodels
 
     with datamodels.open(i2d_path) as model:
@@ -203,21 +202,7 @@ def _mosaic_quality(i2d_path, sim, products):
     sigma = float(np.nanmedian(err[~excluded & np.isfinite(err)]))
     # astrometry in the mosaic: isolated simulated stars, measured vs true position
     stars = sim.sources[np.asarray(sim.sources["is_star"], bool)]
-    x, y = wcs.world_to_pixel_values(np.asarray(stars["ra"]), np.asarray(stars["dec"]))
-    offsets = []
-    for xi, yi in zip(np.atleast_1d(x), np.atleast_1d(y), strict=True):
-        if not (np.isfinite(xi) and np.isfinite(yi)):
-            continue
-        ix, iy = int(round(xi)), int(round(yi))
-        if not (8 <= ix < data.shape[1] - 8 and 8 <= iy < data.shape[0] - 8):
-            continue
-        box = bkgsub[iy - 5 : iy + 6, ix - 5 : ix + 6]
-        if not np.all(np.isfinite(box)) or box.max() < 50 * sigma:
-            continue
-        cx, cy = centroid_2dg(box)  # a Gaussian fit: robust to drizzle's pixel phase
-        offsets.append(np.hypot(cx + ix - 5 - xi, cy + iy - 5 - yi) * 30.0)  # 0.03"/px
-    offsets = np.array(offsets)
-    offsets = offsets[np.isfinite(offsets)]
+    offsets = star_offsets_mas(bkgsub, wcs, stars["ra"], stars["dec"], sigma=sigma)
 
     use = ~excluded & np.isfinite(bkgsub)
     ny, nx = (s // 32 for s in bkgsub.shape)

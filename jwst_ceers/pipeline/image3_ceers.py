@@ -15,6 +15,7 @@ import logging
 from pathlib import Path
 
 from jwst.pipeline.calwebb_image3 import Image3Pipeline
+from jwst.datamodels import ModelLibrary
 from jwst.skymatch.skymatch_step import SkyMatchStep
 from jwst.lib.exposure_types import is_moving_target
 from stdatamodels.jwst import datamodels
@@ -23,10 +24,11 @@ from jwst_ceers._step import CeersStep, ParameterErrors, make_saves_atomic
 from jwst_ceers.inputs import check_input_files
 from jwst_ceers.pipeline import input_checks
 from jwst_ceers.pedestal.pedestal_step import PedestalSkySub
+from jwst_ceers.pipeline.memory_plan import plan_image3_memory
 from jwst_ceers.tweakreg.tweakreg_step import CatalogTweakReg
 from jwst_ceers.varfill.varfill_step import VarianceHoleFill
 
-__all__ = ["Image3Ceers", "SkyMatchRecordOnly", "per_image_association"]
+__all__ = ["Image3Ceers", "SkyMatchRecordOnly", "exposure_grouped_association"]
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +41,14 @@ class SkyMatchRecordOnly(SkyMatchStep):
     is removed later, per exposure, by ``pedestal``. The recorded levels matter:
     ``outlier_detection`` subtracts them before building its median and adds them
     back to the blotted median. NIRCam detectors have different pedestals, so one
-    level per exposure (``match``) flagged 20-78% of the sky pixels of some detectors
-    as outliers in simulated data; each image's own ``local`` level flags ~0.01%.
+    level per exposure (``match``, or stock's one sky group per exposure) flagged
+    20-78% of the sky pixels of some detectors as outliers in simulated data; each
+    image's own ``local`` level flags ~0.01%.
+
+    Every image (exposure and detector) is its own sky group here, whatever the
+    library's groups: those stay stock (one per exposure, all its detectors), so
+    that ``outlier_detection`` medians one drizzled image per exposure and
+    ``resample`` counts each exposure's time once.
     Users can still set ``--steps.skymatch.subtract=True`` or another ``skymethod``.
     """
 
@@ -48,6 +56,27 @@ class SkyMatchRecordOnly(SkyMatchStep):
     skymethod = option('local', 'global', 'match', 'global+match', default='local')  # Sky computation method (CEERS: each image's own level)
     subtract = boolean(default=False)  # Subtract computed sky from image data (CEERS: False)
     """  # noqa: E501
+
+    def process(self, input_models):
+        """As stock skymatch, with one sky group per image (see the class docstring)."""
+        library = self.prepare_output(input_models, open_models=False)
+        if not isinstance(library, ModelLibrary):
+            library = ModelLibrary(library, on_disk=not self.in_memory)
+        stock_class = type(library)
+        library.__class__ = _one_group_per_image_class(stock_class)
+        try:
+            return super().process(library)
+        finally:
+            library.__class__ = stock_class
+
+
+def _one_group_per_image_class(library_class):
+    """``library_class`` whose ``group_indices`` puts every member in its own group."""
+
+    def group_indices(self):
+        return {f"image{index:04d}": [index] for index in range(len(self))}
+
+    return type(f"OneGroupPerImage{library_class.__name__}", (library_class,), {"group_indices": property(group_indices)})
 
 
 class Image3Ceers(ParameterErrors, Image3Pipeline):
@@ -60,6 +89,10 @@ class Image3Ceers(ParameterErrors, Image3Pipeline):
     """
 
     class_alias = "calwebb_image3_ceers"
+
+    spec = """
+    memory_budget_gb = float(min=0, max=4096, default=0)  # Peak memory to stay within (GB = 2^30 bytes): exposures are kept on disk between steps when the in-memory estimate exceeds it; 0 = no limit (in_memory decides)
+    """  # noqa: E501
 
     step_defs = {
         **Image3Pipeline.step_defs,
@@ -79,23 +112,44 @@ class Image3Ceers(ParameterErrors, Image3Pipeline):
             if not isinstance(step, CeersStep):
                 make_saves_atomic(step)
 
-    def _load_input_as_library(self, input_data):
+    def _load_input_as_library(self, input_data, *, on_disk=None):
         """
-        Load the association with one group per image (exposure and detector).
+        Load the association as a library grouped by exposure, as stock calwebb_image3.
 
-        Stock libraries group the detectors of an exposure together, so skymatch
-        records one sky level for detectors whose pedestals differ. Alignment groups
-        are set by ``tweakreg``'s own ``group_by``, not by association group ids.
+        Members' own ``group_id`` entries are dropped (``jwst-ceers asn
+        --group-by-detector`` writes per-detector ones for tweakreg, which groups by
+        its own ``group_by``), so that the library groups the detectors of one
+        exposure together: ``outlier_detection`` medians one drizzled image per
+        exposure and ``resample`` counts each exposure's time once. ``skymatch``
+        still records one sky per image (`SkyMatchRecordOnly`). ``on_disk``
+        (default ``not in_memory``) comes from the memory plan.
         Association and member files are checked first (CeersFileError naming them).
         """
         check_input_files(input_data)
         if isinstance(input_data, Path):
             input_data = str(input_data)
-        if isinstance(input_data, (str, Path)) and Path(input_data).suffix.lower() == ".json":
-            input_data = per_image_association(input_data)
+        if isinstance(input_data, str) and Path(input_data).suffix.lower() == ".json":
+            input_data = exposure_grouped_association(input_data)
         elif isinstance(input_data, dict):
-            input_data = per_image_association(input_data)
+            input_data = exposure_grouped_association(input_data)
+        if on_disk is None:
+            on_disk = not self.in_memory
+        if isinstance(input_data, (dict, list, tuple)):
+            return ModelLibrary(input_data, asn_exptypes=["science"], on_disk=on_disk)
         return super()._load_input_as_library(input_data)
+
+    def _memory_plan(self, input_data):
+        """Estimate the peak memory from the input (logged) and choose in memory / on disk."""
+        check_input_files(input_data)
+        if isinstance(input_data, Path):
+            input_data = str(input_data)
+        if isinstance(input_data, str) and Path(input_data).suffix.lower() == ".json":
+            input_data = exposure_grouped_association(input_data)
+        threads = max(getattr(step, "threads", 1) for step in (self.tweakreg, self.pedestal, self.varfill))
+        return plan_image3_memory(
+            input_data, budget_gb=self.memory_budget_gb, in_memory=self.in_memory, threads=threads,
+            resample=self.resample,
+        )
 
     def _precache_references(self, input_file):
         """Prefetch reference files; offline, only source_catalog needs any, so skip it."""
@@ -128,7 +182,8 @@ class Image3Ceers(ParameterErrors, Image3Pipeline):
         for step in (self.outlier_detection, self.resample, self.source_catalog):
             step.save_results = step.save_results or self.save_results
 
-        library = self._load_input_as_library(input_data)
+        plan = self._memory_plan(input_data)
+        library = self._load_input_as_library(input_data, on_disk=not plan.in_memory)
         if self.output_file is None and "name" in library.asn["products"][0]:
             self.output_file = library.asn["products"][0]["name"]
 
@@ -172,9 +227,13 @@ class Image3Ceers(ParameterErrors, Image3Pipeline):
         self.source_catalog.run(result)
 
 
-def per_image_association(asn):
+def exposure_grouped_association(asn):
     """
-    Return a copy of a Level-3 association in which every member is its own group.
+    Return a copy of a Level-3 association whose members carry no ``group_id``.
+
+    `~jwst.datamodels.ModelLibrary` then groups the members by exposure from
+    their observation keywords (program ... exposure number), as stock
+    calwebb_image3 does.
 
     Parameters
     ----------
@@ -190,7 +249,6 @@ def per_image_association(asn):
     from jwst.associations import load_asn
 
     from jwst_ceers.errors import CeersFileError
-    from jwst_ceers.file_names import exposure_root
 
     if isinstance(asn, dict):
         data, base = copy.deepcopy(asn), Path(".")
@@ -212,5 +270,5 @@ def per_image_association(asn):
         expname = Path(member["expname"])
         if not expname.is_absolute():
             member["expname"] = str((base / expname).resolve())
-        member["group_id"] = exposure_root(expname)
+        member.pop("group_id", None)
     return data

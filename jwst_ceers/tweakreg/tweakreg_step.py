@@ -20,6 +20,7 @@ from jwst_ceers._step import CeersStep
 from jwst_ceers.atomic_io import check_outputs_not_inputs, ensure_output_directory
 from jwst_ceers.errors import CeersFileError, CeersParameterError
 from jwst_ceers.inputs import check_image_model, check_wcs, open_library
+from jwst_ceers.parallel_exposures import map_exposures
 from jwst_ceers.tweakreg.alignment import AlignmentImage, FitParameters, align_groups, check_fit_parameters
 from jwst_ceers.tweakreg.fit_results import FitRecord, write_results_table
 from jwst_ceers.tweakreg.reference_catalog import load_reference_catalog
@@ -117,6 +118,7 @@ class CatalogTweakReg(CeersStep):
     sip_inv_degree = integer(min=1, max=6, default=None)  # SIP: inverse degree (None = lowest that fits)
     sip_npoints = integer(min=3, default=12)  # SIP: sample points per axis
     in_memory = boolean(default=True)  # Keep all exposures in memory (False: ModelLibrary on disk)
+    threads = integer(min=1, max=64, default=2)  # Exposures whose source catalogs are built at once (threads); results do not depend on it
     """  # noqa: E501
 
     reference_file_types: list = []
@@ -269,13 +271,10 @@ class CatalogTweakReg(CeersStep):
             refcat = load_reference_catalog(self.abs_refcat.strip(), mag_range=self.abs_mag_range)
         member_catalogs = _association_catalogs(library) if self.use_custom_catalogs else {}
 
-        images = []
-        with library:
-            for index, model in enumerate(library):
-                try:
-                    images.append(self._alignment_image(model, index, member_catalogs))
-                finally:
-                    library.shelve(model, index, modify=False)
+        images = map_exposures(  # catalogs of several exposures at once (same catalogs as one by one)
+            library, lambda model, index: self._alignment_image(model, index, member_catalogs),
+            threads=self.threads, modify=False,
+        )
 
         groups = defaultdict(list)
         for index, image in enumerate(images):
