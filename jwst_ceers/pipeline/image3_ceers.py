@@ -10,7 +10,6 @@ calwebb_image3 does.
 """
 
 import copy
-import json
 import logging
 from pathlib import Path
 
@@ -21,7 +20,8 @@ from jwst.lib.exposure_types import is_moving_target
 from stdatamodels.jwst import datamodels
 
 from jwst_ceers._step import CeersStep, ParameterErrors, make_saves_atomic
-from jwst_ceers.inputs import check_input_files
+from jwst_ceers.errors import CeersFileError
+from jwst_ceers.inputs import check_input_files, read_association
 from jwst_ceers.pipeline import input_checks
 from jwst_ceers.pedestal.pedestal_step import PedestalSkySub
 from jwst_ceers.pipeline.memory_plan import plan_image3_memory
@@ -246,20 +246,11 @@ def exposure_grouped_association(asn):
     dict
         The association; ``table_name`` is kept or set to the file name.
     """
-    from jwst.associations import load_asn
-
-    from jwst_ceers.errors import CeersFileError
-
     if isinstance(asn, dict):
         data, base = copy.deepcopy(asn), Path(".")
     else:
         path = Path(asn)
-        try:
-            with path.open() as handle:
-                data = load_asn(handle)
-        except (OSError, ValueError, json.JSONDecodeError) as exc:
-            raise CeersFileError(f"{path}: cannot be read as an association ({exc})") from exc
-        data = dict(data)
+        data = dict(read_association(path))  # the one association reader (CeersFileError naming the file)
         data.setdefault("table_name", path.name)
         base = path.parent
     try:
