@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from jwst_ceers._step import ExposureStep
+from jwst_ceers._step import ExposureStep, set_array_in_place
 from jwst_ceers.atomic_io import fits_safe_text
 from jwst_ceers.errors import CeersFileError
 from jwst_ceers.inputs import UNPHYSICAL_SURFACE_BRIGHTNESS, unphysical_pixels
@@ -158,7 +158,6 @@ class PedestalSkySub(ExposureStep):
             name, fit.level, fit.method, fit.sigma, fit.npix, 100.0 * sky.sky.sum() / max(1, (~bad).sum()),
         )
 
-        model.data = (data - np.float32(fit.level)).astype(np.float32)
         previous = model.meta.background.level if model.meta.background.subtracted else None
         total = fit.level + (float(previous) if previous is not None else 0.0)
         if previous is not None:
@@ -172,7 +171,6 @@ class PedestalSkySub(ExposureStep):
             if not has_rnoise:
                 log.warning("%s: no VAR_RNOISE array; nothing to rescale", name)
             elif np.isfinite(sky.rnoise_factor) and sky.rnoise_factor > 0:
-                model.var_rnoise = (np.asarray(model.var_rnoise) * np.float32(sky.rnoise_factor)).astype(np.float32)
                 rescaled = True
                 log.info(
                     "%s: VAR_RNOISE x %.4f (7x7-block sky variance %.4g, mean VAR_RNOISE was %.4g, %d blocks)",
@@ -221,4 +219,10 @@ class PedestalSkySub(ExposureStep):
         if self.save_plots:
             path = write_histogram_plot(self._product_dir() / f"{root}_pedestal.png", fit=fit, title=str(name))
             log.info("%s: wrote %s", name, path)
+        # the arrays change last (the bkgsub product above shows the data before the
+        # subtraction), in the model's own buffers: no second full-size array per exposure
+        set_array_in_place(model, "data", (data - np.float32(fit.level)).astype(np.float32))
+        if rescaled:
+            rnoise = np.asarray(model.var_rnoise)
+            set_array_in_place(model, "var_rnoise", (rnoise * np.float32(sky.rnoise_factor)).astype(np.float32))
         return "COMPLETE"

@@ -2,7 +2,7 @@
 
 import logging
 
-from jwst_ceers._step import ExposureStep
+from jwst_ceers._step import ExposureStep, set_array_in_place
 from jwst_ceers.errors import CeersParameterError
 from jwst_ceers.varfill.hole_fill import fill_zero_variance
 
@@ -43,6 +43,6 @@ class VarianceHoleFill(ExposureStep):
                 log.warning("%s: has no %s array; nothing to fill there", name, array_name)
                 continue
             filled, nfilled = fill_zero_variance(getattr(model, array_name))
-            setattr(model, array_name, filled)
+            set_array_in_place(model, array_name, filled)
             log.info("%s: %s: %d zero-variance pixels set to +inf", name, array_name, nfilled)
         return "COMPLETE"
