@@ -374,6 +374,13 @@ def _catalog_floor_mas(pointing, true_wcs, shape):
     return float(np.hypot(np.mean(dra), np.mean(ddec)))
 
 
+# The visit is 9 full-frame exposures: built once per worker, so every test that uses it
+# runs on the same xdist worker (pyproject's `--dist loadgroup`), else it is built twice.
+# They are `slow`: the visit alone takes ~25 s on a quiet 2-core machine.
+def on_visit_worker(test):
+    return pytest.mark.slow(pytest.mark.xdist_group("tweakreg_visit")(test))
+
+
 @pytest.fixture(scope="module")
 def visit(tmp_path_factory):
     """Simulated visit, one association per filter, and ceers_tweakreg run on both."""
@@ -413,6 +420,7 @@ def _rms_vs_truth(pointing, models):
     return errors
 
 
+@on_visit_worker
 def test_accuracy_vs_true_wcs_beats_stock_tweakreg(visit, capsys):
     """Every exposure within 2 mas rms of its true WCS; stock TweakRegStep on the same data is worse."""
     from jwst.tweakreg import TweakRegStep
@@ -469,6 +477,7 @@ def test_accuracy_vs_true_wcs_beats_stock_tweakreg(visit, capsys):
     assert np.mean([ours[r] for r in lw]) <= np.mean([stock[r] for r in lw]) + LW_STOCK_MARGIN_MAS
 
 
+@on_visit_worker
 def test_results_table_vs_injected_offsets(visit):
     from astropy.table import vstack
 
@@ -495,6 +504,7 @@ def test_results_table_vs_injected_offsets(visit):
     assert (visit["base"] / "jw01345001001_F356W_nrcalong_tweakreg.png").is_file()
 
 
+@on_visit_worker
 def test_saved_solutions_reproduce_fitted_wcs(visit, tmp_path):
     from jwst_ceers import CatalogTweakReg
 
@@ -516,6 +526,7 @@ def test_saved_solutions_reproduce_fitted_wcs(visit, tmp_path):
         CatalogTweakReg(use_saved_wcs=True, wcs_dir=str(empty)).run(str(asn))
 
 
+@on_visit_worker
 def test_non_overlapping_catalog_skips_without_crash(visit, tmp_path, caplog):
     from jwst_ceers import CatalogTweakReg
     from stdatamodels.jwst import datamodels
@@ -545,6 +556,7 @@ def test_non_overlapping_catalog_skips_without_crash(visit, tmp_path, caplog):
     assert "WCS left unchanged" in caplog.text
 
 
+@on_visit_worker
 def test_caller_models_are_not_modified(visit):
     from jwst_ceers import CatalogTweakReg
     from stdatamodels.jwst import datamodels

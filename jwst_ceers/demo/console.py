@@ -43,8 +43,9 @@ class _TerminalHandler(logging.Handler):
         self.hidden = Counter()
 
     def emit(self, record):
-        if record.levelno < logging.ERROR and record.name.split(".")[0] != SHOWN_PACKAGE:
-            self.hidden[record.name.split(".")[0]] += 1
+        package = record.name if record.name == "py.warnings" else record.name.split(".")[0]
+        if record.levelno < logging.ERROR and package != SHOWN_PACKAGE:
+            self.hidden[package] += 1
             return
         try:
             tqdm.write(self.format(record), file=sys.stderr)
