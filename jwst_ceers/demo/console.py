@@ -11,6 +11,7 @@ above the progress bars). Steps must then be called with ``configure_log=False``
 
 import logging
 import math
+import os
 import sys
 import time
 from collections import Counter
@@ -114,6 +115,14 @@ def call_step(step_class, *args, **kwargs):
     return step_class.call(*args, configure_log=False, **kwargs)
 
 
+def _is_sized_terminal(file):
+    """True for a terminal with rows (tqdm draws nothing on a 0x0 pseudo-terminal)."""
+    try:
+        return file.isatty() and os.get_terminal_size(file.fileno()).lines > 0
+    except (AttributeError, OSError, ValueError):
+        return False
+
+
 class _RecordCounter(logging.Handler):
     """Advance a :class:`Stage` on the log records ``count`` recognises."""
 
@@ -171,7 +180,7 @@ class Stage:
         self._interactive = False
 
     def __enter__(self):
-        self._interactive = bool(getattr(self.file, "isatty", lambda: False)())
+        self._interactive = _is_sized_terminal(self.file)
         self._start = time.perf_counter()
         # elsewhere than on a terminal the bar stays silent and __exit__ writes one line
         self._bar = tqdm(
