@@ -13,8 +13,6 @@ from jwst_ceers.simulate import simulate_pointing
 
 PARAMETER_FILES = Path(__file__).resolve().parents[1] / "parameter_files"
 GRID = {"crval": [214.9, 52.9], "rotation": 0.0, "pixel_scale": 0.03}
-# tests that use the module-scoped data below share one xdist worker (`--dist loadgroup`)
-same_data_worker = pytest.mark.xdist_group("image3_one_filter")
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +70,6 @@ def grid_args():
 
 
 @pytest.mark.slow
-@same_data_worker
 def test_same_mosaic_four_ways(one_filter, called, tmp_path):
     sim, asn = one_filter
     # 1. Step.call
@@ -122,7 +119,6 @@ def test_same_mosaic_four_ways(one_filter, called, tmp_path):
     assert inside.sum() > 5
 
 
-@same_data_worker
 def test_in_memory_false_and_single_exposure(one_filter, called, tmp_path):
     from jwst_ceers import Image3Ceers
 
@@ -175,7 +171,6 @@ def write_photometry_references(directory):
     return directory / "apcorr.fits", directory / "abvega.asdf"
 
 
-@same_data_worker
 def test_source_catalog_runs_with_override_reference_files(one_filter, called):
     from astropy.table import Table
 

@@ -374,11 +374,9 @@ def _catalog_floor_mas(pointing, true_wcs, shape):
     return float(np.hypot(np.mean(dra), np.mean(ddec)))
 
 
-# The visit is 9 full-frame exposures: built once per worker, so every test that uses it
-# runs on the same xdist worker (pyproject's `--dist loadgroup`), else it is built twice.
-# They are `slow`: the visit alone takes ~25 s on a quiet 2-core machine.
-def on_visit_worker(test):
-    return pytest.mark.slow(pytest.mark.xdist_group("tweakreg_visit")(test))
+# The visit is 9 full-frame exposures, built once per xdist worker: pyproject's
+# `--dist loadfile` keeps this file on one worker. The tests using it are marked `slow`
+# (~25 s for the visit alone on a quiet 2-core machine).
 
 
 @pytest.fixture(scope="module")
@@ -420,7 +418,7 @@ def _rms_vs_truth(pointing, models):
     return errors
 
 
-@on_visit_worker
+@pytest.mark.slow
 def test_accuracy_vs_true_wcs_beats_stock_tweakreg(visit, capsys):
     """Every exposure within 2 mas rms of its true WCS; stock TweakRegStep on the same data is worse."""
     from jwst.tweakreg import TweakRegStep
@@ -477,7 +475,7 @@ def test_accuracy_vs_true_wcs_beats_stock_tweakreg(visit, capsys):
     assert np.mean([ours[r] for r in lw]) <= np.mean([stock[r] for r in lw]) + LW_STOCK_MARGIN_MAS
 
 
-@on_visit_worker
+@pytest.mark.slow
 def test_results_table_vs_injected_offsets(visit):
     from astropy.table import vstack
 
@@ -504,7 +502,7 @@ def test_results_table_vs_injected_offsets(visit):
     assert (visit["base"] / "jw01345001001_F356W_nrcalong_tweakreg.png").is_file()
 
 
-@on_visit_worker
+@pytest.mark.slow
 def test_saved_solutions_reproduce_fitted_wcs(visit, tmp_path):
     from jwst_ceers import CatalogTweakReg
 
@@ -526,7 +524,7 @@ def test_saved_solutions_reproduce_fitted_wcs(visit, tmp_path):
         CatalogTweakReg(use_saved_wcs=True, wcs_dir=str(empty)).run(str(asn))
 
 
-@on_visit_worker
+@pytest.mark.slow
 def test_non_overlapping_catalog_skips_without_crash(visit, tmp_path, caplog):
     from jwst_ceers import CatalogTweakReg
     from stdatamodels.jwst import datamodels
@@ -556,7 +554,7 @@ def test_non_overlapping_catalog_skips_without_crash(visit, tmp_path, caplog):
     assert "WCS left unchanged" in caplog.text
 
 
-@on_visit_worker
+@pytest.mark.slow
 def test_caller_models_are_not_modified(visit):
     from jwst_ceers import CatalogTweakReg
     from stdatamodels.jwst import datamodels
