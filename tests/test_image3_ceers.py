@@ -119,6 +119,7 @@ def test_same_mosaic_four_ways(one_filter, called, tmp_path):
     assert inside.sum() > 5
 
 
+@pytest.mark.slow
 def test_in_memory_false_and_single_exposure(one_filter, called, tmp_path):
     from jwst_ceers import Image3Ceers
 
