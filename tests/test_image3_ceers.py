@@ -27,6 +27,30 @@ def one_filter(tmp_path_factory):
     return sim, asn
 
 
+@pytest.fixture(scope="module")
+def called(one_filter, tmp_path_factory):
+    """Image3Ceers.call on the association, source_catalog run with override reference files.
+
+    One run serves two tests: its i2d is the Step.call way of test_same_mosaic_four_ways
+    (source_catalog runs after the i2d is written, so it cannot change it), and its
+    catalog is what test_source_catalog_runs_with_override_reference_files checks.
+    """
+    from jwst_ceers import Image3Ceers
+
+    sim, asn = one_filter
+    out = tmp_path_factory.mktemp("call")
+    apcorr, abvega = write_photometry_references(out)
+    Image3Ceers.call(
+        str(asn), output_dir=str(out), save_results=True,
+        steps={
+            "tweakreg": {"abs_refcat": str(sim.refcat_path)},
+            "resample": GRID,
+            "source_catalog": {"override_apcorr": str(apcorr), "override_abvegaoffset": str(abvega)},
+        },
+    )
+    return out
+
+
 def offline_env(tmp_path):
     env = dict(os.environ)
     env.update(
@@ -45,23 +69,11 @@ def grid_args():
     ]
 
 
-def test_same_mosaic_four_ways(one_filter, tmp_path):
-    from jwst_ceers import Image3Ceers
-
+@pytest.mark.slow
+def test_same_mosaic_four_ways(one_filter, called, tmp_path):
     sim, asn = one_filter
-    outputs = {}
     # 1. Step.call
-    out = tmp_path / "call"
-    out.mkdir()
-    Image3Ceers.call(
-        str(asn), output_dir=str(out), save_results=True,
-        steps={
-            "tweakreg": {"abs_refcat": str(sim.refcat_path)},
-            "resample": GRID,
-            "source_catalog": {"skip": True},
-        },
-    )
-    outputs["call"] = out / "t_f150w_i2d.fits"
+    outputs = {"call": called / "t_f150w_i2d.fits"}
 
     # 2-4. strun by class path, by alias, with the shipped parameter file
     for how, target in (
@@ -107,7 +119,8 @@ def test_same_mosaic_four_ways(one_filter, tmp_path):
     assert inside.sum() > 5
 
 
-def test_in_memory_false_and_single_exposure(one_filter, tmp_path):
+@pytest.mark.slow
+def test_in_memory_false_and_single_exposure(one_filter, called, tmp_path):
     from jwst_ceers import Image3Ceers
 
     sim, asn = one_filter
@@ -118,6 +131,8 @@ def test_in_memory_false_and_single_exposure(one_filter, tmp_path):
     )
     on_disk = datamodels.open(tmp_path / "t_f150w_i2d.fits")
     assert np.isfinite(on_disk.data).sum() > 0.5 * on_disk.data.size
+    # exposures kept on disk between steps give the in-memory mosaic, bit for bit
+    np.testing.assert_array_equal(on_disk.data, datamodels.open(called / "t_f150w_i2d.fits").data)
 
     # one exposure: no alignment, no outlier detection, but pedestal + drizzle, as stock
     single = tmp_path / "single"
@@ -157,24 +172,13 @@ def write_photometry_references(directory):
     return directory / "apcorr.fits", directory / "abvega.asdf"
 
 
-def test_source_catalog_runs_with_override_reference_files(one_filter, tmp_path):
+def test_source_catalog_runs_with_override_reference_files(one_filter, called):
     from astropy.table import Table
 
-    from jwst_ceers import Image3Ceers
-
-    sim, asn = one_filter
-    apcorr, abvega = write_photometry_references(tmp_path)
-    Image3Ceers.call(
-        str(asn), output_dir=str(tmp_path), save_results=True,
-        steps={
-            "tweakreg": {"abs_refcat": str(sim.refcat_path)},
-            "resample": GRID,
-            "source_catalog": {"override_apcorr": str(apcorr), "override_abvegaoffset": str(abvega)},
-        },
-    )
-    catalog = Table.read(tmp_path / "t_f150w_cat.ecsv")
+    sim, _ = one_filter
+    catalog = Table.read(called / "t_f150w_cat.ecsv")
     # the brightest detections are real simulated sources, where the truth puts them
-    mosaic = datamodels.open(tmp_path / "t_f150w_i2d.fits")
+    mosaic = datamodels.open(called / "t_f150w_i2d.fits")
     x, y = mosaic.meta.wcs.world_to_pixel_values(
         np.asarray(sim.sources["ra"]), np.asarray(sim.sources["dec"])
     )

@@ -388,6 +388,11 @@ def _catalog_floor_mas(pointing, true_wcs, shape):
     return float(np.hypot(np.mean(dra), np.mean(ddec)))
 
 
+# The visit is 9 full-frame exposures, built once per xdist worker: pyproject's
+# `--dist loadfile` keeps this file on one worker. The tests using it are marked `slow`
+# (~25 s for the visit alone on a quiet 2-core machine).
+
+
 @pytest.fixture(scope="module")
 def visit(tmp_path_factory):
     """Simulated visit, one association per filter, and ceers_tweakreg run on both."""
@@ -427,6 +432,7 @@ def _rms_vs_truth(pointing, models):
     return errors
 
 
+@pytest.mark.slow
 def test_accuracy_vs_true_wcs_beats_stock_tweakreg(visit, capsys):
     """Every exposure within 2 mas rms of its true WCS; stock TweakRegStep on the same data is worse."""
     from jwst.tweakreg import TweakRegStep
@@ -483,6 +489,7 @@ def test_accuracy_vs_true_wcs_beats_stock_tweakreg(visit, capsys):
     assert np.mean([ours[r] for r in lw]) <= np.mean([stock[r] for r in lw]) + LW_STOCK_MARGIN_MAS
 
 
+@pytest.mark.slow
 def test_results_table_vs_injected_offsets(visit):
     from astropy.table import vstack
 
@@ -509,6 +516,7 @@ def test_results_table_vs_injected_offsets(visit):
     assert (visit["base"] / "jw01345001001_F356W_nrcalong_tweakreg.png").is_file()
 
 
+@pytest.mark.slow
 def test_saved_solutions_reproduce_fitted_wcs(visit, tmp_path):
     from jwst_ceers import CatalogTweakReg
 
@@ -530,6 +538,7 @@ def test_saved_solutions_reproduce_fitted_wcs(visit, tmp_path):
         CatalogTweakReg(use_saved_wcs=True, wcs_dir=str(empty)).run(str(asn))
 
 
+@pytest.mark.slow
 def test_non_overlapping_catalog_skips_without_crash(visit, tmp_path, caplog):
     from jwst_ceers import CatalogTweakReg
     from stdatamodels.jwst import datamodels
@@ -559,6 +568,7 @@ def test_non_overlapping_catalog_skips_without_crash(visit, tmp_path, caplog):
     assert "WCS left unchanged" in caplog.text
 
 
+@pytest.mark.slow
 def test_caller_models_are_not_modified(visit):
     from jwst_ceers import CatalogTweakReg
     from stdatamodels.jwst import datamodels

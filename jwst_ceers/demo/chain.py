@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from jwst_ceers.atomic_io import write_text_atomic
+from jwst_ceers.demo import DEFAULT_SIZE
+from jwst_ceers.demo.console import Stage, call_step
 from jwst_ceers.demo.quality import err_holes, noise_ratio, robust_std, star_offsets_mas, wcs_separation_mas
 
 __all__ = ["DemoReport", "run_demo"]
@@ -63,13 +65,35 @@ class DemoReport:
         return "\n".join(lines)
 
 
-def _progress(message):
-    print(f"[jwst-ceers demo] {message}", flush=True)
+# The simulation: 2 SW detectors x 3 dithers in F150W, 1 LW detector x 3 dithers in F356W.
+SW_DETECTORS, LW_DETECTORS, N_DITHERS = ("NRCA1", "NRCA2"), ("NRCALONG",), 3
+# Image3Ceers.step_defs, in the order they run (one unit of the stage's progress bar each)
+IMAGE3_STEPS = ("tweakreg", "skymatch", "outlier_detection", "pedestal", "varfill", "resample", "source_catalog")
 
 
-def run_demo(out_dir, *, seed=2023, size=2048, progress=_progress):
+def _simulated_exposure(record):
+    """The exposure a ``simulate_pointing`` log record says was written, else None."""
+    if record.name == "jwst_ceers.simulate.exposures" and record.msg == "simulated %s":
+        return str(record.args[0]).removesuffix("_cal.fits")
+    return None
+
+
+def _image3_step_started(record):
+    """The Image3Ceers step a stpipe ``Step ... running`` record starts, else None."""
+    if record.name == "stpipe.step" and record.msg.startswith("Step %s running") and record.args:
+        name = str(record.args[0])
+        return name if name in IMAGE3_STEPS else None
+    return None
+
+
+def run_demo(out_dir, *, seed=2023, size=DEFAULT_SIZE):
     """
     Simulate a small CEERS-like pointing and reduce it end to end.
+
+    Each stage prints one line with a progress bar and its elapsed time on stderr
+    (:class:`jwst_ceers.demo.console.Stage`); steps run with ``configure_log=False``, so
+    log records go only where the caller's logging sends them (``jwst-ceers demo``:
+    ``<out_dir>/demo.log``).
 
     Parameters
     ----------
@@ -79,9 +103,8 @@ def run_demo(out_dir, *, seed=2023, size=2048, progress=_progress):
         Simulation seed.
     size : int, optional
         Detector size in pixels: 2048 = full frames; smaller sizes are centred cut-outs
-        (faster, but each SW cut-out then holds too few reference sources for 2 mas).
-    progress : callable, optional
-        Called with one line of text per stage.
+        (faster, but each SW cut-out then holds fewer reference sources: at 1024 the SW
+        exposures align to ~3 mas instead of ~1.5 mas).
 
     Returns
     -------
@@ -102,56 +125,62 @@ def run_demo(out_dir, *, seed=2023, size=2048, progress=_progress):
     report = DemoReport(out_dir=str(out))
     clock = time.perf_counter()
 
-    progress(f"1/5 simulating a CEERS-like pointing ({size}^2 detectors, F150W + F356W)")
-    sim = simulate_pointing(
-        dirs["sim"], filters=("F150W", "F356W"), sw_detectors=("NRCA1", "NRCA2"),
-        lw_detectors=("NRCALONG",), n_dithers=3, size=size, seed=seed,
-        # ~1.2e6 sources/deg^2 to AB 28.5, as deep NIRCam fields show, and a reference
-        # catalog as deep as CEERS's HST F160W one (~180 sources/arcmin^2, to ~27.5)
-        source_density_scale=3.0, refcat_mag_limit=27.5,
-    )
-    report.timings["simulate"] = time.perf_counter() - clock
+    n_exposures = N_DITHERS * (len(SW_DETECTORS) + len(LW_DETECTORS))
+    with Stage(f"1/5 simulate {n_exposures} exposures, {size}^2", n_exposures, count=_simulated_exposure) as stage:
+        sim = simulate_pointing(
+            dirs["sim"], filters=("F150W", "F356W"), sw_detectors=SW_DETECTORS,
+            lw_detectors=LW_DETECTORS, n_dithers=N_DITHERS, size=size, seed=seed,
+            # ~1.2e6 sources/deg^2 to AB 28.5, as deep NIRCam fields show, and a reference
+            # catalog as deep as CEERS's HST F160W one (~180 sources/arcmin^2, to ~27.5)
+            source_density_scale=3.0, refcat_mag_limit=27.5,
+        )
+    report.timings["simulate"] = stage.elapsed
 
-    progress("2/5 associations per filter and one shared 0.03\"/px grid")
-    associations = write_associations(sim.cal_files, dirs["asn"], by="program", product="demo")
-    grid = pointing_grid(sim.cal_files, pixel_scale=0.03)
-    grid_file = write_grid_parameter_file(grid, out / "grid_resample.asdf")
-    progress(f"    {len(associations)} associations; grid {grid.output_shape} px -> {grid_file.name}")
+    with Stage("2/5 associations, shared grid", 2) as stage:
+        associations = write_associations(sim.cal_files, dirs["asn"], by="program", product="demo")
+        stage.advance("associations")
+        grid = pointing_grid(sim.cal_files, pixel_scale=0.03)
+        grid_file = write_grid_parameter_file(grid, out / "grid_resample.asdf")
+        stage.note = f"{len(associations)} asn; grid {grid.output_shape[1]}x{grid.output_shape[0]} px ({grid_file.name})"
 
     mosaics = []
-    for number, asn in enumerate(associations, 1):
+    for asn in associations:
         band = asn.stem.rsplit("_", 1)[-1]
-        progress(f"3/5 Image3Ceers {number}/{len(associations)}: {asn.name}")
-        start = time.perf_counter()
-        Image3Ceers.call(
-            str(asn),
-            output_dir=str(dirs["products"]),
-            steps={
-                "tweakreg": {
-                    "abs_refcat": str(sim.refcat_path),
-                    "wcs_dir": str(dirs["wcs"]),
-                    "results_file": str(out / f"tweakreg_results_{band}.ecsv"),
+        with Stage(f"3/5 Image3Ceers {band.upper()}", len(IMAGE3_STEPS), count=_image3_step_started,
+                   counts="started") as stage:
+            call_step(
+                Image3Ceers,
+                str(asn),
+                output_dir=str(dirs["products"]),
+                steps={
+                    "tweakreg": {
+                        "abs_refcat": str(sim.refcat_path),
+                        "wcs_dir": str(dirs["wcs"]),
+                        "results_file": str(out / f"tweakreg_results_{band}.ecsv"),
+                    },
+                    "pedestal": {"save_results": True, "output_dir": str(dirs["exposures"])},
+                    "resample": {**grid.resample_parameters(), "save_results": True},
+                    "source_catalog": {"skip": True},
                 },
-                "pedestal": {"save_results": True, "output_dir": str(dirs["exposures"])},
-                "resample": {**grid.resample_parameters(), "save_results": True},
-                "source_catalog": {"skip": True},
-            },
-        )
-        report.timings[f"image3 {band}"] = time.perf_counter() - start
+            )
+        report.timings[f"image3 {band}"] = stage.elapsed
         mosaics.append(dirs["products"] / f"{asn.stem}_i2d.fits")
 
-    progress("4/5 MosaicBackground across filters")
-    start = time.perf_counter()
-    MosaicBackground.call(
-        [str(m) for m in mosaics], output_dir=str(dirs["products"]), pointing_name="demo",
-        save_plots=True,
-    )
-    report.timings["mosaic background"] = time.perf_counter() - start
+    with Stage("4/5 MosaicBackground, all filters", 1) as stage:
+        call_step(
+            MosaicBackground,
+            [str(m) for m in mosaics], output_dir=str(dirs["products"]), pointing_name="demo",
+            save_plots=True,
+        )
+    report.timings["mosaic background"] = stage.elapsed
 
-    progress("5/5 measuring against the truth")
-    report.exposures = _exposure_quality(sim, dirs)
-    report.mosaics = [_mosaic_quality(path, sim, dirs["products"]) for path in mosaics]
-    _write_previews(mosaics, dirs)
+    with Stage("5/5 measure against the truth", 3) as stage:
+        report.exposures = _exposure_quality(sim, dirs)
+        stage.advance("exposures")
+        report.mosaics = [_mosaic_quality(path, sim, dirs["products"]) for path in mosaics]
+        stage.advance("mosaics")
+        _write_previews(mosaics, dirs)
+        stage.note = f"previews in {dirs['previews']}"
     report.timings["total"] = time.perf_counter() - clock
     write_text_atomic(report.summary() + "\n", out / "quality_report.txt")
     write_text_atomic(json.dumps(asdict(report), indent=1) + "\n", out / "quality_report.json")
@@ -223,11 +252,10 @@ def _mosaic_quality(i2d_path, sim, products):
 
 
 def _write_previews(mosaics, dirs):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    # a Figure with its own Agg canvas: no process-wide backend change (pyplot users, notebooks)
     from astropy.visualization import AsinhStretch, ImageNormalize, ZScaleInterval
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
     from stdatamodels.jwst import datamodels
 
     for path in mosaics:
@@ -235,10 +263,11 @@ def _write_previews(mosaics, dirs):
             data = np.array(model.data)
             band = model.meta.instrument.filter
         norm = ImageNormalize(data, interval=ZScaleInterval(), stretch=AsinhStretch())
-        fig, ax = plt.subplots(figsize=(7, 7))
+        fig = Figure(figsize=(7, 7))
+        FigureCanvasAgg(fig)
+        ax = fig.subplots()
         ax.imshow(data, origin="lower", cmap="gray", norm=norm)
         ax.set_title(f"{path.name} ({band})")
         ax.set_axis_off()
         target = dirs["previews"] / f"{path.stem}.png"
         fig.savefig(target, dpi=90, bbox_inches="tight")
-        plt.close(fig)
