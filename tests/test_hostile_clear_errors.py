@@ -71,6 +71,24 @@ def test_directory_is_not_reported_as_missing(tmp_path):
         VarianceHoleFill.call(str(tmp_path / "missing_cal.fits"))
 
 
+def test_directory_is_not_reported_as_missing_by_the_other_readers(tmp_path):
+    """Mosaics, source catalogs and saved WCS solutions: a folder is said to be a folder."""
+    from jwst_ceers.mosaic_bkg.mosaic_io import read_mosaic
+    from jwst_ceers.tweakreg.saved_wcs import load_wcs_solution
+    from jwst_ceers.tweakreg.source_catalog import read_source_catalog
+
+    for name, reader in (
+        ("p_f150w_i2d.fits", read_mosaic),
+        ("x_cat.ecsv", read_source_catalog),
+        ("x_tweakreg.asdf", load_wcs_solution),
+    ):
+        (tmp_path / name).mkdir()
+        with pytest.raises(CeersFileError, match="is a directory, not a file"):
+            reader(tmp_path / name)
+        with pytest.raises(CeersFileError, match="does not exist"):
+            reader(tmp_path / f"missing_{name}")
+
+
 @pytest.fixture(scope="module")
 def asdf_exposure(sim, tmp_path_factory):
     from stdatamodels.jwst import datamodels

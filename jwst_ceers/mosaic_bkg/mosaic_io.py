@@ -18,9 +18,9 @@ from astropy.wcs import WCS
 from jwst.stpipe.utilities import record_step_status
 from stdatamodels.jwst.datamodels import ImageModel
 
-from jwst_ceers.atomic_io import write_fits_atomic, write_model_atomic
+from jwst_ceers.atomic_io import fits_safe_text, write_fits_atomic, write_model_atomic
 from jwst_ceers.errors import CeersDataError, CeersError, CeersFileError
-from jwst_ceers.inputs import open_image_model
+from jwst_ceers.inputs import open_image_model, require_file
 
 __all__ = [
     "Mosaic",
@@ -132,9 +132,7 @@ def read_mosaic(item):
     """
     if isinstance(item, ImageModel):
         return _from_model(item, item.meta.filename or "<model>")
-    path = Path(item)
-    if not path.is_file():
-        raise CeersFileError(f"{path}: input mosaic does not exist")
+    path = require_file(item, what="input mosaic")
     try:
         jwst_file = _is_jwst_file(path)
     except OSError as exc:
@@ -265,7 +263,7 @@ def _output_header(mosaic, extra=None):
     header["FILTER"] = mosaic.filter
     header["TELESCOP"] = mosaic.telescope
     header[STEP_KEYWORD] = ("COMPLETE", "ceers_mosaic_bkg status")
-    header["MBKGSRC"] = (Path(mosaic.source).name[:60], "input mosaic")
+    header["MBKGSRC"] = (fits_safe_text(Path(mosaic.source).name)[:60], "input mosaic")
     for key, value in (extra or {}).items():
         header[key] = value
     return header

@@ -21,6 +21,7 @@ import numpy as np
 from jwst_ceers.atomic_io import atomic_output
 from jwst_ceers.errors import CeersDataError, CeersFileError
 from jwst_ceers.file_names import exposure_root
+from jwst_ceers.inputs import require_file
 
 __all__ = [
     "solution_path",
@@ -207,9 +208,7 @@ def load_wcs_solution(path):
     """
     import asdf
 
-    path = Path(path)
-    if not path.is_file():
-        raise CeersFileError(f"{path}: saved WCS solution does not exist (use_saved_wcs=True needs it)")
+    path = require_file(path, what="saved WCS solution")
     try:
         with asdf.open(path, lazy_load=False, memmap=False) as handle:
             wcs = handle.tree.get("wcs")

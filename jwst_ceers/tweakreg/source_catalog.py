@@ -44,6 +44,7 @@ from astropy.table import Table
 
 from jwst_ceers.atomic_io import atomic_output
 from jwst_ceers.errors import CeersFileError
+from jwst_ceers.inputs import require_file
 
 __all__ = [
     "find_sources",
@@ -481,9 +482,7 @@ def read_source_catalog(path):
     CeersFileError
         If the file is missing, unreadable or lacks position columns.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise CeersFileError(f"{path}: source catalog does not exist")
+    path = require_file(path, what="source catalog")
     try:
         table = Table.read(path)
     except Exception as exc:  # astropy raises many types for unreadable tables
