@@ -165,6 +165,16 @@ REALISM_PRESETS = {
 }
 
 
+
+def _stamp_window(x, y, reach, shape):
+    """Rows/columns ``(y0, y1, x0, x1)`` within ``reach`` px of ``(x, y)``, clipped to ``shape``; None if empty."""
+    ny, nx = shape
+    x0, x1 = max(0, int(x) - reach), min(nx, int(x) + reach + 1)
+    y0, y1 = max(0, int(y) - reach), min(ny, int(y) + reach + 1)
+    if x0 >= x1 or y0 >= y1:
+        return None
+    return y0, y1, x0, x1
+
 def realism_preset(realism):
     """
     A :class:`Realism` from a preset name, a dict of fields, a Realism or None ('none').
@@ -315,10 +325,10 @@ def snowballs(shape, *, rate, exposure_time, sky_sigma, rng):
     centres = np.column_stack([rng.uniform(0, nx, n), rng.uniform(0, ny, n), rng.uniform(3.0, 12.0, n)])
     for (x, y, rc), halo_amp, core_amp in zip(centres, rng.uniform(1, 4, n), rng.uniform(0, 2, n), strict=True):
         reach = int(np.ceil(2.5 * rc)) + 1
-        x0, x1 = max(0, int(x) - reach), min(nx, int(x) + reach + 1)
-        y0, y1 = max(0, int(y) - reach), min(ny, int(y) + reach + 1)
-        if x0 >= x1 or y0 >= y1:
+        window = _stamp_window(x, y, reach, (ny, nx))
+        if window is None:
             continue
+        y0, y1, x0, x1 = window
         yy, xx = np.mgrid[y0:y1, x0:x1]
         r = np.hypot(xx - x, yy - y)
         inside = r <= rc
@@ -406,10 +416,10 @@ def persistence_image(shape, *, mean_count, sky_sigma, rng):
     for (x, y, peak), fwhm in zip(ghosts, rng.uniform(2.0, 6.0, n), strict=True):
         s = fwhm / 2.3548
         reach = int(np.ceil(4 * s)) + 1
-        x0, x1 = max(0, int(x) - reach), min(nx, int(x) + reach + 1)
-        y0, y1 = max(0, int(y) - reach), min(ny, int(y) + reach + 1)
-        if x0 >= x1 or y0 >= y1:
+        window = _stamp_window(x, y, reach, (ny, nx))
+        if window is None:
             continue
+        y0, y1, x0, x1 = window
         yy, xx = np.mgrid[y0:y1, x0:x1]
         image[y0:y1, x0:x1] += (peak * np.exp(-0.5 * ((xx - x) ** 2 + (yy - y) ** 2) / s**2)).astype(np.float32)
     return image, ghosts
