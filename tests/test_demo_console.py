@@ -32,7 +32,7 @@ class TinyReport:
         return "QUALITY REPORT"
 
 
-def tiny_demo(out_dir, *, seed, size):
+def tiny_demo(out_dir, *, seed, size, realism):
     """Stands in for run_demo: two stages, a real step, records of every kind."""
     from jwst_ceers import VarianceHoleFill
 
@@ -115,3 +115,18 @@ def test_default_demo_is_quick_and_full_frames_stay_available():
     parser = cli.build_parser()
     assert parser.parse_args(["demo"]).size == DEFAULT_SIZE < 2048
     assert parser.parse_args(["demo", "--size", "2048"]).size == 2048
+
+
+def test_default_demo_simulates_every_artefact_and_refuses_unknown_presets(tmp_path, capsys, monkeypatch):
+    from jwst_ceers.simulate import REALISM_PRESETS
+
+    parser = cli.build_parser()
+    assert parser.parse_args(["demo"]).realism == "realistic"
+    assert REALISM_PRESETS["realistic"] != REALISM_PRESETS["none"]
+    seen = {}
+    monkeypatch.setattr(chain, "run_demo", lambda out, **kw: seen.update(kw) or TinyReport())
+    assert cli.main(["demo", "--out", str(tmp_path / "a"), "--realism", "none"]) == 0
+    assert seen["realism"] == "none"
+    assert cli.main(["demo", "--out", str(tmp_path / "b"), "--realism", "sunny"]) == 2
+    assert "sunny" in capsys.readouterr().err
+    assert not (tmp_path / "b").exists()  # refused before any work

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from jwst_ceers.atomic_io import write_text_atomic
-from jwst_ceers.demo import DEFAULT_SIZE
+from jwst_ceers.demo import DEFAULT_REALISM, DEFAULT_SIZE
 from jwst_ceers.demo.console import Stage, call_step
 from jwst_ceers.demo.quality import err_holes, noise_ratio, robust_std, star_offsets_mas, wcs_separation_mas
 
@@ -86,7 +86,7 @@ def _image3_step_started(record):
     return None
 
 
-def run_demo(out_dir, *, seed=2023, size=DEFAULT_SIZE):
+def run_demo(out_dir, *, seed=2023, size=DEFAULT_SIZE, realism=DEFAULT_REALISM):
     """
     Simulate a small CEERS-like pointing and reduce it end to end.
 
@@ -105,6 +105,9 @@ def run_demo(out_dir, *, seed=2023, size=DEFAULT_SIZE):
         Detector size in pixels: 2048 = full frames; smaller sizes are centred cut-outs
         (faster, but each SW cut-out then holds fewer reference sources: at 1024 the SW
         exposures align to ~3 mas instead of ~1.5 mas).
+    realism : str, optional
+        Simulator preset (:data:`jwst_ceers.simulate.REALISM_PRESETS`): by default every
+        NIRCam artefact the simulator knows, at its CEERS level; ``"none"`` = plain.
 
     Returns
     -------
@@ -132,7 +135,7 @@ def run_demo(out_dir, *, seed=2023, size=DEFAULT_SIZE):
             lw_detectors=LW_DETECTORS, n_dithers=N_DITHERS, size=size, seed=seed,
             # ~1.2e6 sources/deg^2 to AB 28.5, as deep NIRCam fields show, and a reference
             # catalog as deep as CEERS's HST F160W one (~180 sources/arcmin^2, to ~27.5)
-            source_density_scale=3.0, refcat_mag_limit=27.5,
+            source_density_scale=3.0, refcat_mag_limit=27.5, realism=realism,
         )
     report.timings["simulate"] = stage.elapsed
 
