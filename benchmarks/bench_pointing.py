@@ -7,7 +7,9 @@ Run on demand::
 
 Simulates one pointing with ``jwst_ceers.simulate`` (F150W on the 8 SW detectors and
 F356W on the 2 LW detectors, 3 dithers per visit; ``--exposures 48`` = two visits, as
-CEERS's nircam1 F150W), at the demo's source density. Both pipelines then reduce each
+CEERS's nircam1 F150W), at the demo's source density, with the ``realistic`` preset's
+NIRCam artefacts by default (``--realism none`` for the plain simulator; a ``--keep``
+folder that already holds a simulation reuses it). Both pipelines then reduce each
 filter onto the same 0.03" grid, one after the other, each in its own subprocess:
 wall and CPU time, peak RSS (sampled every 0.1 s with psutil, and the kernel's
 VmHWM), per-step times and per-step peak RSS. The products are compared with
@@ -144,7 +146,10 @@ def main():
     parser.add_argument("--filters", nargs="+", default=["F150W", "F356W"], help="filters (SW then LW)")
     parser.add_argument("--budget", type=float, default=8.0, help="Image3Ceers memory_budget_gb (0 = none)")
     parser.add_argument("--skip-stock", action="store_true", help="run only Image3Ceers")
+    parser.add_argument("--simulate-only", action="store_true", help="stop after simulating (use with --keep)")
     parser.add_argument("--keep", help="work directory to keep (default: a temporary one)")
+    parser.add_argument("--realism", default="realistic",
+                        help="simulator preset (jwst_ceers.simulate.REALISM_PRESETS; 'none' = plain)")
     args = parser.parse_args()
 
     from jwst_ceers.associations import write_associations
@@ -161,6 +166,7 @@ def main():
             work / "sim", filters=tuple(args.filters), sw_detectors=SW_DETECTORS, lw_detectors=LW_DETECTORS,
             n_dithers=3, n_visits=args.exposures // 24, size=None if args.size == 2048 else args.size, seed=7,
             source_density_scale=3.0, refcat_mag_limit=27.5,  # the demo's density and reference depth
+            realism=args.realism,
         )
     associations = write_associations(sim.cal_files, work / "sim", by="program", product="bench")
     pixel_scale = 0.03
@@ -169,6 +175,8 @@ def main():
         f"simulated {len(sim.cal_files)} exposures of {args.size}^2 ({len(sim.sources)} sources) in "
         f"{time.perf_counter() - start:.0f} s; grid {grid['output_shape']}", flush=True,
     )
+    if args.simulate_only:
+        return
     config = {"refcat": str(sim.refcat_path), "grid": grid, "budget": args.budget}
 
     rows, ceers_mosaics = [], []
