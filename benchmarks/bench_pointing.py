@@ -4,6 +4,7 @@ Run on demand::
 
     python benchmarks/bench_pointing.py --exposures 24            # full 2048^2 frames (~15 min/pipeline)
     python benchmarks/bench_pointing.py --exposures 48 --size 1024 --keep /tmp/pointing48
+    python benchmarks/bench_pointing.py --exposures 48 --keep /tmp/full48 --survey-workers 2
 
 Simulates one pointing with ``jwst_ceers.simulate`` (F150W on the 8 SW detectors and
 F356W on the 2 LW detectors, 3 dithers per visit; ``--exposures 48`` = two visits, as
@@ -16,7 +17,9 @@ VmHWM), per-step times and per-step peak RSS. The products are compared with
 the truth: star positions in the mosaic (mas rms), the sky left in the mosaic (clipped
 median of the mosaic in units of its median ERR: pedestals removed = 0), pixels
 flagged as outliers. Then MosaicBackground over the Image3Ceers mosaics of both
-filters (time and peak RSS). Timings are noisy on a shared machine: compare the
+filters (time and peak RSS). ``--survey-workers N`` runs ``jwst-ceers survey --workers N``
+on the pointing instead (every filter, then MosaicBackground) and reports the summed peak
+RSS of all its processes (scheduler, nannies, workers). Timings are noisy on a shared machine: compare the
 ratios of one run, and look at CPU time as well as wall time.
 """
 
@@ -147,6 +150,9 @@ def main():
     parser.add_argument("--budget", type=float, default=8.0, help="Image3Ceers memory_budget_gb (0 = none)")
     parser.add_argument("--skip-stock", action="store_true", help="run only Image3Ceers")
     parser.add_argument("--simulate-only", action="store_true", help="stop after simulating (use with --keep)")
+    parser.add_argument("--survey-workers", type=int, default=0,
+                        help="instead of the pipelines: `jwst-ceers survey --workers N` on the pointing "
+                        "(all filters, then MosaicBackground), measuring the summed RSS of all its processes")
     parser.add_argument("--keep", help="work directory to keep (default: a temporary one)")
     parser.add_argument("--realism", default="realistic",
                         help="simulator preset (jwst_ceers.simulate.REALISM_PRESETS; 'none' = plain)")
@@ -177,6 +183,9 @@ def main():
     )
     if args.simulate_only:
         return
+    if args.survey_workers:
+        survey_memory(work, sim, grid, workers=args.survey_workers, filters=args.filters)
+        return
     config = {"refcat": str(sim.refcat_path), "grid": grid, "budget": args.budget}
 
     rows, ceers_mosaics = [], []
@@ -198,6 +207,51 @@ def main():
     print(json.dumps({"mosaic_bkg": bkg}), flush=True)
     (work / "bench_pointing.json").write_text(json.dumps({"rows": rows, "mosaic_bkg": bkg}, indent=1))
     print_table(rows, bkg, args)
+
+
+def survey_memory(work, sim, grid, *, workers, filters):
+    """Run ``jwst-ceers survey --workers N`` on the simulated pointing; print its summed peak RSS."""
+    import psutil
+
+    out = work / f"survey_{workers}w"
+    config = work / f"survey_{workers}w.toml"
+    crval, crpix = grid["crval"], grid["crpix"]
+    config.write_text(
+        f'output_root = "{out}"\nabs_refcat = "{sim.refcat_path}"\n\n[[pointings]]\nname = "bench"\n'
+        f'inputs = ["{work / "sim"}/*_cal.fits"]\nfilters = {json.dumps(list(filters))}\n[pointings.grid]\n'
+        f"crval = [{crval[0]!r}, {crval[1]!r}]\ncrpix = [{crpix[0]!r}, {crpix[1]!r}]\n"
+        f"rotation = {grid['rotation']!r}\npixel_scale = {grid['pixel_scale']!r}\n"
+        f"output_shape = [{grid['output_shape'][0]}, {grid['output_shape'][1]}]\n"
+    )
+    jwst_ceers_command = str(Path(sys.executable).parent / "jwst-ceers")
+    command = [jwst_ceers_command, "survey", str(config), "--workers", str(workers), "--force"]
+    start = time.perf_counter()
+    proc = psutil.Popen(command, env=dict(os.environ, STPIPE_DISABLE_CRDS_STEPPARS="true"))
+    peak_total, peak_each = 0, {}
+    while proc.poll() is None:
+        try:
+            tree = [proc, *proc.children(recursive=True)]
+            rss = {}
+            for p in tree:
+                try:
+                    rss[p.pid] = p.memory_info().rss
+                except psutil.NoSuchProcess:
+                    pass
+        except psutil.NoSuchProcess:
+            break
+        peak_total = max(peak_total, sum(rss.values()))
+        for pid, value in rss.items():
+            peak_each[pid] = max(peak_each.get(pid, 0), value)
+        time.sleep(0.2)
+    wall = time.perf_counter() - start
+    each = sorted((v / 2**30 for v in peak_each.values()), reverse=True)[: workers + 2]
+    result = {"workers": workers, "exit": proc.returncode, "wall": wall, "peak_total_gb": peak_total / 2**30,
+              "largest_process_peaks_gb": each, "memory_total_gb": psutil.virtual_memory().total / 2**30}
+    (work / f"survey_{workers}w.json").write_text(json.dumps(result, indent=1))
+    print(json.dumps(result), flush=True)
+    print(f"jwst-ceers survey --workers {workers} on {len(sim.cal_files)} exposures ({', '.join(filters)}): "
+          f"exit {proc.returncode}, {wall:.0f} s wall, summed peak RSS {peak_total / 2**30:.2f} GB "
+          f"(largest processes: {', '.join(f'{v:.2f}' for v in each)} GB)")
 
 
 def print_table(rows, bkg, args):
