@@ -50,6 +50,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=2048, help="detector size (2048 = full frame)")
     parser.add_argument("--keep", help="work directory to keep (default: a temporary one)")
+    parser.add_argument("--realism", default="realistic", help="simulator preset ('none' = plain simulator)")
     args = parser.parse_args()
 
     from jwst_ceers.associations import write_associations
@@ -61,7 +62,7 @@ def main():
     sim = simulate_pointing(
         work / "sim", filters=("F150W",), sw_detectors=("NRCA1", "NRCA2"), lw_detectors=(),
         n_dithers=3, size=None if args.size == 2048 else args.size, seed=7,
-        source_density_scale=3.0, refcat_mag_limit=27.5,
+        source_density_scale=3.0, refcat_mag_limit=27.5, realism=args.realism,
     )
     (asn,) = write_associations(sim.cal_files, work / "sim", by="program", product="bench")
     grid = pointing_grid(sim.cal_files, pixel_scale=0.03).resample_parameters()

@@ -53,7 +53,7 @@ TASKS = {
 POINTINGS = (("nircam1", 214.90, 52.90, 11), ("nircam2", 214.95, 52.93, 12))
 
 
-def simulate(root, size):
+def simulate(root, size, realism):
     from jwst_ceers.mosaic_grid import pointing_grid
     from jwst_ceers.simulate.exposures import simulate_pointing
 
@@ -69,6 +69,7 @@ def simulate(root, size):
             seed=seed,
             ra=ra,
             dec=dec,
+            realism=realism,
         )
         grid = pointing_grid(sim.cal_files, pixel_scale=0.04)
         grids[name] = (grid, sim.refcat_path)
@@ -192,13 +193,14 @@ def main(argv=None):
     parser.add_argument("--size", type=int, default=1024, help="subarray size (default 1024)")
     parser.add_argument("--tasks", choices=sorted(TASKS), default="real")
     parser.add_argument("--keep", default=None, help="work in this folder and keep it")
+    parser.add_argument("--realism", default="realistic", help="simulator preset ('none' = plain simulator)")
     args = parser.parse_args(argv)
 
     root = Path(args.keep or tempfile.mkdtemp(prefix="bench_survey_"))
     root.mkdir(parents=True, exist_ok=True)
     try:
         t0 = time.perf_counter()
-        grids = simulate(root, args.size)
+        grids = simulate(root, args.size, args.realism)
         print(f"simulated 2 pointings x 2 filters at {args.size}^2 in {time.perf_counter() - t0:.1f} s; grids "
               + ", ".join(f"{n} {g.output_shape}" for n, (g, _) in grids.items()))
         runs = {}
