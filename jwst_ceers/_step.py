@@ -385,15 +385,17 @@ def set_array_in_place(model, name, values):
     Assigning a new array (``model.data = ...``) leaves the old one referenced by the
     opened file until the model is closed: for a library of 48 full frames that is
     one extra full-size array per exposure and step (measured +0.72 GB over pedestal
-    and varfill on 48 x 1024^2). Values of another shape or dtype, or a read-only
-    array, are assigned as usual.
+    and varfill on 48 x 1024^2). Arrays read from FITS are big-endian (``>f4``):
+    values of the same kind and size in the other byte order are written into them
+    too (numpy swaps the bytes). Values of another shape, kind or item size, or a
+    read-only array, are assigned as usual.
     """
     current = getattr(model, name, None)
     values = np.asarray(values)
     if (
         isinstance(current, np.ndarray)
         and current.shape == values.shape
-        and current.dtype == values.dtype
+        and current.dtype.newbyteorder("=") == values.dtype.newbyteorder("=")
         and current.flags.writeable
     ):
         current[...] = values
