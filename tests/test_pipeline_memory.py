@@ -12,7 +12,6 @@ from jwst_ceers.pipeline.memory_plan import (
     EXPOSURE_BYTES_PER_PIXEL,
     EXPOSURE_WORK_BYTES_PER_PIXEL,
     GB,
-    REPLACED_BYTES_PER_PIXEL,
     choose_strategy,
     estimate_peak_memory,
 )
@@ -100,17 +99,13 @@ def test_budget_keeps_exposures_on_disk_same_mosaic(two_detectors, in_memory_run
 
 
 def test_estimate_matches_the_issue_measurements():
-    """24 x 2048^2 onto a 10446 x 4708 grid: stock 5.95 GB; one median group per file 10.23 GB.
-
-    Image3Ceers also keeps the arrays pedestal/varfill replace (REPLACED_BYTES_PER_PIXEL).
-    """
+    """24 x 2048^2 onto a 10446 x 4708 grid: stock 5.95 GB; one median group per file 10.23 GB."""
     pixels = [2048 * 2048] * 24
     mosaic = 10446 * 4708
-    replaced = sum(pixels) * REPLACED_BYTES_PER_PIXEL / GB
     per_exposure = estimate_peak_memory(exposure_pixels=pixels, n_exposure_groups=3, mosaic_pixels=mosaic)
     per_file = estimate_peak_memory(exposure_pixels=pixels, n_exposure_groups=24, mosaic_pixels=mosaic)
-    assert per_exposure.in_memory_gb - replaced == pytest.approx(5.95, rel=0.15)
-    assert per_file.in_memory_gb - replaced == pytest.approx(10.23, rel=0.15)
+    assert per_exposure.in_memory_gb == pytest.approx(5.95, rel=0.15)
+    assert per_file.in_memory_gb == pytest.approx(10.23, rel=0.15)
     assert per_exposure.on_disk_gb < 0.7 * per_exposure.in_memory_gb
     # 48 exposures (two visits) stay under 8 GB only on disk
     big = estimate_peak_memory(exposure_pixels=pixels * 2, n_exposure_groups=6, mosaic_pixels=mosaic, threads=2)
@@ -127,6 +122,6 @@ def test_choose_strategy():
     assert not choose_strategy(estimate, budget_gb=0, in_memory_requested=False).in_memory
     # one exposure: no median stack, and the budget is in 2^30-byte GB
     single = estimate_peak_memory(exposure_pixels=[1000], n_exposure_groups=1, mosaic_pixels=0)
-    per_pixel = EXPOSURE_BYTES_PER_PIXEL + REPLACED_BYTES_PER_PIXEL + EXPOSURE_WORK_BYTES_PER_PIXEL
+    per_pixel = EXPOSURE_BYTES_PER_PIXEL + EXPOSURE_WORK_BYTES_PER_PIXEL
     expected = (BASE_BYTES + 1000 * per_pixel) / GB
     assert single.in_memory_gb == pytest.approx(expected, rel=1e-6)

@@ -19,7 +19,10 @@ The model has three phases; the peak is the largest:
 Coefficients were fitted to three stock calwebb_image3 peaks (24 x 256^2 onto 24 Mpix:
 1.58 GB and 48 x 1024^2 onto 35 Mpix: 3.68 GB, both ``benchmarks/bench_pointing.py``;
 24 x 2048^2 onto 49 Mpix: 5.95 GB, issue 16) and to issue 16's 10.23 GB with one
-median group per file; they are estimates, good to ~20%.
+median group per file; they are estimates, good to ~20%. pedestal and varfill write into
+the arrays the library holds (`jwst_ceers._step.set_array_in_place`), so Image3Ceers adds
+no per-exposure term to stock's (48 x 1024^2: the library grows by 0.065 GB over both
+steps, against 0.45 GB when they assigned new arrays).
 """
 
 import logging
@@ -53,10 +56,6 @@ BASE_BYTES = 0.32 * GB
 #: One exposure held by the library: SCI, ERR, DQ, VAR_POISSON, VAR_RNOISE, VAR_FLAT (4 bytes
 #: each) and what stays allocated with them (measured: 33, not 24).
 EXPOSURE_BYTES_PER_PIXEL = 33
-#: Arrays that pedestal and varfill replace (SCI, VAR_RNOISE, ...) whose originals stay referenced
-#: by the exposure's open file while the library keeps it in memory (measured: +0.72 GB for
-#: 48 x 1024^2 exposures between tweakreg and resample).
-REPLACED_BYTES_PER_PIXEL = 16
 #: Working arrays while one exposure is processed (masks, convolved images, pixel maps, blot).
 EXPOSURE_WORK_BYTES_PER_PIXEL = 80
 #: outlier_detection, per median group and mosaic pixel (float32 stack and nanmedian's copy).
@@ -179,7 +178,7 @@ def estimate_peak_memory(*, exposure_pixels, n_exposure_groups, mosaic_pixels, t
     largest = sorted(exposure_pixels, reverse=True)[:threads]
     working = sum(largest) * EXPOSURE_WORK_BYTES_PER_PIXEL
     borrowed = sum(largest) * EXPOSURE_BYTES_PER_PIXEL
-    library = sum(exposure_pixels) * (EXPOSURE_BYTES_PER_PIXEL + REPLACED_BYTES_PER_PIXEL)
+    library = sum(exposure_pixels) * EXPOSURE_BYTES_PER_PIXEL
     mosaic = int(mosaic_pixels)
     groups = n_exposure_groups if n > 1 else 0  # a single exposure skips outlier_detection
     median_stack = groups * MEDIAN_BYTES_PER_GROUP_PIXEL * mosaic
