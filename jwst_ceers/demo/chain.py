@@ -19,7 +19,14 @@ import numpy as np
 from jwst_ceers.atomic_io import write_text_atomic
 from jwst_ceers.demo import DEFAULT_REALISM, DEFAULT_SIZE
 from jwst_ceers.demo.console import Stage, call_step
-from jwst_ceers.demo.quality import err_holes, noise_ratio, robust_std, star_offsets_mas, wcs_separation_mas
+from jwst_ceers.demo.quality import (
+    err_holes,
+    noise_ratio,
+    robust_std,
+    saturated_in_any,
+    star_offsets_mas,
+    wcs_separation_mas,
+)
 
 __all__ = ["DemoReport", "run_demo"]
 
@@ -55,7 +62,7 @@ class DemoReport:
         for row in self.mosaics:
             lines.append(
                 f"  {row['filter']}: star astrometry {row['star_rms_mas']:.2f} mas rms "
-                f"({row['n_stars']} stars); noise ratio rms/ERR {row['noise_ratio']:.3f}; "
+                f"({row['n_stars']} unsaturated stars); noise ratio rms/ERR {row['noise_ratio']:.3f}; "
                 f"ERR holes {row['err_holes']}; background residual mean "
                 f"{row['bkg_residual_mean_sigma']:+.3f} sigma, rms of 32-px blocks "
                 f"{row['bkg_residual_block_rms_sigma']:.3f} sigma"
@@ -180,7 +187,7 @@ def run_demo(out_dir, *, seed=2023, size=DEFAULT_SIZE, realism=DEFAULT_REALISM):
     with Stage("5/5 measure against the truth", 3) as stage:
         report.exposures = _exposure_quality(sim, dirs)
         stage.advance("exposures")
-        report.mosaics = [_mosaic_quality(path, sim, dirs["products"]) for path in mosaics]
+        report.mosaics = [_mosaic_quality(path, sim, dirs["products"], dirs["exposures"]) for path in mosaics]
         stage.advance("mosaics")
         _write_previews(mosaics, dirs)
         stage.note = f"previews in {dirs['previews']}"
@@ -219,7 +226,7 @@ def _exposure_quality(sim, dirs):
     return rows
 
 
-def _mosaic_quality(i2d_path, sim, products):
+def _mosaic_quality(i2d_path, sim, products, exposures_dir):
     from astropy.io import fits
     from stdatamodels.jwst import datamodels
 
@@ -232,8 +239,16 @@ def _mosaic_quality(i2d_path, sim, products):
     excluded = tiermask != 0
 
     sigma = float(np.nanmedian(err[~excluded & np.isfinite(err)]))
-    # astrometry in the mosaic: isolated simulated stars, measured vs true position
+    # astrometry in the mosaic: isolated, unsaturated simulated stars, measured vs true position
     stars = sim.sources[np.asarray(sim.sources["is_star"], bool)]
+    exposures = [datamodels.open(p) for p in sorted(exposures_dir.glob("*_pedestal.fits"))]
+    try:
+        band_exposures = [m for m in exposures if m.meta.instrument.filter == band]
+        saturated = saturated_in_any(stars["ra"], stars["dec"], band_exposures)
+    finally:
+        for m in exposures:
+            m.close()
+    stars = stars[~saturated]
     offsets = star_offsets_mas(bkgsub, wcs, stars["ra"], stars["dec"], sigma=sigma)
 
     use = ~excluded & np.isfinite(bkgsub)
@@ -246,6 +261,7 @@ def _mosaic_quality(i2d_path, sim, products):
     return {
         "filter": band,
         "n_stars": int(offsets.size),
+        "n_saturated_stars_left_out": int(np.count_nonzero(saturated)),
         "star_rms_mas": float(np.sqrt(np.mean(offsets**2))) if offsets.size else float("nan"),
         "noise_ratio": noise_ratio(data, err, excluded),
         "err_holes": err_holes(data, err),
