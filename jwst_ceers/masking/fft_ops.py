@@ -48,15 +48,21 @@ class FourierImage:
         self.fx = scipy.fft.rfftfreq(self.shape[1]).astype(np.float32)
 
     def smoothed(self, fwhm):
-        """The image convolved with a unit-sum Gaussian of FWHM ``fwhm`` (new float32 array)."""
+        """
+        The image convolved with a unit-sum Gaussian of FWHM ``fwhm``.
+
+        A new float32 array (a view of the inverse transform's padded output: copying
+        it out took longer than the transform's last axis and held another image).
+        """
         sigma = fwhm * FWHM_TO_SIGMA
         factor = np.float32(-2.0 * np.pi**2 * sigma**2)
         spectrum = self.spectrum * np.exp(factor * self.fy**2)[:, None]
         spectrum *= np.exp(factor * self.fx**2)[None, :]
-        full = scipy.fft.irfft2(spectrum, s=self.shape, workers=self.workers)
+        # the product is a temporary: transformed in place (no complex copy of it)
+        full = scipy.fft.irfft2(spectrum, s=self.shape, workers=self.workers, overwrite_x=True)
         del spectrum
         ny, nx = self.image_shape
-        return np.ascontiguousarray(full[:ny, :nx])
+        return full[:ny, :nx]
 
 
 def gaussian_smooth(image, *, fwhm, workers=2):
@@ -119,7 +125,8 @@ def dilate_disk(mask, *, radius, workers=2):
     shape = _padded_shape(mask.shape, 2 * r + 1)
     spectrum = scipy.fft.rfft2(mask.astype(np.float32), s=shape, workers=workers)
     spectrum *= scipy.fft.rfft2(disk, s=shape, workers=workers)
-    full = scipy.fft.irfft2(spectrum, s=shape, workers=workers)
+    full = scipy.fft.irfft2(spectrum, s=shape, workers=workers, overwrite_x=True)
+    del spectrum
     return full[r : r + mask.shape[0], r : r + mask.shape[1]] > 0.5
 
 

@@ -252,10 +252,10 @@ def pointing_background(
     fft_workers = max(1, cpu_threads // threads)
     edit = edit_mask if edit_mask is not None else (lambda merged: merged)
 
-    def run(function, *columns):
-        if threads == 1:
+    def run(function, *columns, workers=threads):
+        if workers == 1:
             return [function(*args) for args in zip(*columns, strict=True)]
-        with ThreadPoolExecutor(max_workers=threads) as pool:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
             return list(pool.map(function, *columns))
 
     tiermasks = run(
@@ -270,10 +270,13 @@ def pointing_background(
     large_sources = [None] * n  # None: fit_background searches for them itself
     core = None
     if galaxy_modelling is not None and galaxy_modelling.enabled:
+        # all mosaics at once (``parallel_mosaics`` bounds the masking's memory; the fits
+        # work on 8 x 8 block means)
         found = run(
             lambda d, m: large_galaxy_models(d, merged | m, nodata=m, box_size=galaxy_modelling.search_box),
             images,
             nodata,
+            workers=max(1, min(cpu_threads, n)),
         )
         models = [f.components for f in found]
         large_sources = [f.unmodelled for f in found]
