@@ -192,10 +192,14 @@ def block_mean(image, valid, *, factor):
     if factor == 1:
         return total, valid.astype(np.float32)
     if power_of_two:
-        count = valid
-        for _ in range(int(np.log2(factor))):
+        # counts as small integers (exact; a quarter of the float32 traffic), floats at the end
+        halvings = int(np.log2(factor))
+        count = valid.view(np.uint8)
+        count_dtype = np.uint8 if halvings <= 3 else np.uint32
+        for _ in range(halvings):
             total = _halve(total, np.add, np.float32)
-            count = _halve(count, np.add, np.float32)
+            count = _halve(count, np.add, count_dtype)
+        count = count.astype(np.float32)
     else:
         total = _strided_combine(total, factor, np.add, np.float32)
         count = _strided_combine(valid, factor, np.add, np.float32)

@@ -152,16 +152,26 @@ def _detection_ceiling(data, nodata, noise, background, nsigma):
     detected by the narrow tiers, which they exceed many times.
     """
     relative = _relative_noise(noise)
-    residual = np.asarray(data, dtype=np.float32) - background
+    # the scale is measured on the regular subsample sample_unmasked would take of the
+    # full residual: only that subsample is computed
+    step = max(1, int(np.sqrt(np.size(data) / 300_000)))
+    every = (slice(None, None, step), slice(None, None, step))
+    residual = np.asarray(data, dtype=np.float32)[every] - np.asarray(background)[every]
     if relative is not None:
         with np.errstate(divide="ignore", invalid="ignore"):
-            residual = residual / relative
-    _, scale = robust_location_scale(sample_unmasked(residual, nodata))
+            residual = residual / relative[every]
+    _, scale = robust_location_scale(sample_unmasked(residual, np.asarray(nodata)[every], max_samples=residual.size))
     if not (np.isfinite(scale) and scale > 0):
         return data
-    ceiling = np.float32(nsigma * scale) * (relative if relative is not None else np.float32(1)) + background
+    if relative is not None:
+        ceiling = relative * np.float32(nsigma * scale)
+        ceiling += background
+    else:
+        ceiling = np.float32(nsigma * scale) * np.float32(1) + background
+    clipped = np.array(data, dtype=np.result_type(data, ceiling))
     with np.errstate(invalid="ignore"):
-        return np.where(data > ceiling, ceiling, data)
+        np.copyto(clipped, ceiling, where=data > ceiling)
+    return clipped
 
 
 def _mask_one(data, nodata, noise, tiers, ring_radius, ring_width, clip_nsigma, workers, ceiling_nsigma=None):
