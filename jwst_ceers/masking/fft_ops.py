@@ -48,15 +48,21 @@ class FourierImage:
         self.fx = scipy.fft.rfftfreq(self.shape[1]).astype(np.float32)
 
     def smoothed(self, fwhm):
-        """The image convolved with a unit-sum Gaussian of FWHM ``fwhm`` (new float32 array)."""
+        """
+        The image convolved with a unit-sum Gaussian of FWHM ``fwhm``.
+
+        A new float32 array (a view of the inverse transform's padded output: copying
+        it out took longer than the transform's last axis and held another image).
+        """
         sigma = fwhm * FWHM_TO_SIGMA
         factor = np.float32(-2.0 * np.pi**2 * sigma**2)
         spectrum = self.spectrum * np.exp(factor * self.fy**2)[:, None]
         spectrum *= np.exp(factor * self.fx**2)[None, :]
-        full = scipy.fft.irfft2(spectrum, s=self.shape, workers=self.workers)
+        # the product is a temporary: transformed in place (no complex copy of it)
+        full = scipy.fft.irfft2(spectrum, s=self.shape, workers=self.workers, overwrite_x=True)
         del spectrum
         ny, nx = self.image_shape
-        return np.ascontiguousarray(full[:ny, :nx])
+        return full[:ny, :nx]
 
 
 def gaussian_smooth(image, *, fwhm, workers=2):
@@ -119,7 +125,8 @@ def dilate_disk(mask, *, radius, workers=2):
     shape = _padded_shape(mask.shape, 2 * r + 1)
     spectrum = scipy.fft.rfft2(mask.astype(np.float32), s=shape, workers=workers)
     spectrum *= scipy.fft.rfft2(disk, s=shape, workers=workers)
-    full = scipy.fft.irfft2(spectrum, s=shape, workers=workers)
+    full = scipy.fft.irfft2(spectrum, s=shape, workers=workers, overwrite_x=True)
+    del spectrum
     return full[r : r + mask.shape[0], r : r + mask.shape[1]] > 0.5
 
 
@@ -185,10 +192,14 @@ def block_mean(image, valid, *, factor):
     if factor == 1:
         return total, valid.astype(np.float32)
     if power_of_two:
-        count = valid
-        for _ in range(int(np.log2(factor))):
+        # counts as small integers (exact; a quarter of the float32 traffic), floats at the end
+        halvings = int(np.log2(factor))
+        count = valid.view(np.uint8)
+        count_dtype = np.uint8 if halvings <= 3 else np.uint32
+        for _ in range(halvings):
             total = _halve(total, np.add, np.float32)
-            count = _halve(count, np.add, np.float32)
+            count = _halve(count, np.add, count_dtype)
+        count = count.astype(np.float32)
     else:
         total = _strided_combine(total, factor, np.add, np.float32)
         count = _strided_combine(valid, factor, np.add, np.float32)

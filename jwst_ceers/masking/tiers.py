@@ -175,11 +175,15 @@ def _keep_large_groups(detected, npixels):
 def _prepare(data, valid, *, noise, background):
     """Background-subtracted (optionally noise-whitened) float32 image, 0 outside ``valid``."""
     work = np.asarray(data, dtype=np.float32)
+    # one new image, modified in place (the same values as out-of-place operations)
     if background is not None:
-        work = work - np.asarray(background, dtype=np.float32)
+        work = np.subtract(work, np.asarray(background, dtype=np.float32))
+    else:
+        work = work.copy()
     if noise is not None:
-        work = work / np.asarray(noise, dtype=np.float32)
-    return np.where(valid, work, np.float32(0))
+        np.divide(work, np.asarray(noise, dtype=np.float32), out=work)
+    work[~valid] = 0
+    return work
 
 
 def tiered_source_mask(

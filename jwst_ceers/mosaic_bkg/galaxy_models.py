@@ -20,6 +20,7 @@ Everything here is a plain function on arrays; the fit runs on 8 x 8 block means
 
 import logging
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -42,10 +43,30 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: The least-squares fits run one at a time with a single-threaded BLAS: LAPACK/BLAS
-#: results depend on the thread count in the last bits, and a survey's products made
-#: on dask workers (1 BLAS thread) must equal a serial run's bitwise.
-_FIT_LOCK = threading.Lock()
+#: The least-squares fits run with a single-threaded BLAS: LAPACK/BLAS results depend on
+#: the thread count in the last bits, and a survey's products made on dask workers (1 BLAS
+#: thread) must equal a serial run's bitwise. The limit is process-wide (threadpoolctl),
+#: so it is counted: set by the first fit that starts, restored when the last one ends,
+#: and fits of several mosaics run at once (a plain lock serialised them).
+_BLAS_LIMIT_LOCK = threading.Lock()
+_blas_limit = {"users": 0, "limiter": None}
+
+
+@contextmanager
+def _single_threaded_blas():
+    """BLAS limited to one thread while any fit (of any thread) is inside this context."""
+    with _BLAS_LIMIT_LOCK:
+        if _blas_limit["users"] == 0:
+            _blas_limit["limiter"] = threadpool_limits(limits=1, user_api="blas")
+        _blas_limit["users"] += 1
+    try:
+        yield
+    finally:
+        with _BLAS_LIMIT_LOCK:
+            _blas_limit["users"] -= 1
+            if _blas_limit["users"] == 0:
+                _blas_limit["limiter"].restore_original_limits()
+                _blas_limit["limiter"] = None
 
 #: Sersic parameters (y, x, log I_e, log r_eff, n, e1, e2) at the head of the least-squares vector.
 _NPAR = 7
@@ -307,14 +328,19 @@ def large_galaxy_models(
         return LargeGalaxies([], list(sources), pixel_noise)
     usable = fraction >= 0.5
     components, unmodelled = [], []
+    # block means minus the models fitted so far, updated by each new model only (the
+    # cost per galaxy does not grow with the number of galaxies before it)
+    remaining, previous = blocks, None
     for y, x, radius in sorted(sources, key=lambda s: -s[2]):
-        previous = evaluate_components(components, data.shape, block=block) if components else 0
-        with _FIT_LOCK, threadpool_limits(limits=1, user_api="blas"):
+        with _single_threaded_blas():
             found = fit_sersic_galaxy(
-                blocks - previous, usable, block=block, centre=(y, x), radius=radius, noise=pixel_noise,
+                remaining, usable, block=block, centre=(y, x), radius=radius, noise=pixel_noise,
                 fit_radius_factor=fit_radius_factor,
             )
-        if not found:
+        if found:
+            previous = evaluate_components(found, data.shape, block=block, out=previous)
+            remaining = blocks - previous
+        else:
             unmodelled.append((y, x, radius))
         for c in found:
             log.info(

@@ -220,8 +220,6 @@ class MosaicBackground(CeersStep):
             for mosaic in mosaics:
                 if mosaic.hdul is not None:
                     mosaic.hdul.close()
-                if mosaic.model is not None and mosaic.owns_model:
-                    mosaic.model.close()
         log.info("ceers_mosaic_bkg: done in %.1f s; outputs in %s", time.perf_counter() - start, out_dir)
         return outputs
 
@@ -299,12 +297,13 @@ def _output_paths(out_dir, names, pointing, *, suffix, plot):
     return paths
 
 
-# Measured on 10600 x 4800 mosaics (benchmarks/bench_mosaic_bkg.py): the inputs held for
-# the whole run (data, noise, no-data mask and the model's ERR/WHT for the output) take
-# ~17 bytes per pixel per mosaic, and each mosaic being masked adds ~30 bytes per pixel
-# (smoothed images, spectra, dilations) while it is processed.
-_HELD_BYTES_PER_PIXEL = 17.0
-_WORKING_BYTES_PER_PIXEL = 30.0
+# Measured on 10600 x 4800 mosaics (benchmarks/bench_mosaic_bkg.py, tracemalloc): the
+# inputs held for the whole run (data, noise, no-data mask; a jwst file's ERR/WHT are
+# mapped again only to write the output) take ~9 bytes per pixel per mosaic, and each
+# mosaic being masked adds ~35 bytes per pixel (ring median, clipped copy, smoothed
+# images, spectra, dilations) while it is processed.
+_HELD_BYTES_PER_PIXEL = 9.0
+_WORKING_BYTES_PER_PIXEL = 35.0
 
 
 def check_bkg_box_size(value):

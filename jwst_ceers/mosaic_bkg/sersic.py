@@ -83,7 +83,7 @@ def truncation_radius(intensity, r_eff, n, floor):
     return float(r_eff * (1.0 + np.log(intensity / floor) / float(sersic_b(n))) ** n)
 
 
-def evaluate_components(components, shape, *, step=1, block=None, origin=(0, 0)):
+def evaluate_components(components, shape, *, step=1, block=None, origin=(0, 0), out=None):
     """
     Sum of ``components`` on a grid covering an image of ``shape``.
 
@@ -102,11 +102,14 @@ def evaluate_components(components, shape, *, step=1, block=None, origin=(0, 0))
     origin : (int, int)
         Full-resolution pixel (y, x) of the grid's first element (a cut-out of shape
         ``shape`` starting there; with ``step`` only).
+    out : ndarray, optional
+        A float32 array of the grid's shape to add the components to (e.g. the sum of
+        earlier components: the same values as evaluating all of them at once).
 
     Returns
     -------
     ndarray
-        New float32 array (zeros when there is no component).
+        ``out``, or a new float32 array (zeros when there is no component).
     """
     ny, nx = int(shape[0]), int(shape[1])
     if block:
@@ -115,7 +118,10 @@ def evaluate_components(components, shape, *, step=1, block=None, origin=(0, 0))
     else:
         rows = np.arange(origin[0], origin[0] + ny, step, dtype=np.float32)
         cols = np.arange(origin[1], origin[1] + nx, step, dtype=np.float32)
-    out = np.zeros((rows.size, cols.size), dtype=np.float32)
+    if out is None:
+        out = np.zeros((rows.size, cols.size), dtype=np.float32)
+    elif out.shape != (rows.size, cols.size) or out.dtype != np.float32:
+        raise ValueError(f"evaluate_components: out must be float32 of shape {(rows.size, cols.size)}")
     for c in components:
         # only the grid points within the truncation radius (rows, cols ascending)
         r0, r1 = np.searchsorted(rows, [c.y - c.r_max, c.y + c.r_max], side="left") if np.isfinite(c.r_max) else (
