@@ -94,3 +94,30 @@ def test_negative_budget_is_refused(tmp_path):
     make_exposures(tmp_path)
     with pytest.raises(CeersParameterError, match="memory_budget_gb: must be >= 0"):
         load_survey_config(_config(tmp_path, "memory_budget_gb = -1"))
+
+
+def test_mosaic_background_gets_the_budget_too(tmp_path, monkeypatch):
+    from jwst_ceers.mosaic_bkg.mosaic_bkg_step import MosaicBackground
+    from jwst_ceers.survey import tasks
+
+    spec_min = float(MosaicBackground.load_spec_file()["memory_budget_gb"].split("min=")[1].split(",")[0])
+    assert spec_min == tasks._MOSAIC_BKG_MIN_BUDGET_GB  # one value, the spec's
+    calls = []
+    monkeypatch.setattr(tasks, "run_step", lambda step, listing, **kwargs: calls.append(kwargs))
+    common = {"upstream": {"p1/F150W": [str(tmp_path / "p1_f150w_i2d.fits")]}, "output_dir": str(tmp_path),
+              "name": "p1_mosaic_bkg", "params": {"pointing": "p1", "params": {}}}
+    tasks.mosaic_background(inputs={}, run_options={"memory_budget_gb": 6.0}, **common)
+    tasks.mosaic_background(inputs={}, run_options={"memory_budget_gb": 0.2}, **common)
+    tasks.mosaic_background(inputs={}, run_options={"memory_budget_gb": 0}, **common)  # 0: the step's default
+    tasks.mosaic_background(inputs={"parameter_file": ["mb.asdf"]}, run_options={"memory_budget_gb": 6.0}, **common)
+    assert [c.get("memory_budget_gb") for c in calls] == [6.0, spec_min, None, None]
+
+
+def test_plan_gives_the_budget_to_every_product(tmp_path):
+    make_exposures(tmp_path)
+    path = _config(tmp_path, "memory_budget_gb = 3.5")
+    tasks = plan_survey(load_survey_config(path))
+    from jwst_ceers.survey.plan import MOSAIC_BKG_LABEL
+
+    assert {t.label for t in tasks} >= {"F150W", "F356W", MOSAIC_BKG_LABEL}
+    assert all(t.run_options == {"memory_budget_gb": 3.5} for t in tasks)

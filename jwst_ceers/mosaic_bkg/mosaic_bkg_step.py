@@ -75,7 +75,7 @@ class MosaicBackground(CeersStep):
     ``save_plots``).
 
     Mosaics are masked in parallel (``threads``) only while the estimated peak memory
-    stays below ``max_memory_gb`` (a 10600 x 4800 pointing runs them one at a time).
+    stays below ``memory_budget_gb`` (a 10600 x 4800 pointing runs them one at a time).
     """
 
     class_alias = "ceers_mosaic_bkg"
@@ -100,8 +100,8 @@ class MosaicBackground(CeersStep):
     bkg_clip_sigma = float(min=1, max=10, default=3.0)  # Background fit: sigma-clipping threshold
     edit_regions = string_list(default=list())  # DS9 region files editing the merged mask: plain shapes add, '-' shapes remove
     save_plots = boolean(default=False)  # Write <pointing>_mosaic_bkg.png previews
-    threads = integer(min=1, max=16, default=2)  # CPU threads: mosaics read, masked and written in parallel (masking as max_memory_gb allows)
-    max_memory_gb = float(min=0.5, max=1024, default=4.0)  # Process mosaics in parallel only while the estimated peak memory stays below this
+    threads = integer(min=1, max=16, default=2)  # CPU threads: mosaics read, masked and written in parallel (masking as memory_budget_gb allows)
+    memory_budget_gb = float(min=0.5, max=1024, default=4.0)  # Process mosaics in parallel only while the estimated peak memory stays below this
     """  # noqa: E501
     )
     list_value_bounds = tier_list_bounds("nircam") | tier_list_bounds("hst")
@@ -200,7 +200,7 @@ class MosaicBackground(CeersStep):
                     noise=[m.noise for m in mosaics],
                     names=names,
                     edit_mask=edit,
-                    parallel_mosaics=_parallel_mosaics(self.threads, self.max_memory_gb, [m.data.size for m in mosaics]),
+                    parallel_mosaics=_parallel_mosaics(self.threads, self.memory_budget_gb, [m.data.size for m in mosaics]),
                     **options,
                 )
             except ValueError as exc:
@@ -322,14 +322,14 @@ def _map_threads(function, items, *, threads):
         return list(pool.map(function, items))
 
 
-def _parallel_mosaics(threads, max_memory_gb, sizes):
+def _parallel_mosaics(threads, memory_budget_gb, sizes):
     """Number of mosaics to process at once so that the estimated peak stays below the limit."""
     held = _HELD_BYTES_PER_PIXEL * sum(sizes)
     working = _WORKING_BYTES_PER_PIXEL * max(sizes)
-    fits = int((max_memory_gb * 1024**3 - held) // max(working, 1.0))
+    fits = int((memory_budget_gb * 1024**3 - held) // max(working, 1.0))
     chosen = max(1, min(int(threads), fits))
     if chosen < threads:
-        log.info("ceers_mosaic_bkg: %d mosaic(s) at a time to stay below %.1f GB", chosen, max_memory_gb)
+        log.info("ceers_mosaic_bkg: %d mosaic(s) at a time to stay below %.1f GB", chosen, memory_budget_gb)
     return chosen
 
 

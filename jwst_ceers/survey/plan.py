@@ -124,6 +124,7 @@ def plan_survey(config):
                     params={"pointing": pointing.name, "params": copy.deepcopy(config.mosaic_bkg_params)},
                     depends=tuple(image3_keys),
                     cost=_mosaic_bytes(pointing.grid, len(image3_keys)),
+                    run_options=run_options,
                     # an empty filter (CeersDataError) must not cost the others their background
                     partial_upstream=True,
                 )

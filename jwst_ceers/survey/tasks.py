@@ -61,6 +61,10 @@ def run_step(step_class, input_data, **parameters):
     return step.run(input_data)
 
 
+#: MosaicBackground's smallest ``memory_budget_gb``: its spec's minimum (tests/test_survey_memory_budget.py checks they agree).
+_MOSAIC_BKG_MIN_BUDGET_GB = 0.5
+
+
 def memory_budget_gb(run_options=None):
     """
     Memory budget of one product, GB: the configured one, else a share of the worker's limit.
@@ -183,12 +187,14 @@ def _upstream_mosaics(upstream):
     return sorted(p for paths in upstream.values() for p in paths if p.endswith("_i2d.fits"))
 
 
-def mosaic_background(*, inputs, upstream, output_dir, name, params):
+def mosaic_background(*, inputs, upstream, output_dir, name, params, run_options=None):
     """
     Run ``MosaicBackground`` on the i2d mosaics of one pointing (plus HST mosaics).
 
     ``inputs``: optional ``hst_mosaics``, ``edit_regions``, ``parameter_file``;
-    ``params``: ``pointing`` and ``params`` (MosaicBackground parameters).
+    ``params``: ``pointing`` and ``params`` (MosaicBackground parameters); ``run_options``:
+    optional ``memory_budget_gb`` (see :func:`memory_budget_gb`), given to MosaicBackground's
+    parameter of that name unless the parameters or a parameter file set it.
     """
     from jwst_ceers.mosaic_bkg.mosaic_bkg_step import MosaicBackground  # imports jwst: only where products are made
 
@@ -209,6 +215,9 @@ def mosaic_background(*, inputs, upstream, output_dir, name, params):
     threads = worker_threads()
     if threads is not None and "threads" not in kwargs and not inputs.get("parameter_file"):
         kwargs["threads"] = threads
+    budget = memory_budget_gb(run_options)
+    if budget > 0 and "memory_budget_gb" not in kwargs and not inputs.get("parameter_file"):
+        kwargs["memory_budget_gb"] = max(budget, _MOSAIC_BKG_MIN_BUDGET_GB)
     if inputs.get("edit_regions"):
         kwargs["edit_regions"] = list(inputs["edit_regions"])
     if inputs.get("parameter_file"):
