@@ -107,6 +107,7 @@ def measure_exposure_sky(
     tier_background_box=128,
     min_sky_fraction=0.05,
     block=7,
+    first_column=0,
     workers=2,
 ):
     """
@@ -137,6 +138,9 @@ def measure_exposure_sky(
         are used instead (recorded in ``sky_selection``).
     block : int, optional
         Block size of the sky-variance statistic (7 in CEERS).
+    first_column : int, optional
+        Full-frame column (0-based) of the array's column 0 (subarrays): places the
+        512-column readout amplifiers for the striping part of the sky variance.
     workers : int, optional
         FFT threads for the internal masks.
 
@@ -201,13 +205,16 @@ def measure_exposure_sky(
         if plane is not None and plane.method == "blocks" and fit_pixels is not sky:
             variance_pixels = sky & plane.accepted_pixels(data.shape, below=VARIANCE_REJECT)
         usable = variance_pixels & np.isfinite(np.asarray(var_rnoise))
+        row_pixels = usable.copy()
         if sky_selection == "unmasked":
             near_source = scipy.ndimage.maximum_filter(good & ~sky, size=2 * SOURCE_CLEARANCE + 1)
             clear = usable & ~near_source
             # crowded fields: fall back to all usable blocks when too few clear ones remain
             if _complete_blocks(clear, block) >= 50:
                 usable = clear
-        factor, sky_variance, mean_rnoise, nblocks = rnoise_scale_factor(residual, usable, var_rnoise, block=block)
+        factor, sky_variance, mean_rnoise, nblocks = rnoise_scale_factor(
+            residual, usable, var_rnoise, block=block, first_column=first_column, row_pixels=row_pixels
+        )
         result.rnoise_factor, result.sky_variance = factor, sky_variance
         result.mean_rnoise, result.nblocks = mean_rnoise, nblocks
     return result
