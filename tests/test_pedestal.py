@@ -147,7 +147,11 @@ def test_internal_masks_pedestal_and_rnoise_vs_truth(seed, caplog):
 
     # rescaled VAR_RNOISE: its robust mean over true sky pixels = the 7x7 sky variance
     sky = sky_pixels(model, truth, sigma)
-    assert np.mean(result.var_rnoise[sky]) == pytest.approx(realised, rel=0.03)
+    # with striping one realisation of the block statistic scatters by ~3% (few independent stripes,
+    # measured: seed 2 +3.0% from its expectation); the step measures the row offsets on every sky row,
+    # so there it is held to the expectation
+    target = realised if truth.one_over_f == 0 else 49 * truth.block7_variance
+    assert np.mean(result.var_rnoise[sky]) == pytest.approx(target, rel=0.03)
     factor = record.rnoise_scale
     np.testing.assert_allclose(result.var_rnoise[sky], rnoise_before[sky] * np.float32(factor), rtol=1e-6)
     # the statistic matters: the file's VAR_RNOISE is far off (and, with striping, the white

@@ -139,6 +139,7 @@ class PedestalSkySub(ExposureStep):
             data, bad, source_mask=source_mask, add_internal_masks=self.add_internal_masks, tiers=tiers,
             var_rnoise=model.var_rnoise if (self.rescale_rnoise and has_rnoise) else None,
             flatten_box=self.flatten_box, min_sky_fraction=self.min_sky_fraction,
+            first_column=_first_column(model),
         )
         fit = sky.pedestal
         if not np.isfinite(fit.level):
@@ -226,3 +227,9 @@ class PedestalSkySub(ExposureStep):
             rnoise = np.asarray(model.var_rnoise)
             set_array_in_place(model, "var_rnoise", (rnoise * np.float32(sky.rnoise_factor)).astype(np.float32))
         return "COMPLETE"
+
+
+def _first_column(model):
+    """Full-frame column (0-based) of the array's first column: SUBSTRT1 - 1 (0 when not recorded)."""
+    xstart = getattr(model.meta.subarray, "xstart", None)
+    return int(xstart) - 1 if isinstance(xstart, (int, np.integer)) and xstart >= 1 else 0
