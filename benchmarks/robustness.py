@@ -15,7 +15,7 @@ on the real CEERS WCS solutions) and each of >= 5 seeds:
   NRCA3/NRCB4 with wisps, NRCA1, NRCALONG, NRCBLONG; density x3, a large galaxy,
   VAR_RNOISE written 1.3x too high); pedestal error in sky sigma, and the rescaled
   VAR_RNOISE against the 7x7-block variance of the injected noise (white + striping,
-  drifts over > 64 px excluded: :func:`true_sky_block_variance`) in %.
+  drifts over > 32 px excluded: :func:`true_sky_block_variance`) in %.
 
 Time is wall time per run, in this process (noisy on a shared machine).
 ``robustness_rows`` returns the rows so other robustness tables can be joined to
@@ -74,7 +74,7 @@ def tweakreg_case(family, seed, *, size, workdir, sw_detectors=("NRCA1", "NRCA3"
 
 def true_sky_block_variance(noise, free, *, first_column, block=7):
     """
-    The VAR_RNOISE target: expected 7x7-block variance / 49 of the injected noise, less its drifts over > 64 px.
+    The VAR_RNOISE target: expected 7x7-block variance / 49 of the injected noise, less its drifts over > 32 px.
 
     Definition (what drizzle's ``ivm`` weights should follow): the noise of a 7x7-pixel
     aperture relative to the sky around it. Row offsets of 1/f striping vary from row to
