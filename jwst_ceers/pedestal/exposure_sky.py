@@ -10,9 +10,11 @@ Everything PedestalSkySub measures on one exposure, on plain arrays.
    negative side of the peak, see `fit_pedestal`);
 4. the sky variance on the 7x7-block scale and the VAR_RNOISE rescaling factor are
    measured on the pedestal- and gradient-subtracted sky, minus a smooth (128-px)
-   background, in the blocks at most ``VARIANCE_REJECT`` block-sigma above the plane
-   (halo light adds its Poisson noise), using only 7x7 windows at least 3 pixels away
-   from any masked source (their edges carry source light and its noise).
+   background (`sky_block_variance`): differences of horizontally neighbouring 7x7
+   windows in the blocks at most ``VARIANCE_REJECT`` block-sigma above the plane (halo
+   light adds its Poisson noise), at least 3 pixels away from any masked source (their
+   edges carry source light and its noise), plus the share of the 1/f row offsets,
+   measured per 512-column amplifier on every sky pixel.
 
 The two rejection thresholds were chosen on simulated deep fields (3x the default
 source density, large galaxies, gradients, 1/f striping; ``benchmarks/bench_pedestal.py``):

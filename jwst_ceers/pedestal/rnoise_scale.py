@@ -7,10 +7,27 @@ this is the per-pixel variance; correlated noise such as 1/f striping adds its s
 the 7x7 scale). Drizzle's ``ivm`` weights are 1/VAR_RNOISE, so the weights then follow
 the real sky noise.
 
-The sky must only lose structure on scales much larger than 7 pixels before blocks are
-summed: CEERS subtracted a 2D background with 5-pixel boxes, which absorbed part of
-the block-scale noise and gave factors ~13% low. Here the residual is the pedestal-
-subtracted image minus a smooth background of ``box`` >> 7 pixels.
+The statistic is sensitive to anything smooth left in the sky: a residual r (in sky
+sigma) adds 49 r^2 to it, so 0.1 sigma of flat-field or wisp structure adds 50%. CEERS
+subtracted a 2D background with 5-pixel boxes, which absorbed part of the block-scale
+noise (factors ~13% low); a smooth background on scales >> 7 px leaves structure on
+100-400 px scales in (flat and wisp residuals: +10-35% on simulated exposures). So the
+variance is measured in two parts that smooth structure cannot enter
+(:func:`sky_block_variance`):
+
+- :func:`block_difference_variance`: the variance of the DIFFERENCE of two horizontally
+  neighbouring 7x7 sums, halved. Smooth structure cancels; white noise, column offsets
+  and any short-range pixel correlation count in full; 1/f row offsets cancel (same
+  rows, same amplifier);
+- :func:`row_offset_variance`: the row offsets' share, from per-amplifier row means with
+  their drift over more than ``ROW_OFFSET_SCALE`` rows removed.
+
+Definition (what drizzle's ``ivm`` weighting wants): the noise of a 7x7-pixel aperture
+relative to its local sky. Row offsets change from row to row, so no background
+removes them from an aperture: they count, as in the CEERS statistic. Their drift over
+many rows is sky structure that a local background takes out, like flat-field
+residuals: it does not count (with plain white row offsets this removes ~6% of their
+share: the drift adds coherently over the 7 rows of a block).
 """
 
 import numpy as np
