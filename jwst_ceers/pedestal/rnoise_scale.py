@@ -208,13 +208,15 @@ def row_offset_variance(residual, usable, *, amplifier, pixel_variance, block=7,
     amplifier = np.asarray(amplifier)
     limit = 5.0 * np.sqrt(pixel_variance)
     sums, corrections = [], []
-    for amp in np.unique(amplifier):
-        columns = amplifier == amp
-        values = residual[:, columns]
-        keep = usable[:, columns] & (np.abs(values) <= limit)
-        count = keep.sum(axis=1)
-        valid = count >= max(min_fraction * columns.sum(), 2)
-        means = np.where(valid, np.where(keep, values, 0).sum(axis=1, dtype=np.float64) / np.maximum(count, 1), 0.0)
+    # amplifiers are contiguous column ranges: slices, not copies
+    edges = np.flatnonzero(np.diff(amplifier)) + 1
+    for start, stop in zip(np.r_[0, edges], np.r_[edges, amplifier.size]):
+        values = residual[:, start:stop]
+        keep = usable[:, start:stop] & (np.abs(values) <= limit)
+        count = np.count_nonzero(keep, axis=1)
+        valid = count >= max(min_fraction * (stop - start), 2)
+        totals = np.where(keep, values, np.float32(0)).sum(axis=1).astype(np.float64)
+        means = np.where(valid, totals / np.maximum(count, 1), 0.0)
         weight = scipy.ndimage.gaussian_filter1d(valid.astype(np.float64), scale, mode="reflect")
         smooth = scipy.ndimage.gaussian_filter1d(means, scale, mode="reflect") / np.maximum(weight, 1e-12)
         offsets = np.where(valid, means - smooth, 0.0)
