@@ -80,7 +80,9 @@ class ExposureSky:
         VAR_RNOISE rescaling factor, 7x7-block sky variance, robust mean VAR_RNOISE
         before rescaling (NaN when not measured).
     nblocks : int
-        7x7 blocks used for the sky variance.
+        7x7 window pairs used for the sky variance.
+    row_offset_variance : float
+        The 1/f row offsets' share in ``sky_variance`` (NaN when not measured).
     """
 
     pedestal: PedestalFit
@@ -95,6 +97,7 @@ class ExposureSky:
     sky_variance: float = float("nan")
     mean_rnoise: float = float("nan")
     nblocks: int = 0
+    row_offset_variance: float = float("nan")
 
 
 def measure_exposure_sky(
@@ -216,11 +219,12 @@ def measure_exposure_sky(
             # crowded fields: fall back to all usable blocks when too few clear ones remain
             if _complete_blocks(clear, block) >= 50:
                 usable = clear
-        factor, sky_variance, mean_rnoise, nblocks = rnoise_scale_factor(
+        factor, sky_variance, mean_rnoise, nblocks, row_variance = rnoise_scale_factor(
             residual, usable, var_rnoise, block=block, first_column=first_column, row_pixels=row_pixels
         )
         result.rnoise_factor, result.sky_variance = factor, sky_variance
         result.mean_rnoise, result.nblocks = mean_rnoise, nblocks
+        result.row_offset_variance = row_variance
     return result
 
 

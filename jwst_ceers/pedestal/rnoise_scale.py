@@ -258,18 +258,20 @@ def sky_block_variance(residual, usable, *, block=7, first_column=0, row_pixels=
     variance : float
         NaN when the block differences cannot be measured.
     npairs : int
+    row_variance : float
+        The row offsets' share in ``variance``.
     """
     amplifier = amplifier_index(np.shape(residual)[1], first_column=first_column)
     white, npairs = block_difference_variance(residual, usable, amplifier=amplifier, block=block)
     if not np.isfinite(white):
-        return white, npairs
+        return white, npairs, float("nan")
     row_pixels = usable if row_pixels is None else np.asarray(row_pixels, dtype=bool)
     pixel_variance = _pixel_variance(residual, row_pixels, amplifier)
     rows = 0.0
     if np.isfinite(pixel_variance):
         rows, _ = row_offset_variance(residual, row_pixels, amplifier=amplifier, pixel_variance=pixel_variance,
                                       block=block)
-    return white + rows, npairs
+    return white + rows, npairs, float(rows)
 
 
 def _pixel_variance(residual, usable, amplifier):
@@ -316,9 +318,11 @@ def rnoise_scale_factor(residual, usable, var_rnoise, *, block=7, first_column=0
         Robust mean of VAR_RNOISE over the usable pixels before rescaling.
     nblocks : int
         Number of 7x7 window pairs used.
+    row_variance : float
+        The 1/f row offsets' share in ``sky_variance``.
     """
-    sky_variance, nblocks = sky_block_variance(residual, usable, block=block, first_column=first_column,
+    sky_variance, nblocks, row_variance = sky_block_variance(residual, usable, block=block, first_column=first_column,
                                                row_pixels=row_pixels)
     mean_rnoise = robust_mean(np.asarray(var_rnoise)[usable])
     factor = sky_variance / mean_rnoise if mean_rnoise > 0 else float("nan")
-    return float(factor), float(sky_variance), float(mean_rnoise), nblocks
+    return float(factor), float(sky_variance), float(mean_rnoise), nblocks, row_variance
