@@ -37,8 +37,8 @@ from scipy.stats import norm
 from jwst_ceers.masking.robust import robust_location_scale
 
 __all__ = [
-    "amplifier_index", "block_difference_variance", "block_sum_variance", "robust_mean", "rnoise_scale_factor",
-    "row_offset_variance", "sky_block_variance",
+    "amplifier_index", "amplifier_row_offsets", "block_difference_variance", "block_sum_variance", "robust_mean", "rnoise_scale_factor",
+    "row_offset_variance", "sky_block_variance", "subtract_row_offsets",
 ]
 
 # A Gaussian clipped at +-3 sigma keeps a variance of this fraction of the original.
@@ -170,6 +170,100 @@ def block_difference_variance(residual, usable, *, amplifier, block=7, step=3):
     return _clipped_scale(differences) ** 2 / (2 * block**2), int(differences.size)
 
 
+def amplifier_row_offsets(residual, usable, *, amplifier, limit, scale=ROW_OFFSET_SCALE, min_fraction=0.1):
+    """
+    The 1/f row offsets of each readout amplifier, from clipped row means of the usable pixels.
+
+    Per amplifier (a contiguous column range), the mean of each row's usable pixels within
+    ``limit`` of zero is that row's offset plus the row's share of any smooth sky structure;
+    the smooth part (a Gaussian of ``scale`` rows, normalised over the measured rows) is taken
+    out, so what is returned changes from row to row like the stripes and holds no sky
+    structure on scales >> ``scale`` rows.
+
+    Parameters
+    ----------
+    residual : ndarray
+        Image with the sky level removed (the clipping is about zero).
+    usable : ndarray of bool
+    amplifier : ndarray of int
+        Amplifier of each column (:func:`amplifier_index`).
+    limit : float
+        Pixels with ``|residual| > limit`` are not used (sources, cosmic rays).
+    scale : float, optional
+        Gaussian sigma (rows) of the smooth part removed.
+    min_fraction : float, optional
+        Rows with fewer usable pixels than this fraction of the amplifier width are not used.
+
+    Yields
+    ------
+    columns : slice
+        The amplifier's columns.
+    offsets : ndarray (ny,)
+        High-passed row offsets of one amplifier (0 on rows not used), in column order of the amplifiers.
+    count : ndarray of int (ny,)
+        Usable pixels of each row.
+    valid : ndarray of bool (ny,)
+        Rows measured.
+    """
+    residual = np.asarray(residual, dtype=np.float32)
+    usable = np.asarray(usable, dtype=bool)
+    amplifier = np.asarray(amplifier)
+    # amplifiers are contiguous column ranges: slices, not copies
+    edges = np.flatnonzero(np.diff(amplifier)) + 1
+    for start, stop in zip(np.r_[0, edges], np.r_[edges, amplifier.size]):
+        values = residual[:, start:stop]
+        keep = usable[:, start:stop] & (np.abs(values) <= limit)
+        count = np.count_nonzero(keep, axis=1)
+        valid = count >= max(min_fraction * (stop - start), 2)
+        totals = np.where(keep, values, np.float32(0)).sum(axis=1).astype(np.float64)
+        means = np.where(valid, totals / np.maximum(count, 1), 0.0)
+        weight = scipy.ndimage.gaussian_filter1d(valid.astype(np.float64), scale, mode="reflect")
+        smooth = scipy.ndimage.gaussian_filter1d(means, scale, mode="reflect") / np.maximum(weight, 1e-12)
+        yield slice(start, stop), np.where(valid, means - smooth, 0.0), count, valid
+
+
+def subtract_row_offsets(data, usable, *, first_column=0, scale=ROW_OFFSET_SCALE):
+    """
+    Copy of ``data`` without its 1/f row offsets (stripes changing over less than ~``scale`` rows).
+
+    The offsets are :func:`amplifier_row_offsets` of the usable pixels (clipped at 5 white
+    sigma about their median, so sources and cosmic rays do not enter); drifts over more than
+    ~``scale`` rows, like every smooth sky structure, stay in. The high-passed offsets have
+    zero mean, so the sky level of the copy is that of ``data``.
+
+    Parameters
+    ----------
+    data : ndarray
+        2-D image (NaNs allowed).
+    usable : ndarray of bool
+        Sky pixels (not masked, not bad).
+    first_column : int, optional
+        Full-frame column (0-based) of column 0, for the amplifier boundaries.
+    scale : float, optional
+        Gaussian sigma (rows) of the drift that is left in.
+
+    Returns
+    -------
+    ndarray (float32)
+        A new array; ``data`` itself when fewer than 50 usable pixel pairs give no noise level.
+    """
+    data = np.asarray(data, dtype=np.float32)
+    usable = np.asarray(usable, dtype=bool) & np.isfinite(data)
+    amplifier = amplifier_index(data.shape[1], first_column=first_column)
+    if not usable.any():
+        return data
+    # the clipping is about zero: centre on a (subsampled) median of the usable pixels
+    residual = data - np.float32(np.median(data[usable][::7]))
+    pixel_variance = _pixel_variance(residual, usable, amplifier)
+    if not np.isfinite(pixel_variance):
+        return data
+    out = data.copy()
+    for columns, offsets, _, _ in amplifier_row_offsets(residual, usable, amplifier=amplifier,
+                                                        limit=5.0 * np.sqrt(pixel_variance), scale=scale):
+        out[:, columns] -= offsets.astype(np.float32)[:, None]
+    return out
+
+
 def row_offset_variance(residual, usable, *, amplifier, pixel_variance, block=7, scale=ROW_OFFSET_SCALE,
                         min_fraction=0.1):
     """
@@ -203,23 +297,10 @@ def row_offset_variance(residual, usable, *, amplifier, pixel_variance, block=7,
         Per-pixel-equivalent share (0 when it cannot be measured: fewer than 50 windows).
     nwindows : int
     """
-    residual = np.asarray(residual, dtype=np.float32)
-    usable = np.asarray(usable, dtype=bool)
-    amplifier = np.asarray(amplifier)
-    limit = 5.0 * np.sqrt(pixel_variance)
     sums, corrections = [], []
-    # amplifiers are contiguous column ranges: slices, not copies
-    edges = np.flatnonzero(np.diff(amplifier)) + 1
-    for start, stop in zip(np.r_[0, edges], np.r_[edges, amplifier.size]):
-        values = residual[:, start:stop]
-        keep = usable[:, start:stop] & (np.abs(values) <= limit)
-        count = np.count_nonzero(keep, axis=1)
-        valid = count >= max(min_fraction * (stop - start), 2)
-        totals = np.where(keep, values, np.float32(0)).sum(axis=1).astype(np.float64)
-        means = np.where(valid, totals / np.maximum(count, 1), 0.0)
-        weight = scipy.ndimage.gaussian_filter1d(valid.astype(np.float64), scale, mode="reflect")
-        smooth = scipy.ndimage.gaussian_filter1d(means, scale, mode="reflect") / np.maximum(weight, 1e-12)
-        offsets = np.where(valid, means - smooth, 0.0)
+    for _, offsets, count, valid in amplifier_row_offsets(residual, usable, amplifier=amplifier,
+                                                       limit=5.0 * np.sqrt(pixel_variance), scale=scale,
+                                                       min_fraction=min_fraction):
         noise = np.where(valid, pixel_variance / np.maximum(count, 1), 0.0)
         window = np.ones(block)
         complete = np.convolve(valid.astype(np.int32), window.astype(np.int32), mode="valid") == block
