@@ -4,12 +4,17 @@ Everything PedestalSkySub measures on one exposure, on plain arrays.
 1. source mask: given (from a file) or built with tiered masks;
 2. a sky plane (pedestal + gradient) is fitted to the LOWER envelope of block medians
    of the unmasked pixels (`fit_sky_plane`): blocks raised by extended low-surface-
-   brightness light that no source mask catches (galaxy wings) are rejected;
+   brightness light that no source mask catches (galaxy wings) are rejected. The plane
+   and the pedestal (3.) are measured on a working copy without the 1/f row offsets
+   that change within a plane block (`subtract_row_offsets`, per 512-column amplifier,
+   drifts over more than ``flatten_box`` rows left in): stripes go both ways, and the
+   lower envelope would sink into their negative half; the data written keep their
+   stripes (one scalar pedestal is subtracted);
 3. the pedestal is fitted to the histogram of the sky pixels of the accepted blocks,
    after removing the plane's zero-mean gradient (Gaussian fitted mostly to the
    negative side of the peak, see `fit_pedestal`);
 4. the sky variance on the 7x7-block scale and the VAR_RNOISE rescaling factor are
-   measured on the pedestal- and gradient-subtracted sky, minus a smooth (128-px)
+   measured on the pedestal- and gradient-subtracted sky (stripes kept), minus a smooth (128-px)
    background (`sky_block_variance`): differences of horizontally neighbouring 7x7
    windows in the blocks at most ``VARIANCE_REJECT`` block-sigma above the plane (halo
    light adds its Poisson noise), at least 3 pixels away from any masked source (their

@@ -59,11 +59,16 @@ class PedestalSkySub(ExposureStep):
     sky variance in 1/f row offsets; above ``UNREMOVED_STRIPING_SHARE`` a warning says
     the striping looks unremoved).
 
+    The plane and the pedestal are measured on a working copy without the 1/f row offsets
+    that change within a ``flatten_box`` block (per readout amplifier); the data keep
+    their stripes.
+
     Limits: a halo that covers the whole detector above ~0.05 sigma leaves no block at
-    the sky level; the pedestal then includes part of that halo. Sky structure that goes
-    both ways (flat-field residuals, wisp residuals, unremoved striping) pulls the
-    lower-envelope plane down: up to -0.18 sigma (flat), -0.13 (wisps), -0.32 (unremoved
-    striping) on simulated 1024^2 exposures.
+    the sky level; the pedestal then includes part of that halo. Smooth sky structure
+    that goes both ways (flat-field residuals, wisp residuals, the drift of unremoved
+    striping over > ``flatten_box`` rows) pulls the lower-envelope plane down: up to
+    -0.15 sigma (flat), -0.11 (realistic preset on the real CEERS geometry), -0.19
+    (unremoved striping) on simulated 1024^2 exposures.
     """
 
     class_alias = "ceers_pedestal"
@@ -197,7 +202,7 @@ class PedestalSkySub(ExposureStep):
         if row_share > UNREMOVED_STRIPING_SHARE:
             log.warning(
                 "%s: 1/f row offsets add %.0f%% to the 7x7 sky variance (after CEERS-style striping removal "
-                "typically < 10%%): the striping looks unremoved; the pedestal can then be off by up to ~0.3 sigma "
+                "typically < 10%%): the striping looks unremoved; the pedestal can then be off by up to ~0.2 sigma "
                 "(simulated exposures); remove the 1/f striping first",
                 name, 100.0 * row_share / (1.0 - row_share) if row_share < 1 else float("inf"),
             )
