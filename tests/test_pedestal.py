@@ -18,6 +18,8 @@ loosely; without striping it is the exact expectation and is used directly.
 
 import functools
 import logging
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -74,6 +76,24 @@ def realised_block_variance(model, truth, sigma):
     complete = scipy.ndimage.uniform_filter(usable.astype(float), size=7, mode="constant") > 1 - 1e-6
     complete[:3], complete[-3:], complete[:, :3], complete[:, -3:] = False, False, False, False
     return float(np.var(sums[complete]) / 49.0)
+
+
+def rnoise_target(model, truth, sigma, realised):
+    """
+    What the rescaled VAR_RNOISE must equal: without striping the realised 7x7 statistic; with
+    striping the benchmark's definition (``true_sky_block_variance``: row-offset drifts over more
+    than ``ROW_OFFSET_SCALE`` rows are background), measured exactly on the injected noise; one
+    realisation of the plain block statistic scatters by ~3% there (few independent stripes).
+    """
+    if truth.one_over_f == 0:
+        return realised
+    sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
+    try:
+        from robustness import true_sky_block_variance
+    finally:
+        sys.path.pop(0)
+    free = np.isfinite(model.data) & (truth.source_image < 0.02 * sigma)
+    return true_sky_block_variance(truth.noise_image, free, first_column=int(model.meta.subarray.xstart) - 1)
 
 
 def simulate(seed, *, detector="NRCA1", filter_name="F150W", size=None, one_over_f=0.3, rnoise_scale_error=1.3,
@@ -147,7 +167,7 @@ def test_internal_masks_pedestal_and_rnoise_vs_truth(seed, caplog):
 
     # rescaled VAR_RNOISE: its robust mean over true sky pixels = the 7x7 sky variance
     sky = sky_pixels(model, truth, sigma)
-    assert np.mean(result.var_rnoise[sky]) == pytest.approx(realised, rel=0.03)
+    assert np.mean(result.var_rnoise[sky]) == pytest.approx(rnoise_target(model, truth, sigma, realised), rel=0.03)
     factor = record.rnoise_scale
     np.testing.assert_allclose(result.var_rnoise[sky], rnoise_before[sky] * np.float32(factor), rtol=1e-6)
     # the statistic matters: the file's VAR_RNOISE is far off (and, with striping, the white
@@ -166,7 +186,7 @@ def test_mask_files_on_disk_library(tmp_path):
         model, truth, sigma, realised = full_frame(seed)
         # a later product name: the mask is still found through the exposure root
         paths.append(write_exposure(model, truth, tmp_path, product="a3001_crf"))
-        truths.append((truth, sigma, realised))
+        truths.append((model, truth, sigma, realised))
     originals = [fits.getdata(p, "SCI").copy() for p in paths]
     from jwst.associations.asn_from_list import asn_from_list
     from jwst.associations.lib.rules_level3_base import DMS_Level3_Base
@@ -176,14 +196,15 @@ def test_mask_files_on_disk_library(tmp_path):
     asn_path.write_text(asn.dump()[1])
     library = PedestalSkySub(in_memory=False).run(str(asn_path))
     with library:
-        for index, (truth, sigma, realised) in enumerate(truths):
+        for index, (model, truth, sigma, realised) in enumerate(truths):
             out = library.borrow(index)
             try:
                 assert abs(out.meta.background.level - truth.pedestal) < 0.05 * sigma
                 assert f"{truth.root}_rate_1fmask.fits" in out.meta.ceers_pedestal.mask
                 assert out.meta.cal_step.ceers_pedestal == "COMPLETE"
                 sky = np.isfinite(out.data) & (truth.source_image < 0.02 * sigma) & (out.var_rnoise > 0)
-                assert np.mean(out.var_rnoise[sky]) == pytest.approx(realised, rel=0.03)
+                target = rnoise_target(model, truth, sigma, realised)
+                assert np.mean(out.var_rnoise[sky]) == pytest.approx(target, rel=0.03)
             finally:
                 library.shelve(out, index, modify=False)
     for path, original in zip(paths, originals):

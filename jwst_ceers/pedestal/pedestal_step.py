@@ -29,6 +29,9 @@ MIN_USABLE_PIXELS = 100
 # detector (> 0.05 sigma on ~90% of the pixels; the pedestal is then up to 0.08 sigma
 # high and no block statistic can tell), so this only catches extreme cases.
 LOW_SKY_BLOCK_FRACTION = 0.25
+# warn above this fraction of the 7x7 sky variance in 1/f row offsets: residual striping after
+# CEERS-style removal carries 4-8% (simulated), unremoved striping 60-70%
+UNREMOVED_STRIPING_SHARE = 0.5
 
 
 class PedestalSkySub(ExposureStep):
@@ -46,14 +49,26 @@ class PedestalSkySub(ExposureStep):
     If the fit fails, a biweight location is used, logged and recorded.
 
     With ``rescale_rnoise``, VAR_RNOISE is multiplied by the factor that makes its
-    robust mean over sky pixels equal the sky variance measured on 7x7-pixel block sums
-    (variance of the sums / 49), so that drizzle's ivm weights (1/VAR_RNOISE) follow the
-    real sky noise. Details go to ``meta.ceers_pedestal`` (saved with the model),
-    including ``sky_block_fraction`` (blocks at the sky level) and the fitted gradient
-    ``gradient_x``/``gradient_y`` (sky change across the array, not subtracted).
+    robust mean over sky pixels equal the sky variance on the 7x7-pixel block scale
+    (variance of 7x7 sums / 49 of the noise relative to the local sky, measured so that
+    smooth sky structure does not enter it: :mod:`jwst_ceers.pedestal.rnoise_scale`), so
+    that drizzle's ivm weights (1/VAR_RNOISE) follow the real sky noise. Details go to
+    ``meta.ceers_pedestal`` (saved with the model), including ``sky_block_fraction``
+    (blocks at the sky level), the fitted gradient ``gradient_x``/``gradient_y`` (sky
+    change across the array, not subtracted) and ``row_offset_fraction`` (share of the
+    sky variance in 1/f row offsets; above ``UNREMOVED_STRIPING_SHARE`` a warning says
+    the striping looks unremoved).
 
-    Limit: a halo that covers the whole detector above ~0.05 sigma leaves no block at
-    the sky level; the pedestal then includes part of that halo.
+    The plane and the pedestal are measured on a working copy without the 1/f row offsets
+    that change within a ``flatten_box`` block (per readout amplifier); the data keep
+    their stripes.
+
+    Limits: a halo that covers the whole detector above ~0.05 sigma leaves no block at
+    the sky level; the pedestal then includes part of that halo. Smooth sky structure
+    that goes both ways (flat-field residuals, wisp residuals, the drift of unremoved
+    striping over > ``flatten_box`` rows) pulls the lower-envelope plane down: up to
+    -0.15 sigma (flat), -0.11 (realistic preset on the real CEERS geometry), -0.19
+    (unremoved striping) on simulated 1024^2 exposures.
     """
 
     class_alias = "ceers_pedestal"
@@ -139,6 +154,7 @@ class PedestalSkySub(ExposureStep):
             data, bad, source_mask=source_mask, add_internal_masks=self.add_internal_masks, tiers=tiers,
             var_rnoise=model.var_rnoise if (self.rescale_rnoise and has_rnoise) else None,
             flatten_box=self.flatten_box, min_sky_fraction=self.min_sky_fraction,
+            first_column=_first_column(model),
         )
         fit = sky.pedestal
         if not np.isfinite(fit.level):
@@ -182,6 +198,15 @@ class PedestalSkySub(ExposureStep):
                     name, sky.sky_variance, sky.nblocks, sky.mean_rnoise,
                 )
 
+        row_share = _row_offset_share(sky)
+        if row_share > UNREMOVED_STRIPING_SHARE:
+            log.warning(
+                "%s: 1/f row offsets add %.0f%% to the 7x7 sky variance (after CEERS-style striping removal "
+                "typically < 10%%): the striping looks unremoved; the pedestal can then be off by up to ~0.2 sigma "
+                "(simulated exposures); remove the 1/f striping first",
+                name, 100.0 * row_share / (1.0 - row_share) if row_share < 1 else float("inf"),
+            )
+
         model.meta.ceers_pedestal = {
             "level": float(fit.level),
             "method": fit.method,
@@ -197,6 +222,7 @@ class PedestalSkySub(ExposureStep):
             "sky_variance_7x7": float(sky.sky_variance) if np.isfinite(sky.sky_variance) else -1.0,
             "rnoise_mean_before": float(sky.mean_rnoise) if np.isfinite(sky.mean_rnoise) else -1.0,
             "n_blocks_7x7": int(sky.nblocks),
+            "row_offset_fraction": float(row_share) if np.isfinite(row_share) else -1.0,
             "sky_block_fraction": float(plane.accepted_fraction) if plane is not None else -1.0,
             "gradient_x": float(plane.slope_x) if plane is not None else 0.0,
             "gradient_y": float(plane.slope_y) if plane is not None else 0.0,
@@ -226,3 +252,16 @@ class PedestalSkySub(ExposureStep):
             rnoise = np.asarray(model.var_rnoise)
             set_array_in_place(model, "var_rnoise", (rnoise * np.float32(sky.rnoise_factor)).astype(np.float32))
         return "COMPLETE"
+
+
+def _first_column(model):
+    """Full-frame column (0-based) of the array's first column: SUBSTRT1 - 1 (0 when not recorded)."""
+    xstart = getattr(model.meta.subarray, "xstart", None)
+    return int(xstart) - 1 if isinstance(xstart, (int, np.integer)) and xstart >= 1 else 0
+
+
+def _row_offset_share(sky):
+    """Fraction of the 7x7 sky variance carried by the 1/f row offsets (NaN when not measured)."""
+    if not (np.isfinite(sky.row_offset_variance) and sky.sky_variance > 0):
+        return float("nan")
+    return float(sky.row_offset_variance / sky.sky_variance)
