@@ -92,7 +92,9 @@ def fit_boxes(
         stride = max(1, box_size // (16 if smoothing is not None else 64))
         while box_size % stride:
             stride -= 1
-    model = evaluate_components(components, np.shape(data), step=stride) if len(components) else None
+    # the model on the samples' grid: at the centres of the stride x stride blocks
+    sampled_at = {"block": stride} if stride > 1 else {"step": 1}
+    model = evaluate_components(components, np.shape(data), **sampled_at) if len(components) else None
     if stride > 1:
         # samples are the means of the usable pixels of stride x stride blocks (at
         # least half of them usable), not every stride-th pixel: all pixels count, at
