@@ -4,6 +4,7 @@ Run on demand::
 
     python benchmarks/robustness_mosaic.py --quick     # 768^2, 5 seeds, ~10 min on 2 busy cores
     python benchmarks/robustness_mosaic.py --full      # 2048^2, 5 seeds, exact CEERS ring median
+    python benchmarks/robustness_mosaic.py --quick --held-out   # families never tuned on
 
 For every scenario (a background family of ``jwst_ceers.simulate.mosaics`` and a source
 density, see ``SCENARIOS``) and seed, one two-filter pointing (F150W + F356W, one grid,
