@@ -63,8 +63,9 @@ def fit_boxes(
     """
     Smooth background from the clipped locations of ``box_size`` boxes (one box size).
 
-    Box statistics use every ``stride``-th pixel (default ``box_size // 64``, at least
-    1: up to 64 x 64 samples per box; ``box_size // 16`` with ``smoothing``); boxes with fewer usable samples than
+    Box statistics use the means of ``stride`` x ``stride`` blocks of usable pixels
+    (default ``box_size // 64``, at least 1: up to 64 x 64 samples per box;
+    ``box_size // 16`` with ``smoothing``); boxes with fewer usable samples than
     ``min_fraction`` of their samples inside the image are filled by a thin-plate
     surface from their neighbours (:func:`fill_invalid_smooth`); the grid is extended
     linearly by a few boxes, median-filtered over ``filter_size`` boxes and brought to
@@ -98,8 +99,9 @@ def fit_boxes(
     if stride > 1:
         # samples are the means of the usable pixels of stride x stride blocks (at
         # least half of them usable), not every stride-th pixel: all pixels count, at
-        # the cost of one pass over the image (box noise 0.072 -> 0.050 sigma rms on
-        # noise-only 768^2 mosaics with 80% masked, stride 2)
+        # the cost of one pass over the image (robustness_mosaic --quick, mean rms
+        # F150W: gradient_bumps 0.053 -> 0.038, saddle 0.044 -> 0.032, edge_glow
+        # 0.052 -> 0.037; no slower on a 4000^2 pointing, measured paired)
         data = np.asarray(data, dtype=np.float32)
         usable = ~np.asarray(exclude, dtype=bool) & np.isfinite(data)
         means, fraction = block_mean(data, usable, factor=stride)
