@@ -50,3 +50,26 @@ def test_faint_search_finds_nothing_in_an_empty_mosaic():
     data = rng.normal(0.0, 1.0, (512, 512)).astype(np.float32)
     found = large_galaxy_models(data, np.zeros(data.shape, bool))
     assert found.components == [] and found.unmodelled == []
+
+
+def test_acceptance_keeps_a_true_galaxy_and_rejects_a_model_that_overshoots_its_core():
+    from jwst_ceers.masking.fft_ops import block_mean
+    from jwst_ceers.mosaic_bkg.galaxy_models import fit_sersic_galaxy
+    from jwst_ceers.mosaic_bkg.sersic import SersicComponent, evaluate_components
+
+    rng = np.random.default_rng(5)
+    size = 768
+    truth = SersicComponent(384.0, 384.0, 30.0, 60.0, 4.0, 0.7, 0.3, 700.0)
+    data = (rng.normal(0.0, 1.0, (size, size)) + evaluate_components([truth], (size, size))).astype(np.float32)
+    # the inner ring (12-32 px) the fit does not see holds a third of the light: a
+    # model fitted outside it now predicts 3x the data there
+    yy, xx = np.indices(data.shape)
+    core = np.hypot(yy - 384, xx - 384) < 32
+    flattened = data.copy()
+    flattened[core] = np.minimum(data[core], np.float32(0.33) * data[core])
+    for image, kept in ((data, True), (flattened, False)):
+        blocks, fraction = block_mean(image, np.ones(image.shape, bool), factor=8)
+        found = fit_sersic_galaxy(blocks, fraction >= 0.5, block=8, centre=(384.0, 384.0), radius=150.0, noise=1.0)
+        assert bool(found) is kept, found
+        if kept:
+            assert abs(found[0].n - 4.0) < 0.3 and abs(found[0].r_eff - 60.0) < 6.0, found
