@@ -4,6 +4,7 @@ Run on demand::
 
     python benchmarks/robustness_mosaic.py --quick     # 768^2, 5 seeds, ~10 min on 2 busy cores
     python benchmarks/robustness_mosaic.py --full      # 2048^2, 5 seeds, exact CEERS ring median
+    python benchmarks/robustness_mosaic.py --quick --held-out   # families never tuned on
 
 For every scenario (a background family of ``jwst_ceers.simulate.mosaics`` and a source
 density, see ``SCENARIOS``) and seed, one two-filter pointing (F150W + F356W, one grid,
@@ -50,6 +51,63 @@ FILTERS = ("F150W", "F356W")
 
 GOAL_RMS = 0.06
 GOAL_BIAS = 0.03
+
+#: Held-out families: never tuned on, not in the simulator (``--held-out``). Each
+#: replaces the simulated background of a pointing (data - truth + new, per filter).
+HELD_OUT_SCENARIOS = (("heldout_poly_wave", "field"), ("heldout_poly_wave", "dense"),
+                      ("heldout_plane_blobs", "field"), ("heldout_plane_blobs", "cluster_core"))
+
+
+def _heldout_poly_wave(shape, rng, sigma):
+    """Cubic polynomial of ~1.5 sigma peak-to-valley plus one 150-220 px sinusoid of 0.1-0.2 sigma."""
+    ny, nx = shape
+    y = (np.arange(ny, dtype=np.float32)[:, None] - ny / 2) / np.float32(max(shape))
+    x = (np.arange(nx, dtype=np.float32)[None, :] - nx / 2) / np.float32(max(shape))
+    terms = [x, y, x * x, x * y, y * y, x ** 3, x * x * y, x * y * y, y ** 3]
+    surface = sum(np.float32(c) * t for c, t in zip(rng.normal(size=len(terms)), terms))
+    surface = surface * np.float32(rng.uniform(1.0, 1.8) * sigma / max(float(np.ptp(surface)), 1e-12))
+    angle = rng.uniform(0, np.pi)
+    k = np.float32(2 * np.pi / rng.uniform(150.0, 220.0))
+    wave = np.sin(k * (np.float32(np.cos(angle)) * x + np.float32(np.sin(angle)) * y) * np.float32(max(shape))
+                  + np.float32(rng.uniform(0, 2 * np.pi)))
+    return surface + np.float32(rng.uniform(0.1, 0.2) * sigma) * wave
+
+
+def _heldout_plane_blobs(shape, rng, sigma):
+    """Tilted plane of 1 sigma plus 2-4 elongated Gaussian blobs (sigma 60-250 px, +-0.5-1.5 sigma)."""
+    ny, nx = shape
+    y = np.arange(ny, dtype=np.float32)[:, None]
+    x = np.arange(nx, dtype=np.float32)[None, :]
+    angle = rng.uniform(0, 2 * np.pi)
+    out = np.float32(sigma / max(shape)) * (np.float32(np.cos(angle)) * x + np.float32(np.sin(angle)) * y)
+    for _ in range(int(rng.integers(2, 5))):
+        cy, cx, width = rng.uniform(0, ny), rng.uniform(0, nx), rng.uniform(60.0, 250.0)
+        q, theta = rng.uniform(0.3, 1.0), rng.uniform(0, np.pi)
+        u = ((x - cx) * np.float32(np.cos(theta)) + (y - cy) * np.float32(np.sin(theta))) / np.float32(width)
+        v = ((y - cy) * np.float32(np.cos(theta)) - (x - cx) * np.float32(np.sin(theta))) / np.float32(width * q)
+        out = out + np.float32(rng.choice([-1.0, 1.0]) * rng.uniform(0.5, 1.5) * sigma) * np.exp(-0.5 * (u * u + v * v))
+    return out
+
+
+HELD_OUT_FAMILIES = {"heldout_poly_wave": _heldout_poly_wave, "heldout_plane_blobs": _heldout_plane_blobs}
+
+
+def _simulate(family, density, seed, shape):
+    """One two-filter pointing; a held-out family replaces the simulated background."""
+    from jwst_ceers.simulate.mosaics import simulate_mosaics
+
+    if family not in HELD_OUT_FAMILIES:
+        return simulate_mosaics(None, shape=shape, seed=seed, filters=FILTERS, background_family=family,
+                                density=density)
+    sim = simulate_mosaics(None, shape=shape, seed=seed, filters=FILTERS, background_family="bumps", density=density)
+    rng = np.random.default_rng(10_000 + seed)
+    for filt in FILTERS:
+        truth = sim.truth[filt]
+        sigma = float(np.median(truth["noise_sigma"][~sim.coverage]))
+        new = HELD_OUT_FAMILIES[family](shape, rng, sigma).astype(np.float32)
+        sim.images[filt] = sim.images[filt] - truth["background"] + new
+        truth["background"] = new
+    return sim
 
 
 def accuracy(background, truth, merged, good):
@@ -105,8 +163,6 @@ def run_scenarios(*, shape=(768, 768), seeds=(1, 2, 3, 4, 5), scenarios=SCENARIO
     """
     import warnings
 
-    from jwst_ceers.simulate.mosaics import simulate_mosaics
-
     cached = {}
     for row in reference_cache or ():
         if row.get("ceers") is not None and row.get("size") == list(shape) and row.get("ring_block") == ring_block:
@@ -114,8 +170,7 @@ def run_scenarios(*, shape=(768, 768), seeds=(1, 2, 3, 4, 5), scenarios=SCENARIO
     rows = []
     for family, density in scenarios:
         for seed in seeds:
-            sim = simulate_mosaics(None, shape=shape, seed=seed, filters=FILTERS, background_family=family,
-                                   density=density)
+            sim = _simulate(family, density, seed, shape)
             good = ~sim.coverage
             backgrounds, merged, step_time = _run_step(sim)
             reuse = [cached.get((family, density, seed, f)) for f in FILTERS]
@@ -233,6 +288,8 @@ def main(argv=None):
     parser.add_argument("--size", type=int, default=None, help="square mosaic size (overrides the mode's)")
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--scenario", action="append", default=None, help="family:density (repeatable)")
+    parser.add_argument("--held-out", action="store_true",
+                        help="the held-out families (HELD_OUT_SCENARIOS) instead of the simulator's")
     parser.add_argument("--no-reference", action="store_true", help="the step only")
     parser.add_argument("--json", default=None, help="also write the rows to this JSON file")
     parser.add_argument("--reference-cache", default=None,
@@ -240,7 +297,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     size = args.size or (2048 if args.full else 768)
     ring_block = 1 if args.full else 4
-    scenarios = [tuple(s.split(":")) for s in args.scenario] if args.scenario else SCENARIOS
+    scenarios = [tuple(s.split(":")) for s in args.scenario] if args.scenario else (
+        HELD_OUT_SCENARIOS if args.held_out else SCENARIOS)
     start = time.perf_counter()
     print(f"MosaicBackground robustness: {size}^2, seeds 1-{args.seeds}, filters {', '.join(FILTERS)}, "
           f"CEERS reference {'off' if args.no_reference else f'ring_block {ring_block}'}")

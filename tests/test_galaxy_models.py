@@ -79,7 +79,9 @@ def test_fit_background_subtracts_components_like_explicit_subtraction():
     model = evaluate_components([TRUE], SHAPE)
     with_components, _ = fit_background(image, exclude, box_size=128, components=[TRUE])
     explicit, _ = fit_background(image - model, exclude, box_size=128)
-    assert np.allclose(with_components, explicit, atol=1e-6)
+    # the box samples are 2 x 2 block means and the model is taken at the blocks' centres
+    # (measured: at most 0.002 sigma from subtracting the full-resolution model first)
+    assert np.allclose(with_components, explicit, atol=0.005 * sigma)
     # and it matters: without the model the wing biases the fit near the galaxy
     plain, _ = fit_background(image, exclude, box_size=128)
     assert np.max(np.abs(plain - explicit)) > 0.2 * sigma

@@ -2,8 +2,8 @@
 
 Equivalent in spirit to photutils ``Background2D`` (sigma-clipped statistic per box,
 median filter over boxes, smooth interpolation) but O(N) and memory-lean for 50-megapixel
-mosaics: box statistics use every ``stride``-th pixel (drizzled noise is correlated over
-~2 pixels, so little information is lost), clipping and medians run with bottleneck
+mosaics: box statistics use the means of ``stride`` x ``stride`` pixel blocks (one pass
+over the image; the clipping and medians then sort ``stride**2`` times fewer values), clipping and medians run with bottleneck
 along one axis, and the box grid is brought back to full resolution with a separable
 cubic interpolation (:func:`~jwst_ceers.mosaic_bkg.grid_resampling.upsample_cubic`). The box fit
 itself is :func:`~jwst_ceers.mosaic_bkg.box_fit.fit_boxes`; here it is blended with a
@@ -65,11 +65,9 @@ def fit_background(
     sigma : float
         Clipping threshold.
     stride : int, optional
-        Pixel subsampling step for the statistics; default: ``box_size // 64``
-        (``box_size // 16`` with ``smoothing``; at least 1, a divisor of
-        ``box_size``), i.e. up to 64 x 64 (16 x 16) samples per box
-        (drizzled noise is correlated over ~2 pixels, so samples 2 pixels apart are
-        nearly independent).
+        The statistics' samples are means of ``stride`` x ``stride`` pixel blocks;
+        default: ``box_size // 64`` (``box_size // 16`` with ``smoothing``; at least
+        1, a divisor of ``box_size``), i.e. up to 64 x 64 (16 x 16) samples per box.
     min_fraction : float
         Boxes with fewer usable pixels than this fraction (of their pixels inside the
         image) are filled from their

@@ -10,6 +10,7 @@ import bottleneck as bn
 import numpy as np
 from scipy.ndimage import median_filter
 
+from jwst_ceers.masking.fft_ops import block_mean
 from jwst_ceers.mosaic_bkg.grid_resampling import (
     block_samples,
     fill_invalid_smooth,
@@ -62,8 +63,9 @@ def fit_boxes(
     """
     Smooth background from the clipped locations of ``box_size`` boxes (one box size).
 
-    Box statistics use every ``stride``-th pixel (default ``box_size // 64``, at least
-    1: up to 64 x 64 samples per box; ``box_size // 16`` with ``smoothing``); boxes with fewer usable samples than
+    Box statistics use the means of ``stride`` x ``stride`` blocks of usable pixels
+    (default ``box_size // 64``, at least 1: up to 64 x 64 samples per box;
+    ``box_size // 16`` with ``smoothing``); boxes with fewer usable samples than
     ``min_fraction`` of their samples inside the image are filled by a thin-plate
     surface from their neighbours (:func:`fill_invalid_smooth`); the grid is extended
     linearly by a few boxes, median-filtered over ``filter_size`` boxes and brought to
@@ -91,8 +93,22 @@ def fit_boxes(
         stride = max(1, box_size // (16 if smoothing is not None else 64))
         while box_size % stride:
             stride -= 1
-    model = evaluate_components(components, np.shape(data), step=stride) if len(components) else None
-    samples = block_samples(data, exclude, box=box_size, stride=stride, subtract=model)
+    # the model on the samples' grid: at the centres of the stride x stride blocks
+    sampled_at = {"block": stride} if stride > 1 else {"step": 1}
+    model = evaluate_components(components, np.shape(data), **sampled_at) if len(components) else None
+    if stride > 1:
+        # samples are the means of the usable pixels of stride x stride blocks (at
+        # least half of them usable), not every stride-th pixel: all pixels count, at
+        # the cost of one pass over the image (robustness_mosaic --quick, mean rms
+        # F150W: gradient_bumps 0.053 -> 0.038, saddle 0.044 -> 0.032, edge_glow
+        # 0.052 -> 0.037; no slower on a 4000^2 pointing, measured paired)
+        data = np.asarray(data, dtype=np.float32)
+        usable = ~np.asarray(exclude, dtype=bool) & np.isfinite(data)
+        means, fraction = block_mean(data, usable, factor=stride)
+        samples = block_samples(means, fraction < 0.5, box=box_size // stride, stride=1, subtract=model)
+        del means, fraction, usable
+    else:
+        samples = block_samples(data, exclude, box=box_size, stride=stride, subtract=model)
     del model
     # the fraction counts the samples of a box that lie inside the image (edge boxes,
     # and boxes of mosaics smaller than one box, are partly outside)
