@@ -55,3 +55,33 @@ def test_pedestal_and_varfill_keep_the_library_arrays(tmp_path):
             holes = before[index][1] == 0
             assert holes.any() and np.all(np.isinf(model.var_rnoise[holes]))  # filled in place too
             library.shelve(model, index, modify=False)
+
+
+def test_release_free_memory_gives_thread_arenas_back():
+    """Memory freed on worker threads is returned to the system, not kept in their arenas."""
+    import sys
+    from concurrent.futures import ThreadPoolExecutor
+
+    import psutil
+    import pytest
+
+    from jwst_ceers.pipeline.memory_plan import release_free_memory
+
+    if not sys.platform.startswith("linux"):
+        pytest.skip("glibc malloc_trim")
+    process = psutil.Process()
+
+    def churn(seed):  # 400 1-MB arrays on a worker thread; every 7th survives, the rest is freed
+        rng = np.random.default_rng(seed)
+        arrays = [rng.random(2**17) for _ in range(400)]
+        return arrays[::7]
+
+    with ThreadPoolExecutor(2) as pool:
+        survivors = list(pool.map(churn, range(4)))
+    before = process.memory_info().rss
+    assert release_free_memory() is True
+    after = process.memory_info().rss
+    # ~1.4 GB allocated, ~0.24 GB kept: the freed gaps between survivors stay resident
+    # until trimmed (measured 1.0 -> 0.28 GB)
+    assert before - after > 300e6, (before, after)
+    assert sum(len(s) for s in survivors) == 4 * 58

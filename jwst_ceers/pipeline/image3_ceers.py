@@ -24,7 +24,7 @@ from jwst_ceers.errors import CeersFileError
 from jwst_ceers.inputs import check_input_files, read_association
 from jwst_ceers.pipeline import input_checks
 from jwst_ceers.pedestal.pedestal_step import PedestalSkySub
-from jwst_ceers.pipeline.memory_plan import plan_image3_memory
+from jwst_ceers.pipeline.memory_plan import plan_image3_memory, release_free_memory
 from jwst_ceers.tweakreg.tweakreg_step import CatalogTweakReg
 from jwst_ceers.varfill.varfill_step import VarianceHoleFill
 
@@ -195,6 +195,7 @@ class Image3Ceers(ParameterErrors, Image3Pipeline):
                 library = self.assign_mtwcs.run(library)
             else:
                 library = self.tweakreg.run(library)
+            release_free_memory()
             library = self.skymatch.run(library)
             outliers_before = input_checks.count_outlier_flags(library)
             library = self.outlier_detection.run(library)
@@ -204,6 +205,7 @@ class Image3Ceers(ParameterErrors, Image3Pipeline):
         library = self.pedestal.run(library)
         library = self.varfill.run(library)
 
+        release_free_memory()  # what the per-exposure threads freed, before the mosaic's arrays
         result = self.resample.run(library)
         del library
         if isinstance(result, datamodels.ImageModel):
