@@ -50,6 +50,7 @@ __all__ = [
     "align_group",
     "align_groups",
     "check_fit_parameters",
+    "merge_detections",
 ]
 
 log = logging.getLogger(__name__)
@@ -509,8 +510,6 @@ def _merge_dither_catalogs(correctors, *, radius_arcsec):
     tweakwcs still fits the dithers as one group. Modifies the correctors'
     catalogs (their own copies).
     """
-    from scipy.spatial import cKDTree
-
     sky = []
     for corrector in correctors:
         catalog = corrector.meta["catalog"]
@@ -519,14 +518,57 @@ def _merge_dither_catalogs(correctors, *, radius_arcsec):
         else:
             ra = dec = np.zeros(0)
         sky.append((np.asarray(ra, float), np.asarray(dec, float)))
-    ra0 = float(np.mean(np.concatenate([s[0] for s in sky]))) if any(len(s[0]) for s in sky) else 0.0
-    dec0 = float(np.mean(np.concatenate([s[1] for s in sky]))) if any(len(s[1]) for s in sky) else 0.0
+    ra_mean, dec_mean, count, owner, row = merge_detections(sky, radius_arcsec=radius_arcsec)
+    for k, corrector in enumerate(correctors):
+        mine = owner == k
+        catalog = corrector.meta["catalog"][row[mine]]
+        if mine.any():
+            x, y = corrector.wcs.invert(ra_mean[mine], dec_mean[mine], with_bounding_box=False)
+            catalog["x"] = np.asarray(x, float)
+            catalog["y"] = np.asarray(y, float)
+        # (every dither gets the column: tweakwcs stacks the group's catalogs exactly)
+        catalog["n_dithers"] = count[mine]
+        corrector.meta["catalog"] = catalog
+
+
+def merge_detections(sky, *, radius_arcsec):
+    """
+    Average the detections of one source in several catalogs of one sky frame.
+
+    Catalogs are taken in order; a detection joins the running mean of an
+    earlier source when the two are mutual nearest neighbours within
+    ``radius_arcsec``, otherwise it starts a new source.
+
+    Parameters
+    ----------
+    sky : list of (ra, dec)
+        Per catalog, arrays of right ascension and declination (deg).
+    radius_arcsec : float
+        Largest distance between two detections of one source.
+
+    Returns
+    -------
+    ra, dec : ndarray
+        Mean position of each merged source (deg).
+    count : ndarray of int
+        Number of detections averaged into each.
+    owner, row : ndarray of int
+        Catalog index and row of each source's first detection.
+    """
+    from scipy.spatial import cKDTree
+
+    sizes = [len(ra) for ra, _ in sky]
+    if sum(sizes):
+        ra0 = float(np.mean(np.concatenate([s[0] for s in sky])))
+        dec0 = float(np.mean(np.concatenate([s[1] for s in sky])))
+    else:
+        ra0 = dec0 = 0.0
     cosd = math.cos(math.radians(dec0))
 
     def plane(ra, dec):
         return np.column_stack([(ra - ra0) * cosd * 3600.0, (dec - dec0) * 3600.0])
 
-    # running sums of the merged sources: position sums, counts, owning dither, row in its catalog
+    # running sums of the merged sources: position sums, counts, owning catalog, row in it
     xy_sum = np.zeros((0, 2))
     count = np.zeros(0, int)
     owner = np.zeros(0, int)
@@ -549,18 +591,7 @@ def _merge_dither_catalogs(correctors, *, radius_arcsec):
         owner = np.concatenate([owner, np.full(new.sum(), k)])
         row = np.concatenate([row, np.flatnonzero(new)])
     mean_xy = xy_sum / np.maximum(count, 1)[:, None]
-    ra_mean = ra0 + mean_xy[:, 0] / 3600.0 / cosd
-    dec_mean = dec0 + mean_xy[:, 1] / 3600.0
-    for k, corrector in enumerate(correctors):
-        mine = owner == k
-        catalog = corrector.meta["catalog"][row[mine]]
-        if mine.any():
-            x, y = corrector.wcs.invert(ra_mean[mine], dec_mean[mine], with_bounding_box=False)
-            catalog["x"] = np.asarray(x, float)
-            catalog["y"] = np.asarray(y, float)
-        # (every dither gets the column: tweakwcs stacks the group's catalogs exactly)
-        catalog["n_dithers"] = count[mine]
-        corrector.meta["catalog"] = catalog
+    return ra0 + mean_xy[:, 0] / 3600.0 / cosd, dec0 + mean_xy[:, 1] / 3600.0, count, owner, row
 
 
 def _visit_pass(units, refcat, absolute, fitgeometry, visits):
