@@ -20,8 +20,10 @@ are averaged into one entry (`_merge_dither_catalogs`): fed three copies, the
 one-to-one matcher keeps the copy nearest to its first guess and biased a LW
 group by ~1 mas. A roll error common to the visit is handled by the optional
 visit-level fit (per-group shifts plus one common rotation/scale,
-`_visit_pass`); an optional second per-group pass with a tighter tolerance
-(``refine_tolerance``) is available but measured no better.
+`_visit_pass`). After the first absolute fit, each group is matched again
+around its solution and refitted until it stops moving (``refine_iterations``,
+`_refine_unit`): the first match is centred on the 2-D histogram's coarse guess
+and biased the fit towards it by up to 3 mas.
 
 Images whose relative fit failed are fitted to the reference catalog on their
 own. A group whose absolute fit fails keeps its original WCS (status SKIPPED),
@@ -117,9 +119,15 @@ class FitParameters:
     defaults here: the defaults live in one place, `CatalogTweakReg`'s spec
     (``searchrad`` ... for the relative pass, ``abs_searchrad`` ... for the absolute
     one), and the step builds these from its parameters.
-    ``refine_tolerance`` > 0 (absolute fits only) adds a second matching and
-    fitting pass from the first solution, with this tighter tolerance and no
-    offset search. ``merge_radius`` > 0 (absolute fits only): detections
+    ``refine_iterations`` > 0 (absolute fits only): after the first fit, the
+    sources are matched again around the fitted solution (no offset search;
+    tolerance ``refine_tolerance``, or ``tolerance`` when it is 0) and refitted,
+    up to that many times or until the fit moves less than
+    ``REFINE_CONVERGED_MAS``. The first match is centred on the 2-D histogram's
+    guess, which is only good to about a histogram bin: a matched set
+    off-centre by tens of mas takes false matches and noisy reference positions
+    from one side, and pulled a LW detector's fit 3 mas towards the guess
+    (measured, ``benchmarks/robustness.py``, striping seed 1). ``merge_radius`` > 0 (absolute fits only): detections
     of one source in several dithers of a group (after the relative pass)
     closer than this are averaged into one (see `_merge_dither_catalogs`).
     Both are 0 (off) unless given: the relative pass has neither.
@@ -134,6 +142,7 @@ class FitParameters:
     sigma: float
     minobj: int
     refine_tolerance: float = 0.0
+    refine_iterations: int = 0
     merge_radius: float = 0.0
 
 
@@ -247,8 +256,9 @@ def _absolute_pass(correctors, refcat, params, unit_name, group, *, refine=False
     """
     Fit ``correctors`` as one rigid body to ``refcat``; return (ok, record).
 
-    ``refine=True`` is a second pass from an existing solution: no 2-D
-    histogram offset search, matching within ``params.refine_tolerance``.
+    ``refine=True`` is a pass from an existing solution: no 2-D histogram
+    offset search, matching within ``params.refine_tolerance`` (or
+    ``params.tolerance`` when it is 0).
     A failed fit leaves the correctors' WCSs unchanged (tweakwcs applies a
     correction only when the fit succeeds).
     """
@@ -272,11 +282,12 @@ def _absolute_pass(correctors, refcat, params, unit_name, group, *, refine=False
             params.fitgeometry,
         )
     if refine:
+        tolerance = params.refine_tolerance or params.tolerance
         match = XYXYMatch(
-            searchrad=params.refine_tolerance,
+            searchrad=tolerance,
             separation=params.separation,
             use2dhist=False,
-            tolerance=params.refine_tolerance,
+            tolerance=tolerance,
             xoffset=0.0,
             yoffset=0.0,
         )
@@ -381,8 +392,9 @@ def align_groups(groups, *, relative, absolute, refcat=None, visit_fitgeometry="
     groups together: the header pointing error is one rigid rotation of the
     whole focal plane, which a single 64" detector measures poorly. The
     order is: per-group fit (``absolute.tolerance``, 2-D histogram search),
-    visit-level fit, then a per-group refinement with
-    ``absolute.refine_tolerance`` (when > 0).
+    visit-level fit, then per-group re-matching around the solution
+    (``absolute.refine_iterations`` passes at most, at least one after a
+    visit-level fit).
 
     Parameters
     ----------
@@ -438,18 +450,13 @@ def align_groups(groups, *, relative, absolute, refcat=None, visit_fitgeometry="
             _merge_dither_catalogs(unit.correctors, radius_arcsec=absolute.merge_radius)
         unit.refcat = _refcat_near(refcat, unit.correctors, absolute.searchrad + absolute.tolerance)
         unit.ok, unit.record = _absolute_pass(unit.correctors, unit.refcat, absolute, unit.name, unit.group)
-    refine = absolute
+    iterations = absolute.refine_iterations
     if visit_fitgeometry != "none":
         records.extend(_visit_pass(units, refcat, absolute, visit_fitgeometry, visits))
         # the common rotation moved each group about its own tangent point: refit the shifts
-        refine = replace(absolute, refine_tolerance=absolute.refine_tolerance or absolute.tolerance)
-    if refine.refine_tolerance > 0:
-        for unit in (u for u in units if u.ok):
-            ok, increment = _absolute_pass(unit.correctors, unit.refcat, refine, unit.name, unit.group, refine=True)
-            if ok:
-                _add_increment(unit.record, increment)
-            else:
-                log.warning("Refinement of %s failed (%s); keeping the first solution", unit.name, increment.status)
+        iterations = max(iterations, 1)
+    for unit in (u for u in units if u.ok):
+        _refine_unit(unit, absolute, iterations)
     for unit in units:
         records.append(unit.record)
         if not unit.ok:
@@ -464,6 +471,25 @@ def align_groups(groups, *, relative, absolute, refcat=None, visit_fitgeometry="
                 "" if unit.ok else unit.record.status,
             )
     return outcomes, records
+
+
+# a re-matching pass that moves the fit less than this ends the refinement (milli-arcsec)
+REFINE_CONVERGED_MAS = 0.05
+
+
+def _refine_unit(unit, absolute, iterations):
+    """Re-match ``unit`` around its solution and refit, until converged or ``iterations`` passes."""
+    for _ in range(iterations):
+        ok, increment = _absolute_pass(unit.correctors, unit.refcat, absolute, unit.name, unit.group, refine=True)
+        if not ok:
+            log.warning("Refinement of %s failed (%s); keeping the solution so far", unit.name, increment.status)
+            return
+        _add_increment(unit.record, increment)
+        rotation = 0.0 if np.isnan(increment.rotation) else increment.rotation
+        # shift, plus the rotation's displacement 30" from the centre (half a SW detector)
+        moved_mas = 1000.0 * (math.hypot(increment.xshift, increment.yshift) + 30.0 * abs(math.radians(rotation)))
+        if moved_mas < REFINE_CONVERGED_MAS:
+            return
 
 
 @dataclass

@@ -111,7 +111,8 @@ class CatalogTweakReg(CeersStep):
     abs_sigma = float(min=0.1, default=3.0)  # Absolute: clipping limit in units of the fit rms
     abs_minobj = integer(min=1, default=10)  # Absolute: minimum number of matched objects per group
     abs_merge_radius = float(min=0, default=0.05)  # Absolute: average a source's detections in a group's dithers closer than this (arcsec; 0 = no merging)
-    abs_refine_tolerance = float(min=0, default=0.0)  # Absolute: tolerance of a second per-group pass from the first solution (arcsec; 0 = one pass)
+    abs_refine_tolerance = float(min=0, default=0.0)  # Absolute: matching tolerance of the re-matching passes around the fitted solution (arcsec; 0 = abs_tolerance)
+    abs_refine_iterations = integer(min=0, max=20, default=5)  # Absolute: re-match around the fitted solution and refit up to this many times, until it moves < 0.05 mas (0 = stock: one match around the 2-D histogram guess)
     abs_visit_fitgeometry = option('none', 'rshift', 'rscale', default='none')  # Absolute: one rotation (+scale) per visit and filter fitted to all its groups ('none' = per-group geometry only)
     sip_approx = boolean(default=True)  # Update the FITS WCS + SIP approximation in meta.wcsinfo
     sip_max_pix_error = float(min=0, default=0.01)  # SIP: maximum forward error (pixels)
@@ -257,6 +258,7 @@ class CatalogTweakReg(CeersStep):
             sigma=self.abs_sigma,
             minobj=self.abs_minobj,
             refine_tolerance=self.abs_refine_tolerance,
+            refine_iterations=self.abs_refine_iterations,
             merge_radius=self.abs_merge_radius,
         )
         check_fit_parameters(relative)
