@@ -20,8 +20,10 @@ are averaged into one entry (`_merge_dither_catalogs`): fed three copies, the
 one-to-one matcher keeps the copy nearest to its first guess and biased a LW
 group by ~1 mas. A roll error common to the visit is handled by the optional
 visit-level fit (per-group shifts plus one common rotation/scale,
-`_visit_pass`); an optional second per-group pass with a tighter tolerance
-(``refine_tolerance``) is available but measured no better.
+`_visit_pass`). After the first absolute fit, each group is matched again
+around its solution and refitted until it stops moving (``refine_iterations``,
+`_refine_unit`): the first match is centred on the 2-D histogram's coarse guess
+and biased the fit towards it by up to 3 mas.
 
 Images whose relative fit failed are fitted to the reference catalog on their
 own. A group whose absolute fit fails keeps its original WCS (status SKIPPED),
@@ -50,6 +52,7 @@ __all__ = [
     "align_group",
     "align_groups",
     "check_fit_parameters",
+    "merge_detections",
 ]
 
 log = logging.getLogger(__name__)
@@ -116,9 +119,15 @@ class FitParameters:
     defaults here: the defaults live in one place, `CatalogTweakReg`'s spec
     (``searchrad`` ... for the relative pass, ``abs_searchrad`` ... for the absolute
     one), and the step builds these from its parameters.
-    ``refine_tolerance`` > 0 (absolute fits only) adds a second matching and
-    fitting pass from the first solution, with this tighter tolerance and no
-    offset search. ``merge_radius`` > 0 (absolute fits only): detections
+    ``refine_iterations`` > 0 (absolute fits only): after the first fit, the
+    sources are matched again around the fitted solution (no offset search;
+    tolerance ``refine_tolerance``, or ``tolerance`` when it is 0) and refitted,
+    up to that many times or until the fit moves less than
+    ``REFINE_CONVERGED_MAS``. The first match is centred on the 2-D histogram's
+    guess, which is only good to about a histogram bin: a matched set
+    off-centre by tens of mas takes false matches and noisy reference positions
+    from one side, and pulled a LW detector's fit 3 mas towards the guess
+    (measured, ``benchmarks/robustness.py``, striping seed 1). ``merge_radius`` > 0 (absolute fits only): detections
     of one source in several dithers of a group (after the relative pass)
     closer than this are averaged into one (see `_merge_dither_catalogs`).
     Both are 0 (off) unless given: the relative pass has neither.
@@ -133,6 +142,7 @@ class FitParameters:
     sigma: float
     minobj: int
     refine_tolerance: float = 0.0
+    refine_iterations: int = 0
     merge_radius: float = 0.0
 
 
@@ -246,8 +256,9 @@ def _absolute_pass(correctors, refcat, params, unit_name, group, *, refine=False
     """
     Fit ``correctors`` as one rigid body to ``refcat``; return (ok, record).
 
-    ``refine=True`` is a second pass from an existing solution: no 2-D
-    histogram offset search, matching within ``params.refine_tolerance``.
+    ``refine=True`` is a pass from an existing solution: no 2-D histogram
+    offset search, matching within ``params.refine_tolerance`` (or
+    ``params.tolerance`` when it is 0).
     A failed fit leaves the correctors' WCSs unchanged (tweakwcs applies a
     correction only when the fit succeeds).
     """
@@ -271,11 +282,12 @@ def _absolute_pass(correctors, refcat, params, unit_name, group, *, refine=False
             params.fitgeometry,
         )
     if refine:
+        tolerance = params.refine_tolerance or params.tolerance
         match = XYXYMatch(
-            searchrad=params.refine_tolerance,
+            searchrad=tolerance,
             separation=params.separation,
             use2dhist=False,
-            tolerance=params.refine_tolerance,
+            tolerance=tolerance,
             xoffset=0.0,
             yoffset=0.0,
         )
@@ -380,8 +392,9 @@ def align_groups(groups, *, relative, absolute, refcat=None, visit_fitgeometry="
     groups together: the header pointing error is one rigid rotation of the
     whole focal plane, which a single 64" detector measures poorly. The
     order is: per-group fit (``absolute.tolerance``, 2-D histogram search),
-    visit-level fit, then a per-group refinement with
-    ``absolute.refine_tolerance`` (when > 0).
+    visit-level fit, then per-group re-matching around the solution
+    (``absolute.refine_iterations`` passes at most, at least one after a
+    visit-level fit).
 
     Parameters
     ----------
@@ -437,18 +450,13 @@ def align_groups(groups, *, relative, absolute, refcat=None, visit_fitgeometry="
             _merge_dither_catalogs(unit.correctors, radius_arcsec=absolute.merge_radius)
         unit.refcat = _refcat_near(refcat, unit.correctors, absolute.searchrad + absolute.tolerance)
         unit.ok, unit.record = _absolute_pass(unit.correctors, unit.refcat, absolute, unit.name, unit.group)
-    refine = absolute
+    iterations = absolute.refine_iterations
     if visit_fitgeometry != "none":
         records.extend(_visit_pass(units, refcat, absolute, visit_fitgeometry, visits))
         # the common rotation moved each group about its own tangent point: refit the shifts
-        refine = replace(absolute, refine_tolerance=absolute.refine_tolerance or absolute.tolerance)
-    if refine.refine_tolerance > 0:
-        for unit in (u for u in units if u.ok):
-            ok, increment = _absolute_pass(unit.correctors, unit.refcat, refine, unit.name, unit.group, refine=True)
-            if ok:
-                _add_increment(unit.record, increment)
-            else:
-                log.warning("Refinement of %s failed (%s); keeping the first solution", unit.name, increment.status)
+        iterations = max(iterations, 1)
+    for unit in (u for u in units if u.ok):
+        _refine_unit(unit, absolute, iterations)
     for unit in units:
         records.append(unit.record)
         if not unit.ok:
@@ -463,6 +471,25 @@ def align_groups(groups, *, relative, absolute, refcat=None, visit_fitgeometry="
                 "" if unit.ok else unit.record.status,
             )
     return outcomes, records
+
+
+# a re-matching pass that moves the fit less than this ends the refinement (milli-arcsec)
+REFINE_CONVERGED_MAS = 0.05
+
+
+def _refine_unit(unit, absolute, iterations):
+    """Re-match ``unit`` around its solution and refit, until converged or ``iterations`` passes."""
+    for _ in range(iterations):
+        ok, increment = _absolute_pass(unit.correctors, unit.refcat, absolute, unit.name, unit.group, refine=True)
+        if not ok:
+            log.warning("Refinement of %s failed (%s); keeping the solution so far", unit.name, increment.status)
+            return
+        _add_increment(unit.record, increment)
+        rotation = 0.0 if np.isnan(increment.rotation) else increment.rotation
+        # shift, plus the rotation's displacement 30" from the centre (half a SW detector)
+        moved_mas = 1000.0 * (math.hypot(increment.xshift, increment.yshift) + 30.0 * abs(math.radians(rotation)))
+        if moved_mas < REFINE_CONVERGED_MAS:
+            return
 
 
 @dataclass
@@ -509,8 +536,6 @@ def _merge_dither_catalogs(correctors, *, radius_arcsec):
     tweakwcs still fits the dithers as one group. Modifies the correctors'
     catalogs (their own copies).
     """
-    from scipy.spatial import cKDTree
-
     sky = []
     for corrector in correctors:
         catalog = corrector.meta["catalog"]
@@ -519,14 +544,57 @@ def _merge_dither_catalogs(correctors, *, radius_arcsec):
         else:
             ra = dec = np.zeros(0)
         sky.append((np.asarray(ra, float), np.asarray(dec, float)))
-    ra0 = float(np.mean(np.concatenate([s[0] for s in sky]))) if any(len(s[0]) for s in sky) else 0.0
-    dec0 = float(np.mean(np.concatenate([s[1] for s in sky]))) if any(len(s[1]) for s in sky) else 0.0
+    ra_mean, dec_mean, count, owner, row = merge_detections(sky, radius_arcsec=radius_arcsec)
+    for k, corrector in enumerate(correctors):
+        mine = owner == k
+        catalog = corrector.meta["catalog"][row[mine]]
+        if mine.any():
+            x, y = corrector.wcs.invert(ra_mean[mine], dec_mean[mine], with_bounding_box=False)
+            catalog["x"] = np.asarray(x, float)
+            catalog["y"] = np.asarray(y, float)
+        # (every dither gets the column: tweakwcs stacks the group's catalogs exactly)
+        catalog["n_dithers"] = count[mine]
+        corrector.meta["catalog"] = catalog
+
+
+def merge_detections(sky, *, radius_arcsec):
+    """
+    Average the detections of one source in several catalogs of one sky frame.
+
+    Catalogs are taken in order; a detection joins the running mean of an
+    earlier source when the two are mutual nearest neighbours within
+    ``radius_arcsec``, otherwise it starts a new source.
+
+    Parameters
+    ----------
+    sky : list of (ra, dec)
+        Per catalog, arrays of right ascension and declination (deg).
+    radius_arcsec : float
+        Largest distance between two detections of one source.
+
+    Returns
+    -------
+    ra, dec : ndarray
+        Mean position of each merged source (deg).
+    count : ndarray of int
+        Number of detections averaged into each.
+    owner, row : ndarray of int
+        Catalog index and row of each source's first detection.
+    """
+    from scipy.spatial import cKDTree
+
+    sizes = [len(ra) for ra, _ in sky]
+    if sum(sizes):
+        ra0 = float(np.mean(np.concatenate([s[0] for s in sky])))
+        dec0 = float(np.mean(np.concatenate([s[1] for s in sky])))
+    else:
+        ra0 = dec0 = 0.0
     cosd = math.cos(math.radians(dec0))
 
     def plane(ra, dec):
         return np.column_stack([(ra - ra0) * cosd * 3600.0, (dec - dec0) * 3600.0])
 
-    # running sums of the merged sources: position sums, counts, owning dither, row in its catalog
+    # running sums of the merged sources: position sums, counts, owning catalog, row in it
     xy_sum = np.zeros((0, 2))
     count = np.zeros(0, int)
     owner = np.zeros(0, int)
@@ -549,18 +617,7 @@ def _merge_dither_catalogs(correctors, *, radius_arcsec):
         owner = np.concatenate([owner, np.full(new.sum(), k)])
         row = np.concatenate([row, np.flatnonzero(new)])
     mean_xy = xy_sum / np.maximum(count, 1)[:, None]
-    ra_mean = ra0 + mean_xy[:, 0] / 3600.0 / cosd
-    dec_mean = dec0 + mean_xy[:, 1] / 3600.0
-    for k, corrector in enumerate(correctors):
-        mine = owner == k
-        catalog = corrector.meta["catalog"][row[mine]]
-        if mine.any():
-            x, y = corrector.wcs.invert(ra_mean[mine], dec_mean[mine], with_bounding_box=False)
-            catalog["x"] = np.asarray(x, float)
-            catalog["y"] = np.asarray(y, float)
-        # (every dither gets the column: tweakwcs stacks the group's catalogs exactly)
-        catalog["n_dithers"] = count[mine]
-        corrector.meta["catalog"] = catalog
+    return ra0 + mean_xy[:, 0] / 3600.0 / cosd, dec0 + mean_xy[:, 1] / 3600.0, count, owner, row
 
 
 def _visit_pass(units, refcat, absolute, fitgeometry, visits):

@@ -21,6 +21,7 @@ from jwst_ceers.atomic_io import check_outputs_not_inputs, ensure_output_directo
 from jwst_ceers.errors import CeersFileError, CeersParameterError
 from jwst_ceers.inputs import check_image_model, check_wcs, open_library
 from jwst_ceers.parallel_exposures import map_exposures
+from jwst_ceers.tweakreg.aligned_catalog import aligned_source_catalog, write_aligned_catalog
 from jwst_ceers.tweakreg.alignment import AlignmentImage, FitParameters, align_groups, check_fit_parameters
 from jwst_ceers.tweakreg.fit_results import FitRecord, write_results_table
 from jwst_ceers.tweakreg.reference_catalog import load_reference_catalog
@@ -77,6 +78,7 @@ class CatalogTweakReg(CeersStep):
     use_saved_wcs = boolean(default=False)  # Apply <wcs_dir>/<exposure>_tweakreg.asdf solutions instead of fitting
     wcs_dir = string(default='')  # Directory of <exposure>_tweakreg.asdf WCS solutions ('' = do not save)
     results_file = string(default='')  # ECSV table of all fits, one row per fit ('' = do not write)
+    aligned_catalog = string(default='')  # ECSV of the aligned sources (RA, DEC; dithers merged) to use as a later run's abs_refcat, e.g. LW first, then SW to it ('' = do not write)
     save_catalogs = boolean(default=False)  # Write each exposure's source catalog (<exposure>_cat.ecsv in output_dir)
     save_plots = boolean(default=False)  # Write a residual-vector PNG per group (<group>_tweakreg.png in output_dir)
     use_custom_catalogs = boolean(default=True)  # Use association members' tweakreg_catalog entries when present
@@ -109,7 +111,8 @@ class CatalogTweakReg(CeersStep):
     abs_sigma = float(min=0.1, default=3.0)  # Absolute: clipping limit in units of the fit rms
     abs_minobj = integer(min=1, default=10)  # Absolute: minimum number of matched objects per group
     abs_merge_radius = float(min=0, default=0.05)  # Absolute: average a source's detections in a group's dithers closer than this (arcsec; 0 = no merging)
-    abs_refine_tolerance = float(min=0, default=0.0)  # Absolute: tolerance of a second per-group pass from the first solution (arcsec; 0 = one pass)
+    abs_refine_tolerance = float(min=0, default=0.0)  # Absolute: matching tolerance of the re-matching passes around the fitted solution (arcsec; 0 = abs_tolerance)
+    abs_refine_iterations = integer(min=0, max=20, default=5)  # Absolute: re-match around the fitted solution and refit up to this many times, until it moves < 0.05 mas (0 = stock: one match around the 2-D histogram guess)
     abs_visit_fitgeometry = option('none', 'rshift', 'rscale', default='none')  # Absolute: one rotation (+scale) per visit and filter fitted to all its groups ('none' = per-group geometry only)
     sip_approx = boolean(default=True)  # Update the FITS WCS + SIP approximation in meta.wcsinfo
     sip_max_pix_error = float(min=0, default=0.01)  # SIP: maximum forward error (pixels)
@@ -151,12 +154,9 @@ class CatalogTweakReg(CeersStep):
             ensure_output_directory(self.wcs_dir, what="wcs_dir")
             _check_writable(Path(self.wcs_dir), what="wcs_dir")
         if self.results_file:
-            path = Path(self.results_file)
-            if path.is_dir():
-                raise CeersFileError(f"results_file {path}: is a directory; give a file name (e.g. fits.ecsv)")
-            folder = ensure_output_directory(path.parent if str(path.parent) else Path("."), what="results_file folder")
-            _check_writable(folder, what=f"results_file {path}: folder")
-            check_outputs_not_inputs([path], inputs, what="results_file")
+            _check_output_file(Path(self.results_file), inputs, what="results_file", example="fits.ecsv")
+        if self.aligned_catalog and not self.use_saved_wcs:
+            _check_output_file(Path(self.aligned_catalog), inputs, what="aligned_catalog", example="lw_sources.ecsv")
 
     # ------------------------------------------------------------ saved WCS
     def _apply_saved_solutions(self, library):
@@ -258,6 +258,7 @@ class CatalogTweakReg(CeersStep):
             sigma=self.abs_sigma,
             minobj=self.abs_minobj,
             refine_tolerance=self.abs_refine_tolerance,
+            refine_iterations=self.abs_refine_iterations,
             merge_radius=self.abs_merge_radius,
         )
         check_fit_parameters(relative)
@@ -312,7 +313,29 @@ class CatalogTweakReg(CeersStep):
             for index, model in enumerate(library):
                 self._apply_outcome(model, outcomes[index], images[index])
                 library.shelve(model, index, modify=True)
+        if self.aligned_catalog:
+            self._write_aligned_catalog(images, outcomes, absolute_fit=refcat is not None)
         return records
+
+    def _write_aligned_catalog(self, images, outcomes, *, absolute_fit):
+        if not absolute_fit:
+            log.warning(
+                "aligned_catalog %s: no abs_refcat, so its positions are only as absolute as the "
+                "headers (relative alignment only)", self.aligned_catalog,
+            )
+        wcses = [outcome.wcs for outcome in outcomes]
+        table = aligned_source_catalog(
+            [image.catalog for image in images], wcses,
+            merge_radius_arcsec=self.abs_merge_radius or self.tolerance / 2.0,
+        )
+        n_aligned = sum(wcs is not None for wcs in wcses)
+        if n_aligned < len(wcses):
+            log.warning(
+                "aligned_catalog %s: %d of %d exposures were not aligned and are left out",
+                self.aligned_catalog, len(wcses) - n_aligned, len(wcses),
+            )
+        path = write_aligned_catalog(table, Path(self.aligned_catalog), abs_refcat=self.abs_refcat)
+        log.info("Wrote %d aligned sources of %d exposures to %s", len(table), n_aligned, path)
 
     def _alignment_image(self, model, index, member_catalogs):
         check_image_model(model, what=f"exposure {index}")
@@ -458,6 +481,15 @@ def _read_solution(path):
 
 # wcsinfo keys of a saved solution that describe the pointing, not its FITS approximation
 _POINTING_KEYS = ("v2_ref", "v3_ref", "vparity", "v3yangle", "ra_ref", "dec_ref", "roll_ref", "velosys")
+
+
+def _check_output_file(path, inputs, *, what, example):
+    """Create the folder of output file ``path``; CeersFileError if it is a folder, not writable, or an input."""
+    if path.is_dir():
+        raise CeersFileError(f"{what} {path}: is a directory; give a file name (e.g. {example})")
+    folder = ensure_output_directory(path.parent if str(path.parent) else Path("."), what=f"{what} folder")
+    _check_writable(folder, what=f"{what} {path}: folder")
+    check_outputs_not_inputs([path], inputs, what=what)
 
 
 def _check_writable(folder, *, what):
