@@ -3,8 +3,9 @@
 ``run_demo`` simulates a pointing (SW + LW filters, several detectors and dithers,
 known pointing errors, pedestals, gradients, bad and zero-variance pixels), then runs
 what a user runs: ``jwst-ceers asn`` -> ``jwst-ceers grid`` -> ``Image3Ceers`` per
-filter -> ``MosaicBackground`` across filters, and measures the products against the
-simulation's truth.
+filter (LW first, aligned to the reference catalogue and writing its aligned sources;
+SW then aligned to those) -> ``MosaicBackground`` across filters, and measures the
+products against the simulation's truth.
 """
 
 import json
@@ -127,6 +128,7 @@ def run_demo(out_dir, *, seed=2023, size=DEFAULT_SIZE, realism=DEFAULT_REALISM):
     from jwst_ceers.mosaic_grid import pointing_grid, write_grid_parameter_file
     from jwst_ceers.pipeline.image3_ceers import Image3Ceers
     from jwst_ceers.simulate import simulate_pointing
+    from jwst_ceers.simulate.nircam_geometry import FILTERS
 
     out = Path(out_dir)
     dirs = {name: out / name for name in ("sim", "asn", "exposures", "products", "wcs", "previews")}
@@ -153,9 +155,24 @@ def run_demo(out_dir, *, seed=2023, size=DEFAULT_SIZE, realism=DEFAULT_REALISM):
         grid_file = write_grid_parameter_file(grid, out / "grid_resample.asdf")
         stage.note = f"{len(associations)} asn; grid {grid.output_shape[1]}x{grid.output_shape[0]} px ({grid_file.name})"
 
+    # LW first, aligned to the reference catalogue, writing its aligned sources; SW then aligns
+    # to those (4x the area of one SW detector: the reference catalogue's noise averages down)
+    def is_long_wavelength(asn):
+        return FILTERS[asn.stem.rsplit("_", 1)[-1].upper()].channel == "LW"
+
+    associations = sorted(associations, key=lambda asn: not is_long_wavelength(asn))
+    lw_sources = None
     mosaics = []
     for asn in associations:
         band = asn.stem.rsplit("_", 1)[-1]
+        tweakreg = {
+            "abs_refcat": str(lw_sources or sim.refcat_path),
+            "wcs_dir": str(dirs["wcs"]),
+            "results_file": str(out / f"tweakreg_results_{band}.ecsv"),
+        }
+        if is_long_wavelength(asn) and lw_sources is None:
+            lw_sources = out / f"aligned_sources_{band}.ecsv"
+            tweakreg["aligned_catalog"] = str(lw_sources)
         with Stage(f"3/5 Image3Ceers {band.upper()}", len(IMAGE3_STEPS), count=_image3_step_started,
                    counts="started") as stage:
             call_step(
@@ -163,11 +180,7 @@ def run_demo(out_dir, *, seed=2023, size=DEFAULT_SIZE, realism=DEFAULT_REALISM):
                 str(asn),
                 output_dir=str(dirs["products"]),
                 steps={
-                    "tweakreg": {
-                        "abs_refcat": str(sim.refcat_path),
-                        "wcs_dir": str(dirs["wcs"]),
-                        "results_file": str(out / f"tweakreg_results_{band}.ecsv"),
-                    },
+                    "tweakreg": tweakreg,
                     "pedestal": {"save_results": True, "output_dir": str(dirs["exposures"])},
                     "resample": {**grid.resample_parameters(), "save_results": True},
                     "source_catalog": {"skip": True},
