@@ -153,7 +153,8 @@ def main():
     parser.add_argument("--exposures", type=int, choices=(24, 48), default=24, help="SW exposures of F150W")
     parser.add_argument("--size", type=int, default=2048, help="detector size (2048 = full frames)")
     parser.add_argument("--filters", nargs="+", default=["F150W", "F356W"], help="filters (SW then LW)")
-    parser.add_argument("--budget", type=float, default=8.0, help="Image3Ceers memory_budget_gb (0 = none)")
+    parser.add_argument("--budget", type=float, default=8.0,
+                        help="Image3Ceers memory_budget_gb (0 = none); with --survey-workers the config's")
     parser.add_argument("--skip-stock", action="store_true", help="run only Image3Ceers")
     parser.add_argument("--simulate-only", action="store_true", help="stop after simulating (use with --keep)")
     parser.add_argument("--survey-workers", type=int, default=0,
@@ -190,7 +191,7 @@ def main():
     if args.simulate_only:
         return
     if args.survey_workers:
-        survey_memory(work, sim, grid, workers=args.survey_workers, filters=args.filters)
+        survey_memory(work, sim, grid, workers=args.survey_workers, filters=args.filters, budget=args.budget)
         return
     config = {"refcat": str(sim.refcat_path), "grid": grid, "budget": args.budget}
 
@@ -215,7 +216,7 @@ def main():
     print_table(rows, bkg, args)
 
 
-def survey_memory(work, sim, grid, *, workers, filters):
+def survey_memory(work, sim, grid, *, workers, filters, budget):
     """Run ``jwst-ceers survey --workers N`` on the simulated pointing; print its summed peak RSS."""
     import psutil
 
@@ -223,7 +224,8 @@ def survey_memory(work, sim, grid, *, workers, filters):
     config = work / f"survey_{workers}w.toml"
     crval, crpix = grid["crval"], grid["crpix"]
     config.write_text(
-        f'output_root = "{out}"\nabs_refcat = "{sim.refcat_path}"\n\n[[pointings]]\nname = "bench"\n'
+        f'output_root = "{out}"\nabs_refcat = "{sim.refcat_path}"\nmemory_budget_gb = {budget!r}\n\n'
+        f'[[pointings]]\nname = "bench"\n'
         f'inputs = ["{work / "sim"}/*_cal.fits"]\nfilters = {json.dumps(list(filters))}\n[pointings.grid]\n'
         f"crval = [{crval[0]!r}, {crval[1]!r}]\ncrpix = [{crpix[0]!r}, {crpix[1]!r}]\n"
         f"rotation = {grid['rotation']!r}\npixel_scale = {grid['pixel_scale']!r}\n"
