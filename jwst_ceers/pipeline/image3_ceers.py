@@ -24,7 +24,7 @@ from jwst_ceers.errors import CeersFileError
 from jwst_ceers.inputs import check_input_files, read_association
 from jwst_ceers.pipeline import input_checks
 from jwst_ceers.pedestal.pedestal_step import PedestalSkySub
-from jwst_ceers.pipeline.memory_plan import plan_image3_memory, release_free_memory
+from jwst_ceers.pipeline.memory_plan import HeapTrimmingLibrary, plan_image3_memory, release_free_memory
 from jwst_ceers.tweakreg.tweakreg_step import CatalogTweakReg
 from jwst_ceers.varfill.varfill_step import VarianceHoleFill
 
@@ -135,7 +135,8 @@ class Image3Ceers(ParameterErrors, Image3Pipeline):
         if on_disk is None:
             on_disk = not self.in_memory
         if isinstance(input_data, (dict, list, tuple)):
-            return ModelLibrary(input_data, asn_exptypes=["science"], on_disk=on_disk)
+            # on disk, freed heap goes back after each exposure (else the process grows with them)
+            return HeapTrimmingLibrary(input_data, asn_exptypes=["science"], on_disk=on_disk)
         return super()._load_input_as_library(input_data)
 
     def _memory_plan(self, input_data):

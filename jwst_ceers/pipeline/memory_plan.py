@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from jwst.datamodels import ModelLibrary
 
 from jwst_ceers.errors import CeersFileError
 from jwst_ceers.mosaic_grid.from_files import exposure_footprint
@@ -48,8 +49,10 @@ __all__ = [
     "estimate_peak_memory",
     "mosaic_pixels_for",
     "plan_image3_memory",
+    "HeapTrimmingLibrary",
     "release_free_memory",
     "summarize_inputs",
+    "trim_heap",
 ]
 
 log = logging.getLogger(__name__)
@@ -249,8 +252,6 @@ def summarize_inputs(input_data):
     CeersFileError
         For a member file whose header cannot be read (named in the message).
     """
-    from jwst.datamodels import ModelLibrary
-
     if isinstance(input_data, ModelLibrary):
         return _summarize_library(input_data)
     if isinstance(input_data, dict):
@@ -366,8 +367,6 @@ def plan_image3_memory(input_data, *, budget_gb, in_memory, threads, resample):
     -------
     MemoryPlan
     """
-    from jwst.datamodels import ModelLibrary
-
     summary = summarize_inputs(input_data)
     mosaic = mosaic_pixels_for(
         summary,
@@ -413,12 +412,51 @@ def release_free_memory():
         True if ``malloc_trim`` was called.
     """
     gc.collect()
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        malloc_trim = libc.malloc_trim
-    except (OSError, AttributeError):  # not glibc (e.g. musl)
+    return trim_heap()
+
+
+def trim_heap():
+    """
+    Give the free pages of every malloc arena back to the system (glibc ``malloc_trim(0)``).
+
+    Exposure-sized arrays come from the heap once glibc's mmap threshold has grown (up to
+    32 MB), and what they leave free between longer-lived allocations stays resident:
+    reading 24 exposures of 1024^2 one at a time through PedestalSkySub left the process
+    at 0.78 GB, 0.20 GB after trimming. Costs milliseconds.
+
+    Returns
+    -------
+    bool
+        True if ``malloc_trim`` was called (False off glibc).
+    """
+    malloc_trim = _malloc_trim()
+    if malloc_trim is None:
         return False
     malloc_trim(0)
     return True
+
+
+def _malloc_trim():
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):  # not glibc (e.g. musl)
+        return None
+
+
+class HeapTrimmingLibrary(ModelLibrary):
+    """
+    A ModelLibrary that, on disk, gives freed heap back after each exposure is shelved.
+
+    With exposures on disk every step reads one exposure at a time; without trimming,
+    the memory each leaves free stays resident and the process grows with the number of
+    exposures (48 full frames through Image3Ceers on disk: a 9.2 GB dask worker against
+    an estimated 3.4 GB). In memory it behaves exactly as ModelLibrary.
+    """
+
+    def shelve(self, model, index=None, modify=True):
+        """Shelve as ModelLibrary does, then trim the heap when the library is on disk."""
+        super().shelve(model, index, modify=modify)
+        if self.on_disk:
+            trim_heap()
