@@ -1,6 +1,7 @@
 """Robustness matrix of the per-exposure steps across NIRCam artefact families (issue 18).
 
-Run ``python benchmarks/robustness.py --quick`` (about 10 min on 2 cores) or ``--full``.
+Run ``python benchmarks/robustness.py --quick`` or ``--full``; ``--jobs N`` (default 2) runs N
+cases at once, one process each.
 
 For each scenario family (one per :data:`jwst_ceers.simulate.REALISM_PRESETS` effect,
 the ``realistic`` preset with all of them, and ``real_geometry``: the realistic preset
@@ -25,6 +26,7 @@ them (``benchmarks/robustness_mosaic.py``'s rows are appended when it exists).
 """
 
 import argparse
+import concurrent.futures
 import logging
 import os
 import sys
@@ -185,34 +187,59 @@ def pedestal_case(family, seed, *, size):
     return pedestal_error, factor_error, wall
 
 
+def case_rows(family, seed, *, tweakreg_size, pedestal_size, workdir, steps, sw_detectors):
+    """The rows of one (family, seed) case (see :func:`robustness_rows`)."""
+    logging.disable(logging.WARNING)  # also in worker processes
+    rows = []
+    if "tweakreg" in steps:
+        errors, wall = tweakreg_case(family, seed, size=tweakreg_size, workdir=workdir, sw_detectors=sw_detectors)
+        worst = max(errors, key=errors.get)
+        rows.append(dict(step="CatalogTweakReg", family=family, seed=seed, metric="tweakreg_mas",
+                         value=errors[worst], where=worst, goal=GOALS["tweakreg_mas"], seconds=wall))
+    if "pedestal" in steps:
+        ped, fac, wall = pedestal_case(family, seed, size=pedestal_size)
+        case = "/".join(PEDESTAL_CASES[seed % len(PEDESTAL_CASES)])
+        rows.append(dict(step="PedestalSkySub", family=family, seed=seed, metric="pedestal_sigma",
+                         value=ped, where=case, goal=GOALS["pedestal_sigma"], seconds=wall))
+        rows.append(dict(step="PedestalSkySub", family=family, seed=seed, metric="rnoise_percent",
+                         value=fac, where=case, goal=GOALS["rnoise_percent"], seconds=wall))
+    return rows
+
+
 def robustness_rows(*, families=FAMILIES, seeds=range(5), tweakreg_size=2048, pedestal_size=1024, workdir=None,
-                    steps=("tweakreg", "pedestal"), sw_detectors=("NRCA1", "NRCA3")):
+                    steps=("tweakreg", "pedestal"), sw_detectors=("NRCA1", "NRCA3"), jobs=1):
     """
     One row per (step, family, seed): dicts with ``step, family, seed, metric, value, goal, seconds``.
 
     ``value`` is the cell statistic (tweakreg: worst exposure rms in mas; pedestal: the
     signed error in sigma; rnoise: the signed factor error in %); goals compare |value|.
+    ``jobs`` cases run at once, each in its own process (``seconds`` is then the wall
+    time of a case while the others run).
     """
     workdir = Path(workdir or tempfile.mkdtemp(prefix="robustness_"))
+    options = dict(tweakreg_size=tweakreg_size, pedestal_size=pedestal_size, workdir=workdir, steps=tuple(steps),
+                   sw_detectors=tuple(sw_detectors))
+    cases = [(family, seed) for family in families for seed in seeds]
+
+    def report(family, seed, rows):
+        print("  " + "  ".join(f"{r['metric']} {r['value']:+.3f} ({r['where']})" for r in rows)
+              + f"  [{family} seed {seed}]", flush=True)
+
     rows = []
-    for family in families:
-        for seed in seeds:
-            if "tweakreg" in steps:
-                errors, wall = tweakreg_case(family, seed, size=tweakreg_size, workdir=workdir,
-                                             sw_detectors=sw_detectors)
-                worst = max(errors, key=errors.get)
-                rows.append(dict(step="CatalogTweakReg", family=family, seed=seed, metric="tweakreg_mas",
-                                 value=errors[worst], where=worst, goal=GOALS["tweakreg_mas"], seconds=wall))
-            if "pedestal" in steps:
-                ped, fac, wall = pedestal_case(family, seed, size=pedestal_size)
-                case = "/".join(PEDESTAL_CASES[seed % len(PEDESTAL_CASES)])
-                rows.append(dict(step="PedestalSkySub", family=family, seed=seed, metric="pedestal_sigma",
-                                 value=ped, where=case, goal=GOALS["pedestal_sigma"], seconds=wall))
-                rows.append(dict(step="PedestalSkySub", family=family, seed=seed, metric="rnoise_percent",
-                                 value=fac, where=case, goal=GOALS["rnoise_percent"], seconds=wall))
-            print("  " + "  ".join(f"{r['metric']} {r['value']:+.3f} ({r['where']})" for r in rows
-                                   if r["family"] == family and r["seed"] == seed) + f"  [{family} seed {seed}]",
-                  flush=True)
+    if jobs <= 1:
+        for family, seed in cases:
+            found = case_rows(family, seed, **options)
+            report(family, seed, found)
+            rows += found
+        return rows
+    with concurrent.futures.ProcessPoolExecutor(max_workers=jobs) as pool:
+        futures = {pool.submit(case_rows, family, seed, **options): (family, seed) for family, seed in cases}
+        results = {}
+        for future in concurrent.futures.as_completed(futures):
+            results[futures[future]] = future.result()
+            report(*futures[future], results[futures[future]])
+    for case in cases:  # the table's order, whatever finished first
+        rows += results[case]
     return rows
 
 
@@ -251,6 +278,7 @@ def main(argv=None):
     parser.add_argument("--families", nargs="*", default=list(FAMILIES))
     parser.add_argument("--steps", nargs="*", default=["tweakreg", "pedestal"])
     parser.add_argument("--seeds", type=int, default=None)
+    parser.add_argument("--jobs", type=int, default=2, help="cases run at once, one process each (default 2)")
     args = parser.parse_args(argv)
     # the steps' and tweakwcs's INFO logs would drown the table
     logging.disable(logging.WARNING)
@@ -262,7 +290,7 @@ def main(argv=None):
         seeds, ped_size, sw_detectors = range(args.seeds or 5), 1024, ("NRCA3",)
     start = time.perf_counter()
     rows = robustness_rows(families=args.families, seeds=seeds, tweakreg_size=2048, pedestal_size=ped_size,
-                           steps=args.steps, sw_detectors=sw_detectors)
+                           steps=args.steps, sw_detectors=sw_detectors, jobs=args.jobs)
     try:
         import robustness_mosaic
     except ImportError:
