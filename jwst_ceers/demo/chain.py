@@ -165,6 +165,8 @@ def run_demo(out_dir, *, seed=2023, size=DEFAULT_SIZE, realism=DEFAULT_REALISM):
     mosaics = []
     for asn in associations:
         band = asn.stem.rsplit("_", 1)[-1]
+        if lw_sources is not None and not is_long_wavelength(asn):
+            lw_sources = _covering_catalog(lw_sources, sim, band)
         tweakreg = {
             "abs_refcat": str(lw_sources or sim.refcat_path),
             "wcs_dir": str(dirs["wcs"]),
@@ -208,6 +210,34 @@ def run_demo(out_dir, *, seed=2023, size=DEFAULT_SIZE, realism=DEFAULT_REALISM):
     write_text_atomic(report.summary() + "\n", out / "quality_report.txt")
     write_text_atomic(json.dumps(asdict(report), indent=1) + "\n", out / "quality_report.json")
     return report
+
+
+def _covering_catalog(catalog, sim, band, *, min_sources=10):
+    """
+    ``catalog`` when it holds ``min_sources`` sources on every ``band`` exposure, else None.
+
+    Small cut-outs of the LW and SW detectors need not overlap (at 512^2 the LW sources
+    miss the SW cut-outs entirely): those SW exposures are then aligned to the reference
+    catalogue, as without the LW catalogue, instead of being left unaligned.
+    """
+    from astropy.table import Table
+    from matplotlib.path import Path as Polygon
+
+    from jwst_ceers.mosaic_grid.from_files import exposure_footprint
+
+    table = Table.read(catalog, format="ascii.ecsv")
+    points = np.column_stack([np.asarray(table["RA"], float), np.asarray(table["DEC"], float)])
+    for truth in sim.truth.values():
+        if truth.filter.upper() != band.upper():
+            continue
+        inside = int(np.count_nonzero(Polygon(exposure_footprint(truth.cal_file)).contains_points(points)))
+        if inside < min_sources:
+            log.warning(
+                "%s: only %d of the LW aligned sources (%s) fall on it; %s is aligned to the reference catalogue",
+                Path(truth.cal_file).name, inside, Path(catalog).name, band.upper(),
+            )
+            return None
+    return catalog
 
 
 def _exposure_quality(sim, dirs):
@@ -254,10 +284,10 @@ def _mosaic_quality(i2d_path, sim, products, exposures_dir):
     sigma = float(np.nanmedian(err[~excluded & np.isfinite(err)]))
     # astrometry in the mosaic: isolated, unsaturated simulated stars, measured vs true position
     stars = sim.sources[np.asarray(sim.sources["is_star"], bool)]
-    exposures = [datamodels.open(p) for p in sorted(exposures_dir.glob("*_pedestal.fits"))]
+    roots = sorted(root for root, truth in sim.truth.items() if truth.filter.upper() == band.upper())
+    exposures = [datamodels.open(p) for root in roots for p in sorted(exposures_dir.glob(f"{root}*_pedestal.fits"))]
     try:
-        band_exposures = [m for m in exposures if m.meta.instrument.filter == band]
-        saturated = saturated_in_any(stars["ra"], stars["dec"], band_exposures)
+        saturated = saturated_in_any(stars["ra"], stars["dec"], exposures)
     finally:
         for m in exposures:
             m.close()

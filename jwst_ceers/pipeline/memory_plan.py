@@ -27,6 +27,7 @@ steps, against 0.45 GB when they assigned new arrays).
 
 import ctypes
 import ctypes.util
+import functools
 import gc
 import logging
 import math
@@ -436,7 +437,9 @@ def trim_heap():
     return True
 
 
+@functools.cache
 def _malloc_trim():
+    """glibc's ``malloc_trim``, looked up once (None off glibc)."""
     if not sys.platform.startswith("linux"):
         return None
     try:
