@@ -212,31 +212,25 @@ def run_demo(out_dir, *, seed=2023, size=DEFAULT_SIZE, realism=DEFAULT_REALISM):
     return report
 
 
-def _covering_catalog(catalog, sim, band, *, min_sources=10):
+def _covering_catalog(catalog, sim, band):
     """
-    ``catalog`` when it holds ``min_sources`` sources on every ``band`` exposure, else None.
+    ``catalog`` when it holds enough sources on every ``band`` exposure, else None.
 
     Small cut-outs of the LW and SW detectors need not overlap (at 512^2 the LW sources
     miss the SW cut-outs entirely): those SW exposures are then aligned to the reference
     catalogue, as without the LW catalogue, instead of being left unaligned.
     """
-    from astropy.table import Table
-    from matplotlib.path import Path as Polygon
+    from jwst_ceers.tweakreg.aligned_catalog import exposures_short_of_sources
 
-    from jwst_ceers.mosaic_grid.from_files import exposure_footprint
-
-    table = Table.read(catalog, format="ascii.ecsv")
-    points = np.column_stack([np.asarray(table["RA"], float), np.asarray(table["DEC"], float)])
-    for truth in sim.truth.values():
-        if truth.filter.upper() != band.upper():
-            continue
-        inside = int(np.count_nonzero(Polygon(exposure_footprint(truth.cal_file)).contains_points(points)))
-        if inside < min_sources:
-            log.warning(
-                "%s: only %d of the LW aligned sources (%s) fall on it; %s is aligned to the reference catalogue",
-                Path(truth.cal_file).name, inside, Path(catalog).name, band.upper(),
-            )
-            return None
+    exposures = [t.cal_file for t in sim.truth.values() if t.filter.upper() == band.upper()]
+    short = exposures_short_of_sources(catalog, exposures)
+    if short:
+        name, inside = short[0]
+        log.warning(
+            "%s: only %d of the LW aligned sources (%s) fall on it; %s is aligned to the reference catalogue",
+            name, inside, Path(catalog).name, band.upper(),
+        )
+        return None
     return catalog
 
 

@@ -8,6 +8,9 @@ Layout (paths are relative to the configuration file's folder)::
     output_root = "products"            # required; one folder per pointing below it
     abs_refcat = "refcat.ecsv"          # optional absolute reference catalog
     mosaic_background = true            # run MosaicBackground per pointing (default true)
+    align_sw_to_lw = true               # with an abs_refcat: align a pointing's LW filter (the one
+                                        # with most exposures) to it first, then its SW filters to
+                                        # the LW aligned sources (default true)
     memory_budget_gb = 16.0             # optional: memory one product may use, GB, passed to
                                         # Image3Ceers (default: the dask worker's memory limit;
                                         # 0: no limit); also bounds the grids' output_shape
@@ -55,6 +58,7 @@ from pathlib import Path
 
 import psutil
 
+from jwst_ceers.associations import read_exposure_info
 from jwst_ceers.errors import CeersFileError, CeersParameterError
 from jwst_ceers.survey.lock import check_writable_folder
 
@@ -75,6 +79,7 @@ _TOP_KEYS = {
     "output_root",
     "abs_refcat",
     "mosaic_background",
+    "align_sw_to_lw",
     "memory_budget_gb",
     "image3",
     "mosaic_bkg",
@@ -100,6 +105,7 @@ class PointingConfig:
     hst_mosaics: tuple = ()
     edit_regions: tuple = ()
     abs_refcat: Path | None = None  # overrides the survey's abs_refcat
+    long_wavelength_filters: frozenset = frozenset()  # filters whose exposures are all on LW (*LONG) detectors
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,6 +125,7 @@ class SurveyConfig:
     mosaic_bkg_task: str
     pointings: tuple
     memory_budget_gb: float | None = None  # None: the worker's memory limit; 0: no limit
+    align_sw_to_lw: bool = True  # SW filters aligned to the LW aligned sources of their pointing
 
 
 class _Checker:
@@ -233,8 +240,6 @@ def filter_of(path):
     CeersFileError
         If the file cannot be read or lacks PROGRAM/OBSERVTN/VISIT/FILTER.
     """
-    from jwst_ceers.associations import read_exposure_info
-
     return read_exposure_info(path).band.upper()
 
 
@@ -295,9 +300,12 @@ def _pointing(check, value, key, memory_budget_gb):
     if not _NAME.match(name):
         raise check.param(f"{key}.name", f"must be a plain folder name (letters, digits, _.+-), got {name!r}")
     files = check.globbed_files(value["inputs"], f"{key}.inputs")
-    by_filter = {}
+    by_filter, long_wavelength = {}, {}
     for path in files:
-        by_filter.setdefault(filter_of(path), []).append(path)
+        info = read_exposure_info(path)
+        band = info.band.upper()
+        by_filter.setdefault(band, []).append(path)
+        long_wavelength[band] = long_wavelength.get(band, True) and info.detector.upper().endswith("LONG")
     if "filters" in value:
         wanted = [f.upper() for f in check.string_list(value["filters"], f"{key}.filters")]
         missing = [f for f in wanted if f not in by_filter]
@@ -318,6 +326,7 @@ def _pointing(check, value, key, memory_budget_gb):
         hst_mosaics=hst,
         edit_regions=regions,
         abs_refcat=refcat,
+        long_wavelength_filters=frozenset(f for f in by_filter if long_wavelength[f]),
     )
 
 
@@ -378,6 +387,7 @@ def load_survey_config(path, *, check_steps=True):
     output_root = check.base / Path(check.string(raw["output_root"], "output_root")).expanduser()
     abs_refcat = check.existing_file(raw["abs_refcat"], "abs_refcat") if "abs_refcat" in raw else None
     mosaic_background = check.boolean(raw.get("mosaic_background", True), "mosaic_background")
+    align_sw_to_lw = check.boolean(raw.get("align_sw_to_lw", True), "align_sw_to_lw")
     memory_budget_gb = None
     if "memory_budget_gb" in raw:
         memory_budget_gb = check.number(raw["memory_budget_gb"], "memory_budget_gb")
@@ -442,6 +452,7 @@ def load_survey_config(path, *, check_steps=True):
         mosaic_bkg_task=bkg_task,
         pointings=tuple(pointings),
         memory_budget_gb=memory_budget_gb,
+        align_sw_to_lw=align_sw_to_lw,
     )
     if check_steps:
         check_step_parameters(config)

@@ -1,7 +1,12 @@
 """Turn a survey configuration into the product graph the engine runs.
 
 Per pointing: one Image3 product per filter (``<pointing>/<FILTER>``, product
-name ``<pointing>_<filter>``), then, when ``mosaic_background`` is on, one
+name ``<pointing>_<filter>``). With an ``abs_refcat`` and ``align_sw_to_lw`` on
+(and the default Image3 task), the pointing's LW filter with the most exposures is
+aligned to the catalogue first and writes its aligned sources
+(``<product>_aligned_sources.ecsv``); its SW filters depend on it and are aligned
+to those sources (to the catalogue when the LW product could not be made or its
+sources miss an SW exposure). Then, when ``mosaic_background`` is on, one
 MosaicBackground product (``<pointing>/mosaic_bkg``) that depends on all of them;
 it is made from the filters that could be made when others could not be from
 their data (an empty mosaic), and says which it went without.
@@ -12,12 +17,21 @@ import contextlib
 import copy
 from pathlib import Path
 
+from jwst_ceers.survey.config import DEFAULT_IMAGE3_TASK  # the task that knows the alignment parameters
 from jwst_ceers.survey.graph import ProductTask
 
-__all__ = ["MOSAIC_BKG_LABEL", "STEP_PARAMETER_FILE", "image3_product_name", "plan_survey"]
+__all__ = [
+    "ALIGNED_SOURCES_SUFFIX",
+    "MOSAIC_BKG_LABEL",
+    "STEP_PARAMETER_FILE",
+    "image3_product_name",
+    "plan_survey",
+    "sw_alignment_filter",
+]
 
 MOSAIC_BKG_LABEL = "mosaic_bkg"
 STEP_PARAMETER_FILE = "step_parameter_file:"  # input role prefix, followed by the step name
+ALIGNED_SOURCES_SUFFIX = "_aligned_sources.ecsv"  # the LW product's aligned sources, the SW products' abs_refcat
 
 
 def image3_product_name(pointing, filt):
@@ -52,6 +66,24 @@ def _mosaic_bytes(grid, n_mosaics):
     return float(4 * int(shape[0]) * int(shape[1]) * n_mosaics)
 
 
+def sw_alignment_filter(config, pointing):
+    """
+    The LW filter a pointing's SW filters are aligned to, or None.
+
+    Only with ``align_sw_to_lw``, an absolute reference catalogue, the default Image3
+    task, and both SW and LW filters in the pointing. The LW filter with the most
+    exposures (ties: the first by name) is chosen: it covers the SW detectors best.
+    """
+    refcat = pointing.abs_refcat or config.abs_refcat
+    if not config.align_sw_to_lw or refcat is None or config.image3_task != DEFAULT_IMAGE3_TASK:
+        return None
+    filters = list(pointing.members_by_filter)
+    long_wave = [f for f in filters if f in pointing.long_wavelength_filters]
+    if not long_wave or len(long_wave) == len(filters):
+        return None
+    return min(long_wave, key=lambda f: (-len(pointing.members_by_filter[f]), f))
+
+
 def plan_survey(config):
     """
     Build the product graph of a survey.
@@ -72,6 +104,7 @@ def plan_survey(config):
     for pointing in config.pointings:
         output_dir = str(config.output_root / pointing.name)
         image3_keys = []
+        anchor = sw_alignment_filter(config, pointing)
         for filt, members in pointing.members_by_filter.items():
             per_filter = config.image3_filters.get(filt, {})
             steps = _merge(config.image3_steps, per_filter.get("steps", {}))
@@ -89,6 +122,13 @@ def plan_survey(config):
                 inputs["parameter_file"] = [str(parameter_file)]
             name = image3_product_name(pointing.name, filt)
             key = f"{pointing.name}/{filt}"
+            params = {"product_name": name, "filter": filt, "steps": steps}
+            depends = ()
+            if anchor is not None and filt == anchor:
+                params["write_aligned_sources"] = True
+            elif anchor is not None and filt not in pointing.long_wavelength_filters:
+                depends = (f"{pointing.name}/{anchor}",)
+                params["aligned_sources_from"] = depends[0]
             tasks.append(
                 ProductTask(
                     key=key,
@@ -98,9 +138,12 @@ def plan_survey(config):
                     function=config.image3_task,
                     output_dir=output_dir,
                     inputs=inputs,
-                    params={"product_name": name, "filter": filt, "steps": steps},
+                    params=params,
+                    depends=depends,
                     cost=_bytes_of(members),
                     run_options=run_options,
+                    # SW: an LW product that could not be made from its data leaves the reference catalogue
+                    partial_upstream=bool(depends),
                 )
             )
             image3_keys.append(key)

@@ -25,7 +25,8 @@ from astropy.io import fits
 
 from jwst_ceers.atomic_io import write_model_atomic, write_text_atomic
 from jwst_ceers.errors import CeersDataError
-from jwst_ceers.survey.plan import STEP_PARAMETER_FILE
+from jwst_ceers.survey.plan import ALIGNED_SOURCES_SUFFIX, STEP_PARAMETER_FILE
+from jwst_ceers.tweakreg.aligned_catalog import exposures_short_of_sources
 from jwst_ceers.survey.worker_process import worker_memory_limit_gb, worker_threads
 
 __all__ = [
@@ -144,6 +145,37 @@ def _steps_with_files(params, inputs):
     return steps
 
 
+def _align_to_upstream_sources(steps, *, params, inputs, upstream, output_dir):
+    """
+    Point ``steps["tweakreg"]`` at the LW aligned sources (SW) or make it write them (LW).
+
+    An SW product is aligned to the sources of ``params["aligned_sources_from"]`` when
+    that product wrote them and they fall on every member (else to ``abs_refcat``, said
+    in the log with the reason); the chosen LW product gets ``aligned_catalog``.
+    """
+    tweakreg = steps.setdefault("tweakreg", {})
+    if params.get("write_aligned_sources"):
+        tweakreg["aligned_catalog"] = str(Path(output_dir) / f"{params['product_name']}{ALIGNED_SOURCES_SUFFIX}")
+    source = params.get("aligned_sources_from")
+    if not source:
+        return
+    catalogs = [p for p in (upstream or {}).get(source, []) if p.endswith(ALIGNED_SOURCES_SUFFIX)]
+    fallback = f"aligned to the reference catalogue {tweakreg.get('abs_refcat')}"
+    if not catalogs:
+        print(f"jwst_ceers survey: {source} wrote no aligned sources (not made); {fallback}")
+        return
+    short = exposures_short_of_sources(catalogs[0], inputs["members"])
+    if short:
+        name, count = short[0]
+        print(
+            f"jwst_ceers survey: only {count} of the aligned sources of {source} fall on {name} "
+            f"({len(short)} member(s) short); {fallback}"
+        )
+        return
+    tweakreg["abs_refcat"] = catalogs[0]
+    print(f"jwst_ceers survey: aligned to the LW aligned sources {Path(catalogs[0]).name} of {source}")
+
+
 def prepare_worker():
     """Import jwst and the steps the task functions use (called once per dask worker)."""
     import jwst.outlier_detection  # noqa: F401
@@ -165,13 +197,16 @@ def image3_ceers(*, inputs, upstream, output_dir, name, params, run_options=None
 
     ``inputs``: ``members`` (cal files), optional ``abs_refcat``,
     ``parameter_file`` and ``step_parameter_file:<step>``; ``params``: ``product_name`` and ``steps`` (per-step
-    parameters, the pointing grid already in ``steps.resample``); ``run_options``: optional
+    parameters, the pointing grid already in ``steps.resample``), optional ``write_aligned_sources`` /
+    ``aligned_sources_from`` (LW first, then SW: see :mod:`jwst_ceers.survey.plan`); ``run_options``: optional
     ``memory_budget_gb`` (see :func:`memory_budget_gb`), given to Image3Ceers' parameter of that name.
     """
     from jwst_ceers.pipeline.image3_ceers import Image3Ceers  # imports jwst: only where products are made
 
     asn = write_product_association(inputs["members"], product_name=params["product_name"], output_dir=output_dir)
-    kwargs = {"output_dir": output_dir, "save_results": True, "steps": _steps_with_files(params, inputs)}
+    steps = _steps_with_files(params, inputs)
+    _align_to_upstream_sources(steps, params=params, inputs=inputs, upstream=upstream, output_dir=output_dir)
+    kwargs = {"output_dir": output_dir, "save_results": True, "steps": steps}
     if inputs.get("parameter_file"):
         kwargs["config_file"] = inputs["parameter_file"][0]
     budget = memory_budget_gb(run_options)

@@ -13,14 +13,22 @@ accuracy of the whole LW footprint.
 """
 
 import logging
+from pathlib import Path
 
 import numpy as np
 from astropy.table import Table
+from matplotlib.path import Path as Polygon
 
 from jwst_ceers.atomic_io import atomic_output
+from jwst_ceers.errors import CeersFileError
+from jwst_ceers.mosaic_grid.from_files import exposure_footprint
 from jwst_ceers.tweakreg.alignment import merge_detections
 
-__all__ = ["aligned_source_catalog", "write_aligned_catalog"]
+__all__ = ["MIN_SOURCES_PER_EXPOSURE", "aligned_source_catalog", "exposures_short_of_sources", "write_aligned_catalog"]
+
+#: Fewest catalogue sources an exposure needs on it to be aligned to that catalogue
+#: (the LW aligned sources of a 512^2 demo cut-out miss some SW cut-outs entirely).
+MIN_SOURCES_PER_EXPOSURE = 10
 
 log = logging.getLogger(__name__)
 
@@ -74,3 +82,58 @@ def write_aligned_catalog(table, path, *, abs_refcat=""):
     with atomic_output(path) as tmp:
         table.write(tmp, format="ascii.ecsv", overwrite=True)
     return path
+
+
+def exposures_short_of_sources(catalog, exposures, *, min_sources=MIN_SOURCES_PER_EXPOSURE):
+    """
+    The exposures on which fewer than ``min_sources`` sources of ``catalog`` fall.
+
+    Used before aligning SW exposures to the LW aligned sources: an exposure that the
+    LW footprint does not cover would be left unaligned, so such a band is aligned to
+    the reference catalogue instead.
+
+    Parameters
+    ----------
+    catalog : str or Path
+        ECSV with ``RA`` and ``DEC`` columns (deg; any case), e.g. written by ``aligned_catalog``.
+    exposures : list of str or Path
+        Level-2 exposures (their S_REGION footprint, else their WCS, is used).
+    min_sources : int
+        Fewest sources an exposure needs.
+
+    Returns
+    -------
+    list of (str, int)
+        File name and number of sources on it, for each exposure short of sources.
+
+    Raises
+    ------
+    CeersFileError
+        If the catalogue cannot be read or has no RA/DEC columns.
+    """
+    try:
+        table = Table.read(catalog, format="ascii.ecsv")
+        columns = {name.upper(): name for name in table.colnames}  # RA/DEC or ra/dec, as jwst reads them
+        ra = np.radians(np.asarray(table[columns["RA"]], float))
+        dec = np.radians(np.asarray(table[columns["DEC"]], float))
+    except (OSError, ValueError, KeyError) as exc:
+        raise CeersFileError(f"{catalog}: cannot read RA/DEC of the aligned sources ({exc})") from exc
+    short = []
+    for exposure in exposures:
+        corners = np.radians(np.asarray(exposure_footprint(exposure), float))
+        centre = (np.arctan2(np.sin(corners[:, 0]).mean(), np.cos(corners[:, 0]).mean()), corners[:, 1].mean())
+        polygon = Polygon(np.column_stack(_gnomonic(corners[:, 0], corners[:, 1], *centre)))
+        xi, eta = _gnomonic(ra, dec, *centre)
+        inside = int(np.count_nonzero(polygon.contains_points(np.column_stack([xi, eta]))))
+        if inside < min_sources:
+            short.append((Path(exposure).name, inside))
+    return short
+
+
+def _gnomonic(ra, dec, ra0, dec0):
+    """Tangent-plane coordinates (radians) about (ra0, dec0); points behind the plane go far away."""
+    cos_c = np.sin(dec0) * np.sin(dec) + np.cos(dec0) * np.cos(dec) * np.cos(ra - ra0)
+    cos_c = np.where(cos_c > 1e-6, cos_c, 1e-6)
+    xi = np.cos(dec) * np.sin(ra - ra0) / cos_c
+    eta = (np.cos(dec0) * np.sin(dec) - np.sin(dec0) * np.cos(dec) * np.cos(ra - ra0)) / cos_c
+    return xi, eta
