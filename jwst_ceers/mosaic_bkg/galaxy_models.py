@@ -31,7 +31,7 @@ from threadpoolctl import threadpool_limits
 from jwst_ceers.masking.background import coarse_background
 from jwst_ceers.masking.fft_ops import block_mean
 from jwst_ceers.masking.robust import robust_location_scale, sample_unmasked
-from jwst_ceers.mosaic_bkg.large_sources import find_large_bright_sources
+from jwst_ceers.mosaic_bkg.large_sources import find_large_bright_sources, search_inputs
 from jwst_ceers.mosaic_bkg.sersic import SersicComponent, evaluate_components, sersic_b, truncation_radius
 
 __all__ = [
@@ -427,9 +427,9 @@ def large_galaxy_models(
     if nodata is not None:
         valid &= ~np.asarray(nodata, dtype=bool)
     blocks, fraction = block_mean(data, valid, factor=block)
-    sources = find_large_bright_sources(
-        data, exclude, nodata=~valid, box_size=box_size, block=block, blocks=(blocks, fraction)
-    )
+    # the searches' full-resolution inputs, once for all of them
+    prepared = search_inputs(data, exclude, nodata=~valid, block=block, blocks=(blocks, fraction))
+    sources = find_large_bright_sources(data, exclude, box_size=box_size, prepared=prepared)
     if not sources and faint_nsigma is None:
         return LargeGalaxies([], [])
     pixel_noise = typical_noise(data, np.asarray(exclude, dtype=bool) | ~valid)
@@ -468,9 +468,7 @@ def large_galaxy_models(
         # a large galaxy blended with a brighter one shares its bright region: it is
         # found only once that one's model is subtracted (a mag-17.6, n 4 galaxy 100 px
         # from a mag-17.4 one left +0.37 sigma under the masks, bumps/cluster_core seed 2)
-        sources = _new_sources(
-            data, exclude, valid, blocks, fraction, components, unmodelled, block=block, box_size=box_size,
-        )
+        sources = _new_sources(data, exclude, prepared, components, unmodelled, box_size=box_size)
         if not sources:
             break
     if faint_nsigma is not None:
@@ -478,8 +476,7 @@ def large_galaxy_models(
         # (a mag-19.7, n 3.9, r_eff 61 px galaxy: +0.15 sigma under the masks, steps/dense
         # seed 4 F356W); they are modelled when the fit is credible, otherwise left alone
         candidates = _new_sources(
-            data, exclude, valid, blocks, fraction, components, unmodelled, block=block, box_size=box_size,
-            bright_nsigma=faint_nsigma,
+            data, exclude, prepared, components, unmodelled, box_size=box_size, bright_nsigma=faint_nsigma,
         )
         for y, x, radius in sorted(candidates, key=lambda s: -s[2]):
             found = fit(y, x, radius)
@@ -492,13 +489,12 @@ def large_galaxy_models(
     return LargeGalaxies(components, unmodelled, pixel_noise)
 
 
-def _new_sources(data, exclude, valid, blocks, fraction, components, unmodelled, *, block, box_size, **search):
+def _new_sources(data, exclude, prepared, components, unmodelled, *, box_size, **search):
     """Large bright sources of the mosaic minus ``components``, away from those known already."""
     known = [(c.y, c.x) for c in components] + [(y, x) for y, x, _ in unmodelled]
     return [
         (y, x, radius) for y, x, radius in find_large_bright_sources(
-            data, exclude, nodata=~valid, box_size=box_size, block=block, blocks=(blocks, fraction),
-            components=components, **search,
+            data, exclude, box_size=box_size, components=components, prepared=prepared, **search,
         )
         if all(np.hypot(y - ky, x - kx) > 0.5 * radius for ky, kx in known)
     ]
