@@ -4,14 +4,14 @@ Speed is measured in benchmarks/profile_mosaic_bkg.py and bench_mosaic_bkg.py; t
 tests check the optimised pieces against straightforward or injected truth: the
 analytic Jacobian of the Sersic fit against finite differences, the banded evaluation
 of the models against the full grid, the shared inputs of the repeated searches
-against a fresh search, and the rejection of fits at the lower Sersic-index bound.
+against a fresh search, and the faint search's rejection of flat-topped fits.
 """
 
 import numpy as np
 import pytest
 from scipy.optimize._numdiff import approx_derivative
 
-from jwst_ceers.masking.fft_ops import block_mean
+from jwst_ceers.masking.fft_ops import block_mean, block_means
 from jwst_ceers.mosaic_bkg.galaxy_models import (
     _model_and_jacobian,
     _model_values,
@@ -111,13 +111,51 @@ def test_repeated_searches_with_shared_inputs_equal_fresh_searches():
     assert len(find_large_bright_sources(image, exclude, components=galaxies[:1], prepared=prepared)) == 1
 
 
-def test_fit_at_the_lower_index_bound_is_not_a_galaxy():
+def test_flat_topped_fit_is_dropped_where_asked():
     # a flat-topped bump (index 0.15, below the fit's bound 0.3): the fit ends at the
-    # bound, and subtracting it would bias the background (robustness cluster_core seed 5)
+    # bound; the faint search drops such fits (a background bump there: robustness
+    # bumps/cluster_core seed 5), the bright search keeps them (seed 2)
     rng = np.random.default_rng(14)
     shape = (1024, 1024)
     bump = SersicComponent(y=510.0, x=500.0, intensity=0.15, r_eff=150.0, n=0.15, axis_ratio=0.8, theta=0.2)
     image = evaluate_components([bump], shape) + rng.normal(0, 0.05, shape).astype(np.float32)
     blocks, fraction = block_mean(image, np.ones(shape, bool), factor=8)
-    found = fit_sersic_galaxy(blocks, fraction >= 0.5, block=8, centre=(510.0, 500.0), radius=140.0, noise=0.05)
-    assert found == []
+    options = {"block": 8, "centre": (510.0, 500.0), "radius": 140.0, "noise": 0.05}
+    kept = fit_sersic_galaxy(blocks, fraction >= 0.5, **options)
+    assert len(kept) == 1 and kept[0].n == pytest.approx(0.3, abs=1e-3)
+    assert fit_sersic_galaxy(blocks, fraction >= 0.5, flat_is_credible=False, **options) == []
+
+
+@pytest.mark.parametrize("factors", [(2, 8), (1, 2, 8), (2, 16, 32), (4,)])
+def test_block_means_of_several_factors_equal_separate_block_means(factors):
+    rng = np.random.default_rng(15)
+    shape = (203, 331)  # odd sides: padded blocks at the edges
+    image = rng.normal(0, 1, shape).astype(np.float32)
+    valid = rng.random(shape) > 0.3
+    pyramid = block_means(image, valid, factors=factors)
+    assert sorted(pyramid) == sorted(factors)
+    for factor in factors:
+        mean, fraction = block_mean(image, valid, factor=factor)
+        assert np.array_equal(pyramid[factor][0], mean) and np.array_equal(pyramid[factor][1], fraction)
+        assert pyramid[factor][0].dtype == np.float32
+
+
+def test_tiered_mask_with_the_block_pyramid_equals_per_factor_block_means(monkeypatch):
+    import jwst_ceers.masking.tiers as tiers
+
+    rng = np.random.default_rng(16)
+    shape = (700, 900)
+    image = rng.normal(0, 1, shape).astype(np.float32)
+    yy, xx = np.indices(shape)
+    for y, x, size in rng.uniform((0, 0, 2), (700, 900, 30), (25, 3)):
+        image += (20 * np.exp(-0.5 * ((yy - y) ** 2 + (xx - x) ** 2) / size**2)).astype(np.float32)
+    coverage = np.zeros(shape, dtype=bool)
+    coverage[:, :50] = True
+    bits = tiers.tiered_source_mask(image, coverage=coverage, workers=1)
+
+    def separate(work, valid, *, factors):
+        return {f: block_mean(work, valid, factor=f) for f in factors}
+
+    monkeypatch.setattr(tiers, "block_means", separate)
+    assert np.array_equal(tiers.tiered_source_mask(image, coverage=coverage, workers=1), bits)
+    assert np.count_nonzero(bits) > 0.05 * bits.size
