@@ -159,3 +159,28 @@ def test_tiered_mask_with_the_block_pyramid_equals_per_factor_block_means(monkey
     monkeypatch.setattr(tiers, "block_means", separate)
     assert np.array_equal(tiers.tiered_source_mask(image, coverage=coverage, workers=1), bits)
     assert np.count_nonzero(bits) > 0.05 * bits.size
+
+
+def test_remasking_mosaics_at_once_equals_one_after_the_other():
+    from jwst_ceers.mosaic_bkg.mosaic_bkg_step import MosaicBackground, algorithm_options
+    from jwst_ceers.mosaic_bkg.pointing_background import pointing_background
+    from jwst_ceers.simulate.mosaics import simulate_mosaics
+
+    # bumps / cluster_core seed 2 (robustness_mosaic): models in both mosaics, remasked
+    sim = simulate_mosaics(None, shape=(512, 512), seed=2, filters=("F150W", "F356W"), background_family="bumps",
+                           density="cluster_core")
+    step = MosaicBackground()
+    options = algorithm_options(step)
+    results = []
+    for threads in (1, 2):
+        options.update(threads=threads, parallel_mosaics=threads)
+        results.append(pointing_background(
+            [sim.images[f] for f in ("F150W", "F356W")], nodata=[sim.coverage] * 2,
+            tiers=[step.tier_sets()["nircam"]] * 2, noise=[sim.truth[f]["noise_sigma"] for f in ("F150W", "F356W")],
+            **options,
+        ))
+    serial, parallel = results
+    assert any(serial.galaxy_models)
+    assert np.array_equal(serial.merged_mask, parallel.merged_mask)
+    for one, other in zip(serial.tiermasks + serial.backgrounds, parallel.tiermasks + parallel.backgrounds):
+        assert np.array_equal(one, other)
