@@ -9,8 +9,9 @@ Run on demand::
 defaults; every stage function is wrapped to sum its wall and thread CPU time (the
 mosaics run on threads: stages of different mosaics overlap, and FFT worker threads
 are not in "thread CPU"), and the process RSS is sampled every 50 ms. It prints the
-total wall, process CPU and peak RSS, a per-stage table, and the RSS at each stage's
-start and end (where the peak happens). Measured on a shared machine, compare CPU times
+total wall, process CPU and peak RSS, a per-stage table (calls, summed wall, summed
+thread CPU, largest sampled RSS while the stage ran), and the RSS at each stage's start
+and end (where the peak happens). Measured on a shared machine, compare CPU times
 or runs made one after the other.
 """
 
@@ -58,6 +59,18 @@ def _wrap(owner, name, label, totals, events, origin):
     setattr(owner, name, timed)
 
 
+def _stage_peak(label, events, samples):
+    """Largest sampled process RSS (GB) while any call of the stage ran (NaN: none sampled)."""
+    spans, open_calls = [], []
+    for when, what in events:
+        if what == f"start {label}":
+            open_calls.append(when)
+        elif what == f"end {label}" and open_calls:
+            spans.append((open_calls.pop(0), when))
+    inside = [rss for t, rss in samples if any(start <= t <= end for start, end in spans)]
+    return max(inside) / 1024**3 if inside else float("nan")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out_dir")
@@ -94,9 +107,9 @@ def main(argv=None):
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
     print(f"{len(args.mosaics)} mosaic(s): wall {wall:.1f} s, process CPU {cpu:.1f} s, peak RSS {peak:.2f} GB; "
           f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
-    print(f"{'stage':28s} {'calls':>5s} {'wall s':>8s} {'thread CPU s':>13s}")
+    print(f"{'stage':28s} {'calls':>5s} {'wall s':>8s} {'thread CPU s':>13s} {'peak RSS GB':>12s}")
     for label, (calls, stage_wall, stage_cpu) in totals.items():
-        print(f"{label:28s} {calls:5d} {stage_wall:8.2f} {stage_cpu:13.2f}")
+        print(f"{label:28s} {calls:5d} {stage_wall:8.2f} {stage_cpu:13.2f} {_stage_peak(label, events, samples):12.2f}")
     print("RSS at stage boundaries (GB):")
     for when, what in events:
         if "fit_sersic_galaxy" in what:

@@ -10,6 +10,7 @@ __all__ = [
     "gaussian_smooth",
     "dilate_disk",
     "block_mean",
+    "block_means",
     "block_any",
     "expand_blocks",
 ]
@@ -205,6 +206,46 @@ def block_mean(image, valid, *, factor):
         count = _strided_combine(valid, factor, np.add, np.float32)
     mean = np.divide(total, count, out=np.zeros_like(total), where=count > 0)
     return mean, count / np.float32(factor * factor)
+
+
+def block_means(image, valid, *, factors):
+    """
+    :func:`block_mean` for several power-of-two ``factors`` at once (bitwise the same).
+
+    The sums are halved once along one chain (factor 8 continues from factor 2's
+    sums), so the full-resolution passes are made once instead of once per factor.
+
+    Returns
+    -------
+    dict
+        ``{factor: (mean, fraction)}``.
+    """
+    factors = sorted({int(f) for f in factors})
+    if not all(_is_power_of_two(f) for f in factors):
+        raise ValueError(f"block_means: factors must be powers of two, got {factors}")
+    valid = np.asarray(valid, dtype=bool)
+    total = np.where(valid, image, np.float32(0)).astype(np.float32, copy=False)
+    out = {}
+    if factors and factors[0] == 1:
+        out[1] = (total, valid.astype(np.float32))
+        factors = factors[1:]
+        if factors:
+            total = total.copy()  # the factor-1 mean is returned: not overwritten below
+    if not factors:
+        return out
+    count = valid.view(np.uint8)
+    factor = 1
+    for target in factors:
+        while factor < target:
+            if factor * 2 > 8 and count.dtype == np.uint8:
+                count = count.astype(np.uint32)  # exact integer counts either way (uint8 up to 8 x 8)
+            total = _halve(total, np.add, np.float32)
+            count = _halve(count, np.add, count.dtype)
+            factor *= 2
+        counts = count.astype(np.float32)
+        mean = np.divide(total, counts, out=np.zeros_like(total), where=counts > 0)
+        out[target] = (mean, counts / np.float32(target * target))
+    return out
 
 
 def block_any(mask, *, factor):

@@ -33,6 +33,7 @@ from jwst_ceers.masking.fft_ops import (
     FourierImage,
     block_any,
     block_mean,
+    block_means,
     dilate_disk,
     expand_blocks,
 )
@@ -267,18 +268,29 @@ def tiered_source_mask(
     max_fwhm = {}
     for tier, (factor, _) in zip(tiers, factors):
         max_fwhm[factor] = max(max_fwhm.get(factor, 0.0), tier.kernel_fwhm / factor)
-    reduced = {}
+    reduced, pyramid = {}, {}
     for number, (tier, (factor, dilate_factor)) in enumerate(zip(tiers, factors), start=1):
         if background_box is not None:
             smooth_bkg = coarse_background(work, exclude=excluded, box=int(background_box))
             if smooth_bkg is not None:
                 work = np.where(valid, work - smooth_bkg, np.float32(0))
                 reduced.clear()
+                pyramid.clear()
         if factor not in reduced:
-            image, fraction = block_mean(work, valid, factor=factor)
+            if factor == 1:
+                # work is 0 outside valid already: its block "means" are itself
+                image, usable_pixels = work, valid
+            else:
+                if factor not in pyramid:
+                    # the block means of all coarse factors at once, from one chain of
+                    # halvings (the same values; the full-resolution passes made once)
+                    pyramid = block_means(work, valid, factors={f for f, _ in factors if f > 1} - set(reduced))
+                image, fraction = pyramid.pop(factor)
+                usable_pixels = fraction >= 0.5
+                del fraction
             fourier = FourierImage(image, max_fwhm=max_fwhm[factor], workers=workers)
-            reduced[factor] = (fourier, fraction >= 0.5)
-            del image
+            reduced[factor] = (fourier, usable_pixels)
+            del image, usable_pixels
         fourier, usable = reduced[factor]
         if tier.kernel_fwhm > 0:
             smoothed = fourier.smoothed(tier.kernel_fwhm / factor)

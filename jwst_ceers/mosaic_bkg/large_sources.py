@@ -6,6 +6,7 @@ background fit; :mod:`.galaxy_models` fits Sersic models to them and
 """
 
 import logging
+from dataclasses import dataclass
 
 import numpy as np
 from scipy.ndimage import label
@@ -15,14 +16,63 @@ from jwst_ceers.masking.robust import robust_location_scale
 from jwst_ceers.mosaic_bkg.box_fit import fit_boxes
 from jwst_ceers.mosaic_bkg.sersic import evaluate_components
 
-__all__ = ["find_large_bright_sources"]
+__all__ = ["SearchInputs", "find_large_bright_sources", "search_inputs"]
 
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class SearchInputs:
+    """
+    What :func:`find_large_bright_sources` derives from a mosaic and its masks, made
+    once by :func:`search_inputs` for repeated searches (with different models
+    subtracted): its full-resolution passes are then not repeated.
+
+    Attributes
+    ----------
+    shape : tuple of int
+        Full-resolution shape.
+    block : int
+        Block size.
+    blocks, fraction : ndarray
+        Block means of the valid pixels and their valid fractions.
+    excluded : ndarray of bool
+        Blocks the background does not use (any excluded pixel, or under half valid).
+    samples : ndarray
+        The mosaic's pixels every ``block // 2`` pixels (the noise estimate's grid).
+    keep : ndarray of bool
+        Which of them are valid and not excluded.
+    """
+
+    shape: tuple
+    block: int
+    blocks: np.ndarray
+    fraction: np.ndarray
+    excluded: np.ndarray
+    samples: np.ndarray
+    keep: np.ndarray
+
+
+def search_inputs(data, exclude, *, nodata=None, block=8, blocks=None):
+    """:class:`SearchInputs` of a mosaic (arguments as :func:`find_large_bright_sources`)."""
+    data = np.asarray(data)
+    valid = np.isfinite(data)
+    if nodata is not None:
+        valid &= ~np.asarray(nodata, dtype=bool)
+    exclude = np.asarray(exclude, dtype=bool)
+    if blocks is None:
+        means, fraction = block_mean(data, valid, factor=block)
+    else:
+        means, fraction = blocks
+    excluded = block_any(exclude & valid, factor=block) | ~(fraction >= 0.5)
+    step = max(1, block // 2)
+    keep = valid[::step, ::step] & ~exclude[::step, ::step]
+    return SearchInputs(tuple(data.shape), int(block), means, fraction, excluded, data[::step, ::step], keep)
+
+
 def find_large_bright_sources(
     data, exclude, *, nodata=None, box_size=128, filter_size=3, block=8, bright_nsigma=1.0, min_radius=120.0,
-    components=(), blocks=None,
+    components=(), blocks=None, prepared=None,
 ):
     """
     Centres and sizes of large bright galaxies (whose faint wings reach far past masks).
@@ -57,25 +107,22 @@ def find_large_bright_sources(
     blocks : (ndarray, ndarray), optional
         The ``block`` x ``block`` block means of the valid pixels of ``data`` and their
         valid fractions, when the caller has them (:func:`block_mean`).
+    prepared : SearchInputs, optional
+        :func:`search_inputs` of these arguments, made once for several searches
+        (``data``, ``exclude``, ``nodata``, ``block`` and ``blocks`` are then not read).
 
     Returns
     -------
     list of (float, float, float)
         ``(y, x, radius)`` in pixels: residual-weighted centre and equivalent radius.
     """
-    data = np.asarray(data)
-    valid = np.isfinite(data)
-    if nodata is not None:
-        valid &= ~np.asarray(nodata, dtype=bool)
-    exclude = np.asarray(exclude, dtype=bool)
-    if blocks is None:
-        blocks, fraction = block_mean(data, valid, factor=block)
-    else:
-        blocks, fraction = np.array(blocks[0], dtype=np.float32), blocks[1]
+    if prepared is None:
+        prepared = search_inputs(data, exclude, nodata=nodata, block=block, blocks=blocks)
+    block = prepared.block
+    blocks, fraction, excluded = np.array(prepared.blocks, dtype=np.float32), prepared.fraction, prepared.excluded
     if len(components):
-        blocks -= evaluate_components(components, data.shape, block=block)
+        blocks -= evaluate_components(components, prepared.shape, block=block)
     usable = fraction >= 0.5
-    excluded = block_any(exclude & valid, factor=block) | ~usable
     if (~excluded).sum() < 16:
         return []
     try:
@@ -87,10 +134,10 @@ def find_large_bright_sources(
         return []
     # pixel noise: robust scale of unmasked pixels about the block background
     step = max(1, block // 2)
-    shape = (-(-data.shape[0] // step), -(-data.shape[1] // step))
-    local = np.repeat(np.repeat(background, block // step, axis=0), block // step, axis=1)[: shape[0], : shape[1]]
-    keep = (valid & ~exclude)[::step, ::step]
-    _, scale = robust_location_scale((data[::step, ::step] - local)[keep].ravel())
+    samples, keep = prepared.samples, prepared.keep
+    local = np.repeat(np.repeat(background, block // step, axis=0), block // step, axis=1)[
+        : samples.shape[0], : samples.shape[1]]
+    _, scale = robust_location_scale(samples[keep] - local[keep])
     if not (np.isfinite(scale) and scale > 0):
         return []
     residual = np.where(usable, blocks - background, np.float32(0)) / np.float32(scale)

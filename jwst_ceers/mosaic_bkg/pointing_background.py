@@ -291,11 +291,15 @@ def pointing_background(
         models = [f.components for f in found]
         large_sources = [f.unmodelled for f in found]
         if any(models):
+            # the mosaics remasked at once as they were masked (``threads`` of them, the
+            # FFTs sharing the rest): most of a masking is single-threaded numpy, so one
+            # mosaic after the other with threaded FFTs left a core idle
             core = _remask_around_models(
                 images, nodata, noise, tiers, tiermasks, models, [f.pixel_noise for f in found], galaxy_modelling,
                 lambda d, m, s, t: _mask_one(
-                    d, m, s, t, ring_radius, ring_width, clip_nsigma, cpu_threads, detection_ceiling
+                    d, m, s, t, ring_radius, ring_width, clip_nsigma, fft_workers, detection_ceiling
                 ),
+                run=run,
             )
             merged = edit(merge_source_masks(tiermasks))
             if core is not None:
@@ -322,11 +326,14 @@ def pointing_background(
     return PointingBackground(backgrounds=backgrounds, tiermasks=tiermasks, merged_mask=merged, galaxy_models=models)
 
 
-def _remask_around_models(images, nodata, noise, tiers, tiermasks, models, sigmas, modelling, mask_one):
+def _remask_around_models(images, nodata, noise, tiers, tiermasks, models, sigmas, modelling, mask_one, *,
+                          run=None):
     """
     Remake the tier masks (in place in ``tiermasks``) on the model-subtracted mosaics
     where any galaxy model exceeds ``modelling.region_nsigma``; return the core mask
-    (any model above ``modelling.core_nsigma``); ``sigmas``: each mosaic's pixel noise.
+    (any model above ``modelling.core_nsigma``); ``sigmas``: each mosaic's pixel noise;
+    ``run(function, indices)``: maps a function over the mosaics' indices (default:
+    one after the other).
 
     The masks are remade on cut-outs (the region's bounding box plus a margin that
     covers the ring median, the smoothing kernels and the dilations) and only the
@@ -341,19 +348,28 @@ def _remask_around_models(images, nodata, noise, tiers, tiermasks, models, sigma
     if not region.any():
         return None
     cutouts = _merged_cutouts(find_objects(label(region)[0]), block=block, margin=int(modelling.margin), shape=shape)
+    if run is None:
+        def run(function, indices):
+            return [function(index) for index in indices]
+
     core = np.zeros(shape, dtype=bool)
     for (y0, y1, x0, x1), (cy0, cy1, cx0, cx1) in cutouts:
         cut = (slice(cy0, cy1), slice(cx0, cx1))
         inner = (slice(y0 - cy0, y1 - cy0), slice(x0 - cx0, x1 - cx0))
-        for index, components in enumerate(models):
+
+        def remask(index, cut=cut, inner=inner, window=(y0, y1, x0, x1), origin=(cy0, cx0)):
             # each component evaluated within its truncation radius only
-            model = evaluate_components(components, (cy1 - cy0, cx1 - cx0), origin=(cy0, cx0))
-            core[cut] |= model > modelling.core_nsigma * sigmas[index]
+            model = evaluate_components(models[index], (cut[0].stop - cut[0].start, cut[1].stop - cut[1].start),
+                                        origin=origin)
             local_noise = noise[index][cut] if noise[index] is not None and np.ndim(noise[index]) == 2 else noise[index]
             bits = mask_one(np.asarray(images[index][cut], dtype=np.float32) - model, nodata[index][cut], local_noise,
                             tiers[index])
-            target = tiermasks[index][y0:y1, x0:x1]
+            target = tiermasks[index][window[0]:window[1], window[2]:window[3]]
             target[...] = bits[inner].astype(target.dtype)
+            return model > modelling.core_nsigma * sigmas[index]
+
+        for model_core in run(remask, range(len(models))):
+            core[cut] |= model_core
         log.info(
             "source masks remade on the model-subtracted mosaics in x %d-%d, y %d-%d (%d modelled galaxies)",
             x0, x1, y0, y1, sum(len(m) for m in models),
