@@ -5,8 +5,9 @@ import logging
 import numpy as np
 from drizzle.resample import Drizzle
 from jwst.resample.resample import ResampleImage
-from stcal.resample.utils import get_tmeasure
+from stcal.resample.utils import get_tmeasure, is_imaging_wcs
 
+from jwst_ceers.resample.mosaic_rows import error_from_variances, finish_variance_in_place
 from jwst_ceers.resample.variance_cutout import (
     CUTOUT_KERNELS,
     accumulate_variance,
@@ -20,6 +21,11 @@ __all__ = ["CutoutResampleImage"]
 
 log = logging.getLogger(__name__)
 
+#: ``compute_err`` while `CutoutResampleImage.finalize` runs when ERR comes from the
+#: variances: truthy (jwst then stores ERR) but not "from_var" (stcal then skips its
+#: whole-array ERR, already computed by blocks in ``finalize_resample_variance``).
+_ERR_FROM_VARIANCE_BLOCKS = "from_var, by row blocks"
+
 
 class CutoutResampleImage(ResampleImage):
     """
@@ -32,7 +38,41 @@ class CutoutResampleImage(ResampleImage):
     stock adds nothing (its drizzled variance is NaN there). Inputs that stock's
     method handles differently (the ``turbo`` kernel, a missing or mis-shaped
     variance array) go through stock's full-grid method.
+
+    The mosaic's variances and ERR are finished by blocks of rows, in place
+    (`jwst_ceers.resample.mosaic_rows`): same values, without stcal's whole-array
+    temporaries.
     """
+
+    def finalize(self):
+        """As stock; ERR from the variances is computed by row blocks (same values)."""
+        if not (self._enable_var and self._compute_err == "from_var"):
+            super().finalize()
+            return
+        self._compute_err = _ERR_FROM_VARIANCE_BLOCKS
+        try:
+            super().finalize()
+        finally:
+            self._compute_err = "from_var"
+
+    def finalize_resample_variance(self, output_model):
+        """As stcal's, in place by row blocks; also ERR when it comes from the variances."""
+        if self.pixel_scale_ratio is None:
+            scaling = 1.0
+        elif is_imaging_wcs(self.output_wcs):
+            scaling = 1.0 / self.pixel_scale_ratio**2
+        else:
+            scaling = self.pixel_scale_ratio
+        for name in self.variance_array_names:
+            sums = self._variance_info.pop(name)
+            variance = finish_variance_in_place(sums["wsum"], sums["wt"], scaling)
+            output_model[name] = variance.astype(self.output_array_types[name], copy=False)
+            del sums
+        del self._variance_info
+        self._finalized = True
+        if self._compute_err == _ERR_FROM_VARIANCE_BLOCKS:
+            names = self.variance_array_names if self.error_from_variances is None else self.error_from_variances
+            output_model["err"] = error_from_variances([output_model[name] for name in names])
 
     def resample_variance_arrays(self, model, pixmap, pixel_scale_ratio, iscale, weight_map, xmin, xmax, ymin, ymax):
         """As stcal's ``Resample.resample_variance_arrays``, on the input's output cut-out."""
