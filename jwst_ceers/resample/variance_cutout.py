@@ -205,8 +205,12 @@ def accumulate_variance(weighted_sum, weight_sum, variance, weight):
         From :func:`variance_weight`.
     """
     use = (variance >= 0) & np.isfinite(variance) & (weight > 0)
-    with warnings.catch_warnings():
-        # as stcal: weights multiplied one at a time; overflow only in extreme cases
-        warnings.filterwarnings("ignore", "overflow encountered", RuntimeWarning)
-        weighted_sum[use] = np.nansum([weighted_sum[use], variance[use] * weight[use] * weight[use]], axis=0)
-    weight_sum[use] += weight[use]
+    # as stcal: weights multiplied one at a time (overflow only in extreme cases); pixels
+    # outside ``use`` (inf * 0, NaN) are computed but never added
+    with np.errstate(over="ignore", invalid="ignore"):
+        added = variance * weight * weight  # float64, as stcal's
+    # stcal: wsum[use] = nansum([wsum[use], added[use]]) and wt[use] += weight[use]; the
+    # same float64 sums cast to float32, without fancy-indexed copies
+    np.copyto(weighted_sum, 0, where=use & np.isnan(weighted_sum))
+    np.add(weighted_sum, added, out=weighted_sum, where=use, casting="same_kind")
+    np.add(weight_sum, weight, out=weight_sum, where=use, casting="same_kind")
