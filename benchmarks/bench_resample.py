@@ -65,6 +65,8 @@ print(json.dumps({"wall": wall, "cpu": cpu, "peak_gb": peak / 2**30, "rise_gb": 
 
 def run(which, asn, out, pars):
     out.mkdir(parents=True, exist_ok=True)
+    if pars.get("output_dir"):
+        Path(pars["output_dir"]).mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, STPIPE_DISABLE_CRDS_STEPPARS="true")
     proc = subprocess.run(
         [sys.executable, "-c", RUNNER, which, str(asn), str(out), json.dumps(pars)],
@@ -131,6 +133,8 @@ def main():
     parser.add_argument("--weight-type", default="ivm", choices=("ivm", "exptime"))
     parser.add_argument("--pixmap-stepsize", type=float, default=0, help="also run CutoutResample with this")
     parser.add_argument("--skip-stock", action="store_true", help="only the new step (no comparison)")
+    parser.add_argument("--save", action="store_true",
+                        help="the steps also write their i2d (in the step, as inside Image3): peaks include the save")
     parser.add_argument("--work", help="directory for arrays and the subset association (default: temporary)")
     args = parser.parse_args()
 
@@ -150,6 +154,8 @@ def main():
     grid = json.loads(args.grid) if args.grid else pointing_grid(
         [m["expname"] for m in members], pixel_scale=0.03).resample_parameters()
     pars = {**grid, "weight_type": args.weight_type}
+    if args.save:
+        pars.update(save_results=True, output_dir=str(work / "i2d"), suffix="i2d")
     print(f"{len(members)} exposures -> grid {grid.get('output_shape')} ({args.weight_type}); work {work}", flush=True)
 
     rows = {}
@@ -160,9 +166,11 @@ def main():
         rows[f"CutoutResample stepsize {args.pixmap_stepsize:g}"] = run(
             "cutout", subset, work / "stepsize", {**pars, "pixmap_stepsize": args.pixmap_stepsize, "pixmap_order": 3})
 
-    print(f"{'':34s} {'wall s':>8s} {'CPU s':>8s} {'peak GB':>8s} {'rise GB':>8s}")
+    mosaic_pixels = int(np.load(work / "cutout" / "data.npy", mmap_mode="r").size)
+    print(f"{'':34s} {'wall s':>8s} {'CPU s':>8s} {'peak GB':>8s} {'rise GB':>8s} {'rise B/mosaic px':>17s}")
     for name, row in rows.items():
-        print(f"{name:34s} {row['wall']:8.1f} {row['cpu']:8.1f} {row['peak_gb']:8.2f} {row['rise_gb']:8.2f}")
+        print(f"{name:34s} {row['wall']:8.1f} {row['cpu']:8.1f} {row['peak_gb']:8.2f} {row['rise_gb']:8.2f} "
+              f"{row['rise_gb'] * 2**30 / mosaic_pixels:17.1f}")
     if not args.skip_stock:
         stock, new = rows["stock ResampleStep"], rows["CutoutResample"]
         print(f"ratio new/stock: wall {new['wall'] / stock['wall']:.2f}, CPU {new['cpu'] / stock['cpu']:.2f}, "
