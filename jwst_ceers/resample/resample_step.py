@@ -34,6 +34,7 @@ class CutoutResample(ParameterErrors, ResampleStep):
     class_alias = "ceers_resample"
 
     get_stpipe_loggers = staticmethod(CeersStep.get_stpipe_loggers)
+    default_suffix = CeersStep.default_suffix  # standalone products: <name>_resample.fits
 
     def process(self, input_data):
         """
