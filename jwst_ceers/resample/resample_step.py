@@ -26,9 +26,11 @@ class CutoutResample(ParameterErrors, ResampleStep):
     equal stock's (tests/test_resample_cutout.py). ``single=True`` (outlier
     detection's per-group drizzle) is stock's own code path.
 
-    Parameter files that name ``jwst.resample.resample_step.ResampleStep`` (or the
-    ``resample`` alias) for this step are accepted, so the files users already have
-    for Image3Ceers keep working. Products are written atomically.
+    Inside Image3Ceers (step name ``resample``), parameter files that name
+    ``jwst.resample.resample_step.ResampleStep`` for that step still configure it
+    (stpipe does not check a pipeline step's ``class``), so the files users and
+    ``jwst-ceers grid`` already write keep working. Products are written atomically;
+    standalone ones are named ``<root>_resample.fits``.
     """
 
     class_alias = "ceers_resample"
