@@ -18,6 +18,7 @@ DESIGN_NAMES = {
     "PedestalSkySub": ("ceers_pedestal", False),
     "VarianceHoleFill": ("ceers_varfill", False),
     "MosaicBackground": ("ceers_mosaic_bkg", False),
+    "CutoutResample": ("ceers_resample", False),
     "Image3Ceers": ("calwebb_image3_ceers", True),
 }
 

@@ -25,6 +25,7 @@ from jwst_ceers.inputs import check_input_files, read_association
 from jwst_ceers.pipeline import input_checks
 from jwst_ceers.pedestal.pedestal_step import PedestalSkySub
 from jwst_ceers.pipeline.memory_plan import HeapTrimmingLibrary, plan_image3_memory, release_free_memory
+from jwst_ceers.resample.resample_step import CutoutResample
 from jwst_ceers.tweakreg.tweakreg_step import CatalogTweakReg
 from jwst_ceers.varfill.varfill_step import VarianceHoleFill
 
@@ -100,6 +101,7 @@ class Image3Ceers(ParameterErrors, Image3Pipeline):
         "skymatch": SkyMatchRecordOnly,
         "pedestal": PedestalSkySub,
         "varfill": VarianceHoleFill,
+        "resample": CutoutResample,
     }
 
     get_stpipe_loggers = staticmethod(CeersStep.get_stpipe_loggers)

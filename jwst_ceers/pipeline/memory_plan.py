@@ -19,7 +19,8 @@ The model has three phases; the peak is the largest:
 Coefficients were fitted to three stock calwebb_image3 peaks (24 x 256^2 onto 24 Mpix:
 1.58 GB and 48 x 1024^2 onto 35 Mpix: 3.68 GB, both ``benchmarks/bench_pointing.py``;
 24 x 2048^2 onto 49 Mpix: 5.95 GB, issue 16) and to issue 16's 10.23 GB with one
-median group per file; they are estimates, good to ~20%. pedestal and varfill write into
+median group per file, except the final resample's, measured on Image3Ceers' own
+``CutoutResample`` (lower than stock's); they are estimates, good to ~20%. pedestal and varfill write into
 the arrays the library holds (`jwst_ceers._step.set_array_in_place`), so Image3Ceers adds
 no per-exposure term to stock's (48 x 1024^2: the library grows by 0.065 GB over both
 steps, against 0.45 GB when they assigned new arrays).
@@ -71,8 +72,11 @@ EXPOSURE_WORK_BYTES_PER_PIXEL = 80
 MEDIAN_BYTES_PER_GROUP_PIXEL = 5.7
 #: outlier_detection, per mosaic pixel: the drizzled group being added (data, weight, accumulators).
 DRIZZLE_BYTES_PER_MOSAIC_PIXEL = 12
-#: Final resample, per mosaic pixel: SCI, WHT, ERR, three variances and their drizzle accumulators.
-RESAMPLE_BYTES_PER_MOSAIC_PIXEL = 52
+#: Final resample, per mosaic pixel: SCI, WHT, ERR, three variances and their running sums.
+#: Measured with ``benchmarks/bench_resample.py --exposures 48 --save`` (48 x 1024^2 onto
+#: 35 Mpix, i2d written): CutoutResample rises 39.7 B/px over its input library, context
+#: (2 planes) included; stock ResampleStep 67.6 B/px (this term was 52, fitted to stock).
+RESAMPLE_BYTES_PER_MOSAIC_PIXEL = 32
 #: Final resample context image: one int32 plane per 32 exposures.
 CONTEXT_BYTES_PER_PLANE = 4
 #: Assumed exposure size when a library member's size is not in its metadata.
