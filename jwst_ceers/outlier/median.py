@@ -4,8 +4,8 @@ Stock outlier_detection (``stcal.outlier_detection.median.MedianComputer``) stac
 full output-grid image per exposure group and runs ``np.nanmedian`` over every output
 pixel, also the many that no group covers (48 x 1024^2 NIRCam inputs: 20 of 35 Mpix;
 numpy then emits one "All-NaN slice" warning per such pixel, 24 s of a 41 s median).
-Here each group keeps only the rectangle of the grid where its drizzled data are not
-NaN, and the median is computed only where at least one group has data, with the
+Here each group keeps only its non-NaN pixels (values and a bit mask of their bounding
+box), and the median is computed only where at least one group has data, with the
 same arithmetic as ``np.nanmedian``: the middle value of the sorted finite values,
 or the float32 mean of the two middle ones.
 """
@@ -101,9 +101,39 @@ def nanmedian_columns(stack):
     return median
 
 
+#: Bytes of group data combined at once by `CutoutStack.median` (a band of grid rows).
+BAND_BYTES = 32 * 2**20
+
+
+@dataclass(frozen=True)
+class _StoredGroup:
+    """One group image: its box, where each box row starts in ``values``, mask bits, values."""
+
+    box: GridCutout
+    row_starts: np.ndarray
+    bits: object  # ndarray, or (path, shape) on disk
+    values: object  # ndarray, or (path, shape) on disk
+
+    def opened(self, dtype):
+        """This group with its arrays in memory, or memory-mapped from their files."""
+        if isinstance(self.values, np.ndarray):
+            return self
+        (bits_path, bits_shape), (values_path, values_shape) = self.bits, self.values
+        bits = np.memmap(bits_path, dtype=np.uint8, mode="r", shape=bits_shape)
+        if values_shape[0]:
+            values = np.memmap(values_path, dtype=dtype, mode="r", shape=values_shape)
+        else:  # numpy cannot map an empty file
+            values = np.empty(0, dtype=dtype)
+        return _StoredGroup(self.box, self.row_starts, bits, values)
+
+
 class CutoutStack:
     """
-    Drizzled group images as cut-outs, in memory or in temporary files, and their median.
+    Drizzled group images, kept compactly in memory or in temporary files, and their median.
+
+    Of each group image only the non-NaN pixels inside its bounding box are kept: their
+    values (row by row) and a bit mask of the box. A NIRCam exposure covers a fraction
+    of its bounding box (two modules, gaps, rotated on the grid).
 
     Parameters
     ----------
@@ -112,8 +142,8 @@ class CutoutStack:
     n_groups : int
         Number of group images that will be added.
     in_memory : bool
-        Keep the cut-outs in memory; else write each to a temporary file (like stock's
-        on-disk median) and read back one band of rows at a time.
+        Keep them in memory; else write them to temporary files (as stock's on-disk
+        median) and read back one band of grid rows at a time.
     dtype : dtype, optional
         Data type of the images.
     tempdir : str or Path, optional
@@ -125,36 +155,35 @@ class CutoutStack:
         self.n_groups = int(n_groups)
         self.in_memory = bool(in_memory)
         self.dtype = np.dtype(dtype)
-        self._cutouts = []  # (GridCutout, array or Path)
+        self._groups = []  # _StoredGroup
         self._tempdir = None if in_memory else tempfile.TemporaryDirectory(prefix="ceers_median_", dir=tempdir)
 
     def add(self, image, box):
         """
-        Add one group image, of which only ``box`` (a `GridCutout`) is kept.
+        Add one group image.
 
         Parameters
         ----------
         image : ndarray
             The full-grid image, NaN outside ``box``.
         box : GridCutout
-            The rectangle to keep (zero-sized: nothing kept).
+            A rectangle holding all its non-NaN pixels (zero-sized: nothing kept).
         """
         if box.shape[0] == 0 or box.shape[1] == 0:
             return
         cutout = image[box.y0 : box.y1, box.x0 : box.x1]
-        if self.in_memory:
-            self._cutouts.append((box, np.array(cutout, dtype=self.dtype, copy=True)))
-        else:
-            path = Path(self._tempdir.name) / f"group{len(self._cutouts):04d}.bin"
-            np.ascontiguousarray(cutout, dtype=self.dtype).tofile(path)
-            self._cutouts.append((box, path))
-
-    def _arrays(self):
-        for box, item in self._cutouts:
-            if isinstance(item, Path):
-                yield box, np.memmap(item, dtype=self.dtype, mode="r", shape=box.shape)
-            else:
-                yield box, item
+        finite = ~np.isnan(cutout)
+        row_starts = np.zeros(box.shape[0] + 1, dtype=np.int64)
+        np.cumsum(np.count_nonzero(finite, axis=1), out=row_starts[1:])
+        bits = np.packbits(finite, axis=1)
+        values = np.asarray(cutout[finite], dtype=self.dtype)
+        del finite
+        if not self.in_memory:
+            stem = Path(self._tempdir.name) / f"group{len(self._groups):04d}"
+            bits.tofile(f"{stem}_mask.bin")
+            values.tofile(f"{stem}_values.bin")
+            bits, values = (f"{stem}_mask.bin", bits.shape), (f"{stem}_values.bin", values.shape)
+        self._groups.append(_StoredGroup(box, row_starts, bits, values))
 
     def median(self, *, rows_per_band=None):
         """
@@ -163,8 +192,7 @@ class CutoutStack:
         Parameters
         ----------
         rows_per_band : int, optional
-            Grid rows combined at once (default: as stock's on-disk median, about one
-            grid image of data in the band buffer).
+            Grid rows combined at once (default: bands of ~`BAND_BYTES`).
 
         Returns
         -------
@@ -173,24 +201,28 @@ class CutoutStack:
         """
         ny, nx = self.grid_shape
         median = np.full(self.grid_shape, np.nan, dtype=self.dtype)
-        if not self._cutouts:
+        if not self._groups:
             return median
-        n = len(self._cutouts)
+        n = len(self._groups)
+        groups = [group.opened(self.dtype) for group in self._groups]
+        x_lo = min(group.box.x0 for group in groups)
+        x_hi = max(group.box.x1 for group in groups)
+        y_lo = min(group.box.y0 for group in groups)
+        y_hi = max(group.box.y1 for group in groups)
         if rows_per_band is None:
-            rows_per_band = max(1, ny // max(n, 1))
-        x_lo = min(box.x0 for box, _ in self._cutouts)
-        x_hi = max(box.x1 for box, _ in self._cutouts)
-        y_lo = min(box.y0 for box, _ in self._cutouts)
-        y_hi = max(box.y1 for box, _ in self._cutouts)
-        arrays = list(self._arrays())
+            rows_per_band = max(1, BAND_BYTES // (n * (x_hi - x_lo) * self.dtype.itemsize))
         for r0 in range(y_lo, y_hi, rows_per_band):
             r1 = min(r0 + rows_per_band, y_hi)
             band = np.full((n, r1 - r0, x_hi - x_lo), np.nan, dtype=self.dtype)
-            for k, (box, array) in enumerate(arrays):
+            for k, group in enumerate(groups):
+                box = group.box
                 a0, a1 = max(r0, box.y0), min(r1, box.y1)
                 if a0 >= a1:
                     continue
-                band[k, a0 - r0 : a1 - r0, box.x0 - x_lo : box.x1 - x_lo] = array[a0 - box.y0 : a1 - box.y0]
+                rows = slice(a0 - box.y0, a1 - box.y0)
+                finite = np.unpackbits(group.bits[rows], axis=1, count=box.shape[1]).view(bool)
+                target = band[k, a0 - r0 : a1 - r0, box.x0 - x_lo : box.x1 - x_lo]
+                target[finite] = group.values[group.row_starts[rows.start] : group.row_starts[rows.stop]]
             band = band.reshape(n, -1)
             covered = np.flatnonzero((~np.isnan(band)).any(axis=0))
             if covered.size:
@@ -198,14 +230,15 @@ class CutoutStack:
                 values[covered] = nanmedian_columns(band[:, covered])
                 median[r0:r1, x_lo:x_hi] = values.reshape(r1 - r0, x_hi - x_lo)
         log.info(
-            "Median of %d group cut-out(s) (%.1f of %.1f Mpix covered by the union of their boxes)",
-            n, (y_hi - y_lo) * (x_hi - x_lo) / 1e6, ny * nx / 1e6,
+            "Median of %d group image(s): %.1f Mpix of data kept (%.2f GB with masks), grid %.1f Mpix",
+            n, sum(g.values.shape[0] for g in groups) / 1e6,
+            sum(g.values.nbytes + g.bits.nbytes for g in groups) / 2**30, ny * nx / 1e6,
         )
         return median
 
     def cleanup(self):
-        """Remove the temporary files (on disk)."""
-        self._cutouts = []
+        """Forget the group images and remove the temporary files (on disk)."""
+        self._groups = []
         if self._tempdir is not None:
             self._tempdir.cleanup()
             self._tempdir = None
