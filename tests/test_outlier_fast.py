@@ -254,6 +254,10 @@ def test_image3_ceers_uses_it_and_flags_injected_cosmic_rays(tmp_path, caplog):
         seen = _covering_exposures(model, list(crf.values()), y, x) >= 1
         found += np.count_nonzero(seen & ((model.dq[y, x] & OUTLIER) != 0))
         total += np.count_nonzero(seen)
-        assert np.mean((model.dq & OUTLIER) != 0) < 2e-3  # little else
+        elsewhere = (model.dq & OUTLIER) != 0
+        for dy in (-1, 0, 1):
+            for dx in (-1, 0, 1):
+                elsewhere[y + dy, x + dx] = False
+        assert np.mean(elsewhere) < 1e-3  # little else
     assert total > 50
     assert found >= 0.95 * total, (found, total)
