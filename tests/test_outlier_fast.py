@@ -261,3 +261,18 @@ def test_image3_ceers_uses_it_and_flags_injected_cosmic_rays(tmp_path, caplog):
         assert np.mean(elsewhere) < 1e-3  # little else
     assert total > 50
     assert found >= 0.95 * total, (found, total)
+
+
+def test_call_on_association_file_writes_stock_crf(prepared, tmp_path):
+    """Standalone (Step.call on the association file, as strun): the crf files stock writes."""
+    asn, _ = prepared
+    for step_class, folder in ((OutlierDetectionStep, "stock"), (CeersOutlierDetection, "fast")):
+        (tmp_path / folder).mkdir()
+        step_class.call(str(asn), output_dir=str(tmp_path / folder), save_results=True, suffix="crf")
+    stock_files = sorted(p.name for p in (tmp_path / "stock").glob("*_crf.fits"))
+    assert len(stock_files) == 12
+    assert sorted(p.name for p in (tmp_path / "fast").glob("*_crf.fits")) == stock_files
+    for name in stock_files:
+        with datamodels.open(tmp_path / "stock" / name) as a, datamodels.open(tmp_path / "fast" / name) as b:
+            np.testing.assert_array_equal(b.dq, a.dq, err_msg=name)
+            assert b.meta.cal_step.outlier_detection == "COMPLETE"
