@@ -26,6 +26,7 @@ The flagged pixels are those of stock (tests compare DQ arrays bit for bit).
 
 import logging
 import tempfile
+from contextlib import closing
 from functools import partial
 from pathlib import Path
 
@@ -96,7 +97,8 @@ def drizzle_group(models, *, output_wcs, pixel_scale_ratio, weight_type, good_bi
     Parameters
     ----------
     models : iterable of (int, ImageModel)
-        Library index and model of each member of the group.
+        Library index and model of each member of the group (consumed one at a time:
+        a library on disk then holds one exposure in memory, as stock).
     output_wcs : gwcs.WCS
         The output grid (its ``array_shape`` set).
     pixel_scale_ratio : float
@@ -134,8 +136,19 @@ def drizzle_group(models, *, output_wcs, pixel_scale_ratio, weight_type, good_bi
         )
         if pixmaps is not None:
             pixmaps.put(index, pixmap)
-        del pixmap, weight, data
+        del pixmap, weight, data, model
     return driz.out_img, driz.out_wht
+
+
+def _borrowed_one_at_a_time(library, indices):
+    """Yield (index, model) of ``indices``, each shelved (unmodified) before the next is borrowed."""
+    for index in indices:
+        model = library.borrow(index)
+        try:
+            yield index, model
+        finally:
+            library.shelve(model, index, modify=False)
+            del model
 
 
 def _mask_low_weight(data, weight, maskpt):
@@ -206,21 +219,13 @@ def detect_outliers_fast(
                 data, weight = drizzled.data, drizzled.wht
                 del drizzled
             else:
-                with input_models:
-                    members = []
-                    for index in indices:
-                        members.append((index, input_models.borrow(index)))
-                    try:
-                        data, weight = drizzle_group(
-                            members, output_wcs=output_wcs, pixel_scale_ratio=pixel_scale_ratio,
-                            weight_type=weight_type, good_bits=good_bits, pixfrac=pixfrac, kernel=kernel,
-                            fillval=fillval, pixmap_stepsize=pixmap_stepsize, pixmap_order=pixmap_order,
-                            pixmaps=pixmaps,
-                        )
-                    finally:
-                        for index, model in members:
-                            input_models.shelve(model, index, modify=False)
-                        del members
+                with input_models, closing(_borrowed_one_at_a_time(input_models, indices)) as members:
+                    data, weight = drizzle_group(
+                        members, output_wcs=output_wcs, pixel_scale_ratio=pixel_scale_ratio,
+                        weight_type=weight_type, good_bits=good_bits, pixfrac=pixfrac, kernel=kernel,
+                        fillval=fillval, pixmap_stepsize=pixmap_stepsize, pixmap_order=pixmap_order,
+                        pixmaps=pixmaps,
+                    )
             data = _mask_low_weight(data, weight, maskpt)
             del weight
             # every pixel outside the box is NaN (a numeric fillval that survived the
