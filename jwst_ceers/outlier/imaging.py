@@ -13,9 +13,10 @@ Here:
 
 - each input's pixel map is computed once (same call as stock) and kept in a
   temporary file for the blot;
-- groups are drizzled as stock does (full grid, same drizzle call, bit-identical),
-  then only the rectangle of the grid where the group has data is kept
-  (`jwst_ceers.outlier.median.CutoutStack`, in memory or on disk as the library);
+- groups are drizzled as stock does (full grid, same drizzle call, bit-identical: a
+  drizzle onto a cut-out of the grid, with shifted pixel maps, differs by ~1e-10),
+  then only the group's drizzled pixels are kept (`jwst_ceers.outlier.median.CutoutStack`,
+  in memory or on disk as the library);
 - the median is computed only where a group has data, bit-identical to
   ``np.nanmedian``;
 - blot and flagging are stock's (``drizzle.resample.blot_image`` and
