@@ -193,7 +193,7 @@ def detect_outliers_fast(
     """
     in_memory = not input_models.on_disk
     indices_by_group = list(input_models.group_indices.values())
-    output_wcs, _, pixel_scale, pixel_scale_ratio = resampled_wcs_from_models(input_models)
+    output_wcs, _, _, pixel_scale_ratio = resampled_wcs_from_models(input_models)  # as stock ResampleImage
     grid_shape = tuple(output_wcs.array_shape)
     log.info("Outlier detection grid %s, %d exposure group(s)", grid_shape, len(indices_by_group))
 
