@@ -208,37 +208,36 @@ def detect_outliers_fast(
         median_model = datamodels.ImageModel(None)
 
     pixmaps = PixmapStore(tempdir=tempdir)
-    stack = CutoutStack(grid_shape, len(indices_by_group), in_memory=in_memory, tempdir=tempdir)
     try:
-        for group_number, indices in enumerate(indices_by_group):
-            if stock_resample is not None:
-                drizzled = stock_resample.resample_group(indices)
-                _fileio.save_drizzled(drizzled, make_output_path)
-                if group_number == 0:
-                    median_model.update(drizzled)
-                    median_model.meta.wcs = output_wcs
-                data, weight = drizzled.data, drizzled.wht
-                del drizzled
-            else:
-                with input_models, closing(_borrowed_one_at_a_time(input_models, indices)) as members:
-                    data, weight = drizzle_group(
-                        members, output_wcs=output_wcs, pixel_scale_ratio=pixel_scale_ratio,
-                        weight_type=weight_type, good_bits=good_bits, pixfrac=pixfrac, kernel=kernel,
-                        fillval=fillval, pixmap_stepsize=pixmap_stepsize, pixmap_order=pixmap_order,
-                        pixmaps=pixmaps,
-                    )
-            data = _mask_low_weight(data, weight, maskpt)
-            del weight
-            # every pixel outside the box is NaN (a numeric fillval that survived the
-            # weight mask lies inside it), so the median sees what stock's stack holds
-            stack.add(data, finite_bounding_box(data))
-            del data
+        stack = CutoutStack(grid_shape, len(indices_by_group), in_memory=in_memory, tempdir=tempdir)
+        try:
+            for group_number, indices in enumerate(indices_by_group):
+                if stock_resample is not None:
+                    drizzled = stock_resample.resample_group(indices)
+                    _fileio.save_drizzled(drizzled, make_output_path)
+                    if group_number == 0:
+                        median_model.update(drizzled)
+                        median_model.meta.wcs = output_wcs
+                    data, weight = drizzled.data, drizzled.wht
+                    del drizzled
+                else:
+                    with input_models, closing(_borrowed_one_at_a_time(input_models, indices)) as members:
+                        data, weight = drizzle_group(
+                            members, output_wcs=output_wcs, pixel_scale_ratio=pixel_scale_ratio,
+                            weight_type=weight_type, good_bits=good_bits, pixfrac=pixfrac, kernel=kernel,
+                            fillval=fillval, pixmap_stepsize=pixmap_stepsize, pixmap_order=pixmap_order,
+                            pixmaps=pixmaps,
+                        )
+                data = _mask_low_weight(data, weight, maskpt)
+                del weight
+                # every pixel outside the box is NaN (a numeric fillval that survived the
+                # weight mask lies inside it), so the median sees what stock's stack holds
+                stack.add(data, finite_bounding_box(data))
+                del data
+            median_data = stack.median()
+        finally:
+            stack.cleanup()
 
-        median_data = stack.median()
-    finally:
-        stack.cleanup()
-
-    try:
         if save_intermediate_results:
             median_model.data = median_data
             _fileio.save_median(median_model, _partial_without_asn(make_output_path))
