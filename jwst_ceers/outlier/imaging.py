@@ -189,7 +189,8 @@ def detect_outliers_fast(
     -------
     ModelLibrary
         ``input_models``, with outliers flagged in DQ (DO_NOT_USE | OUTLIER) and NaN
-        in the data, error and variance arrays, as stock.
+        in the data, error and variance arrays, as stock, and
+        ``meta.cal_step.outlier_detection = "COMPLETE"``.
     """
     in_memory = not input_models.on_disk
     indices_by_group = list(input_models.group_indices.values())
@@ -254,6 +255,9 @@ def detect_outliers_fast(
                     _fileio.save_blot(image, blot, None, make_output_path)
                 _flag_resampled_model_crs(image, blot, None, snr1, snr2, scale1, scale2, backg)
                 del blot
+                # the step status stock records in a pass of its own (on disk: one more
+                # read and write of every exposure), recorded while the image is open
+                image.meta.cal_step.outlier_detection = "COMPLETE"
                 input_models.shelve(image, index, modify=True)
     finally:
         pixmaps.cleanup()

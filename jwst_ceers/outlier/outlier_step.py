@@ -12,7 +12,6 @@ import logging
 
 from jwst.datamodels import ModelLibrary
 from jwst.outlier_detection.outlier_detection_step import OutlierDetectionStep
-from jwst.stpipe.utilities import query_step_status, record_step_status
 
 from jwst_ceers._step import CeersStep
 from jwst_ceers.outlier.imaging import detect_outliers_fast
@@ -80,6 +79,4 @@ class CeersOutlierDetection(OutlierDetectionStep):
             pixmap_stepsize=self.pixmap_stepsize,
             pixmap_order=self.pixmap_order,
         )
-        if query_step_status(library, "outlier_detection") not in ("SKIPPED", "FAILED"):
-            record_step_status(library, "outlier_detection", True)
-        return library
+        return library  # meta.cal_step.outlier_detection recorded while each image was open
