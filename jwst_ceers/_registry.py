@@ -11,6 +11,7 @@ STEPS = (
     ("jwst_ceers.tweakreg.tweakreg_step.CatalogTweakReg", "ceers_tweakreg", False),
     ("jwst_ceers.pedestal.pedestal_step.PedestalSkySub", "ceers_pedestal", False),
     ("jwst_ceers.varfill.varfill_step.VarianceHoleFill", "ceers_varfill", False),
+    ("jwst_ceers.outlier.outlier_step.CeersOutlierDetection", "ceers_outlier_detection", False),
     ("jwst_ceers.mosaic_bkg.mosaic_bkg_step.MosaicBackground", "ceers_mosaic_bkg", False),
     ("jwst_ceers.resample.resample_step.CutoutResample", "ceers_resample", False),
     ("jwst_ceers.pipeline.image3_ceers.Image3Ceers", "calwebb_image3_ceers", True),

@@ -99,13 +99,15 @@ def test_budget_keeps_exposures_on_disk_same_mosaic(two_detectors, in_memory_run
 
 
 def test_estimate_matches_the_issue_measurements():
-    """24 x 2048^2 onto a 10446 x 4708 grid: stock 5.95 GB; one median group per file 10.23 GB."""
+    """24 x 2048^2 onto a 10446 x 4708 grid: stock 5.95 GB (issue 16)."""
     pixels = [2048 * 2048] * 24
     mosaic = 10446 * 4708
     per_exposure = estimate_peak_memory(exposure_pixels=pixels, n_exposure_groups=3, mosaic_pixels=mosaic)
     per_file = estimate_peak_memory(exposure_pixels=pixels, n_exposure_groups=24, mosaic_pixels=mosaic)
     assert per_exposure.in_memory_gb == pytest.approx(5.95, rel=0.15)
-    assert per_file.in_memory_gb == pytest.approx(10.23, rel=0.15)
+    # CeersOutlierDetection keeps each group's drizzled pixels, not a full grid per group
+    # (stock with one median group per file: 10.23 GB in issue 16)
+    assert per_file.in_memory_gb < 1.1 * per_exposure.in_memory_gb
     assert per_exposure.on_disk_gb < 0.7 * per_exposure.in_memory_gb
     # 48 exposures (two visits) stay under 8 GB only on disk
     big = estimate_peak_memory(exposure_pixels=pixels * 2, n_exposure_groups=6, mosaic_pixels=mosaic, threads=2)

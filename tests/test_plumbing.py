@@ -17,6 +17,7 @@ DESIGN_NAMES = {
     "CatalogTweakReg": ("ceers_tweakreg", False),
     "PedestalSkySub": ("ceers_pedestal", False),
     "VarianceHoleFill": ("ceers_varfill", False),
+    "CeersOutlierDetection": ("ceers_outlier_detection", False),
     "MosaicBackground": ("ceers_mosaic_bkg", False),
     "CutoutResample": ("ceers_resample", False),
     "Image3Ceers": ("calwebb_image3_ceers", True),

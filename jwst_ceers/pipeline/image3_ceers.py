@@ -22,6 +22,7 @@ from stdatamodels.jwst import datamodels
 from jwst_ceers._step import CeersStep, ParameterErrors, make_saves_atomic
 from jwst_ceers.errors import CeersFileError
 from jwst_ceers.inputs import check_input_files, read_association
+from jwst_ceers.outlier.outlier_step import CeersOutlierDetection
 from jwst_ceers.pipeline import input_checks
 from jwst_ceers.pedestal.pedestal_step import PedestalSkySub
 from jwst_ceers.pipeline.memory_plan import HeapTrimmingLibrary, plan_image3_memory, release_free_memory
@@ -99,6 +100,7 @@ class Image3Ceers(ParameterErrors, Image3Pipeline):
         **Image3Pipeline.step_defs,
         "tweakreg": CatalogTweakReg,
         "skymatch": SkyMatchRecordOnly,
+        "outlier_detection": CeersOutlierDetection,
         "pedestal": PedestalSkySub,
         "varfill": VarianceHoleFill,
         "resample": CutoutResample,

@@ -11,16 +11,19 @@ The model has three phases; the peak is the largest:
 
 - per-exposure steps (tweakreg catalogs, skymatch, pedestal, varfill, blotting):
   the library (in memory) plus the working arrays of ``threads`` exposures;
-- outlier_detection's median: one float32 drizzled image per exposure group,
-  stacked (in memory) or streamed through temporary files (on disk);
+- outlier_detection (`jwst_ceers.outlier`): one exposure group drizzled onto the full
+  grid at a time, and of every group only its drizzled pixels (float32 values and a bit
+  mask of their bounding box) kept for the median, in memory or in temporary files;
 - the final resample: the mosaic's science, weight, context, error and variance
   arrays and their drizzle accumulators.
 
 Coefficients were fitted to three stock calwebb_image3 peaks (24 x 256^2 onto 24 Mpix:
 1.58 GB and 48 x 1024^2 onto 35 Mpix: 3.68 GB, both ``benchmarks/bench_pointing.py``;
-24 x 2048^2 onto 49 Mpix: 5.95 GB, issue 16) and to issue 16's 10.23 GB with one
-median group per file, except the final resample's, measured on Image3Ceers' own
-``CutoutResample`` (lower than stock's); they are estimates, good to ~20%. pedestal and varfill write into
+24 x 2048^2 onto 49 Mpix: 5.95 GB, issue 16); the outlier_detection terms were measured
+on CeersOutlierDetection (48 x 1024^2, 6 groups, 32.8 Mpix grid: 0.58 GB over the
+library, of which 0.21 GB kept group pixels; stock's full-grid stack: 1.31 GB,
+``benchmarks/bench_outlier.py``) and the final resample's on Image3Ceers' own
+``CutoutResample`` (lower than stock's). They are estimates, good to ~20%. pedestal and varfill write into
 the arrays the library holds (`jwst_ceers._step.set_array_in_place`), so Image3Ceers adds
 no per-exposure term to stock's (48 x 1024^2: the library grows by 0.065 GB over both
 steps, against 0.45 GB when they assigned new arrays).
@@ -68,8 +71,10 @@ BASE_BYTES = 0.32 * GB
 EXPOSURE_BYTES_PER_PIXEL = 33
 #: Working arrays while one exposure is processed (masks, convolved images, pixel maps, blot).
 EXPOSURE_WORK_BYTES_PER_PIXEL = 80
-#: outlier_detection, per median group and mosaic pixel (float32 stack and nanmedian's copy).
-MEDIAN_BYTES_PER_GROUP_PIXEL = 5.7
+#: outlier_detection, per input pixel: its drizzled float32 value kept for the median.
+MEDIAN_BYTES_PER_INPUT_PIXEL = 4.0
+#: outlier_detection, per median group and mosaic pixel: the bit mask of the group's kept pixels.
+MEDIAN_MASK_BYTES_PER_GROUP_PIXEL = 0.125
 #: outlier_detection, per mosaic pixel: the drizzled group being added (data, weight, accumulators).
 DRIZZLE_BYTES_PER_MOSAIC_PIXEL = 12
 #: Final resample, per mosaic pixel: SCI, WHT, ERR, three variances and their running sums.
@@ -194,7 +199,8 @@ def estimate_peak_memory(*, exposure_pixels, n_exposure_groups, mosaic_pixels, t
     library = sum(exposure_pixels) * EXPOSURE_BYTES_PER_PIXEL
     mosaic = int(mosaic_pixels)
     groups = n_exposure_groups if n > 1 else 0  # a single exposure skips outlier_detection
-    median_stack = groups * MEDIAN_BYTES_PER_GROUP_PIXEL * mosaic
+    kept = MEDIAN_BYTES_PER_INPUT_PIXEL * sum(exposure_pixels) if groups else 0
+    median_stack = kept + groups * MEDIAN_MASK_BYTES_PER_GROUP_PIXEL * mosaic
     drizzle = DRIZZLE_BYTES_PER_MOSAIC_PIXEL * mosaic if groups else 0
     resample = (RESAMPLE_BYTES_PER_MOSAIC_PIXEL + CONTEXT_BYTES_PER_PLANE * math.ceil(max(n, 1) / 32)) * mosaic
 
