@@ -15,7 +15,7 @@ from threadpoolctl import threadpool_info
 
 from jwst_ceers.masking.fft_ops import FourierImage, block_mean
 from jwst_ceers.masking.tiers import _prepare
-from jwst_ceers.mosaic_bkg.galaxy_models import _single_threaded_blas, large_galaxy_models
+from jwst_ceers.mosaic_bkg.galaxy_models import single_threaded_blas, large_galaxy_models
 from jwst_ceers.mosaic_bkg.mosaic_io import read_mosaic, write_mosaic_bkgsub
 from jwst_ceers.mosaic_bkg.pointing_background import _detection_ceiling
 from jwst_ceers.mosaic_bkg.sersic import SersicComponent, evaluate_components
@@ -90,24 +90,26 @@ def _blas_threads():
 
 
 def test_blas_limit_is_counted_across_threads_and_restored():
+    """
+    As pointing_background uses it: entered in the calling thread around the fitting threads.
+
+    A fitting thread leaving must not lift the limit while the caller is inside; the caller
+    leaving restores it (with this OpenBLAS a limit set or restored from a worker thread
+    after BLAS has run is not applied, so the caller is the one that sets and restores it).
+    """
     original = _blas_threads()
-    inside, release = threading.Event(), threading.Event()
     seen = []
 
-    def hold():
-        with _single_threaded_blas():
-            inside.set()
-            release.wait(10)
+    def fitting_thread():
+        with single_threaded_blas():
+            seen.append(_blas_threads())
 
-    worker = threading.Thread(target=hold)
-    worker.start()
-    inside.wait(10)
-    with _single_threaded_blas():
-        pass  # leaving while the other thread is still inside must not restore the limit
-    seen.append(_blas_threads())
-    release.set()
-    worker.join()
-    assert all(n == 1 for n in seen[0])
+    with single_threaded_blas():
+        worker = threading.Thread(target=fitting_thread)
+        worker.start()
+        worker.join()
+        seen.append(_blas_threads())  # the fitting thread has left; the caller is still inside
+    assert all(n == 1 for counts in seen for n in counts)
     assert _blas_threads() == original
 
 

@@ -38,6 +38,7 @@ __all__ = [
     "LargeGalaxies",
     "fit_sersic_galaxy",
     "large_galaxy_models",
+    "single_threaded_blas",
     "typical_noise",
 ]
 
@@ -53,8 +54,15 @@ _blas_limit = {"users": 0, "limiter": None}
 
 
 @contextmanager
-def _single_threaded_blas():
-    """BLAS limited to one thread while any fit (of any thread) is inside this context."""
+def single_threaded_blas():
+    """
+    BLAS limited to one thread while any fit (of any thread) is inside this context.
+
+    Enter it in the thread that starts the fitting threads as well, around them (as
+    `pointing_background` does): with this OpenBLAS a limit set or restored from a worker
+    thread after BLAS has run is not applied (threadpoolctl still reports 2 threads), so
+    the calling thread must be the first in and the last out.
+    """
     with _BLAS_LIMIT_LOCK:
         if _blas_limit["users"] == 0:
             _blas_limit["limiter"] = threadpool_limits(limits=1, user_api="blas")
@@ -452,7 +460,7 @@ def large_galaxy_models(
 
     def fit(y, x, radius, *, flat_is_credible=True):
         models = state["models"]
-        with _single_threaded_blas():
+        with single_threaded_blas():
             found = fit_sersic_galaxy(
                 blocks if models is None else blocks - models, usable, block=block, centre=(y, x), radius=radius,
                 noise=pixel_noise, fit_radius_factor=fit_radius_factor, flat_is_credible=flat_is_credible,

@@ -20,7 +20,7 @@ from scipy.ndimage import find_objects, label
 
 from jwst_ceers.masking import robust_location_scale, sample_unmasked, tier_mask_dtype, tiered_source_mask
 from jwst_ceers.mosaic_bkg.background_fit import fit_background
-from jwst_ceers.mosaic_bkg.galaxy_models import large_galaxy_models
+from jwst_ceers.mosaic_bkg.galaxy_models import large_galaxy_models, single_threaded_blas
 from jwst_ceers.mosaic_bkg.ring_median import ring_median_background
 from jwst_ceers.mosaic_bkg.sersic import evaluate_components
 
@@ -282,12 +282,13 @@ def pointing_background(
     if galaxy_modelling is not None and galaxy_modelling.enabled:
         # all mosaics at once (``parallel_mosaics`` bounds the masking's memory; the fits
         # work on 8 x 8 block means)
-        found = run(
-            lambda d, m: large_galaxy_models(d, merged | m, nodata=m, box_size=galaxy_modelling.search_box),
-            images,
-            nodata,
-            workers=max(1, min(cpu_threads, n)),
-        )
+        with single_threaded_blas():  # set here, in the calling thread (see its docstring)
+            found = run(
+                lambda d, m: large_galaxy_models(d, merged | m, nodata=m, box_size=galaxy_modelling.search_box),
+                images,
+                nodata,
+                workers=max(1, min(cpu_threads, n)),
+            )
         models = [f.components for f in found]
         large_sources = [f.unmodelled for f in found]
         if any(models):
