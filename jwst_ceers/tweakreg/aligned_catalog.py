@@ -16,6 +16,7 @@ import logging
 from pathlib import Path
 
 import numpy as np
+from astropy.coordinates import SkyCoord, UnitSphericalRepresentation
 from astropy.table import Table
 from matplotlib.path import Path as Polygon
 
@@ -23,6 +24,7 @@ from jwst_ceers.atomic_io import atomic_output
 from jwst_ceers.errors import CeersFileError
 from jwst_ceers.mosaic_grid.from_files import exposure_footprint
 from jwst_ceers.tweakreg.alignment import merge_detections
+from jwst_ceers.tweakreg.diagnostics import tangent_plane
 
 __all__ = ["MIN_SOURCES_PER_EXPOSURE", "aligned_source_catalog", "exposures_short_of_sources", "write_aligned_catalog"]
 
@@ -114,26 +116,22 @@ def exposures_short_of_sources(catalog, exposures, *, min_sources=MIN_SOURCES_PE
     try:
         table = Table.read(catalog, format="ascii.ecsv")
         columns = {name.upper(): name for name in table.colnames}  # RA/DEC or ra/dec, as jwst reads them
-        ra = np.radians(np.asarray(table[columns["RA"]], float))
-        dec = np.radians(np.asarray(table[columns["DEC"]], float))
+        ra = np.asarray(table[columns["RA"]], float)
+        dec = np.asarray(table[columns["DEC"]], float)
     except (OSError, ValueError, KeyError) as exc:
         raise CeersFileError(f"{catalog}: cannot read RA/DEC of the aligned sources ({exc})") from exc
+    sources = SkyCoord(ra, dec, unit="deg")
     short = []
     for exposure in exposures:
-        corners = np.radians(np.asarray(exposure_footprint(exposure), float))
-        centre = (np.arctan2(np.sin(corners[:, 0]).mean(), np.cos(corners[:, 0]).mean()), corners[:, 1].mean())
-        polygon = Polygon(np.column_stack(_gnomonic(corners[:, 0], corners[:, 1], *centre)))
-        xi, eta = _gnomonic(ra, dec, *centre)
-        inside = int(np.count_nonzero(polygon.contains_points(np.column_stack([xi, eta]))))
+        corners = np.asarray(exposure_footprint(exposure), float)
+        mean = SkyCoord(corners[:, 0], corners[:, 1], unit="deg").cartesian.mean()
+        centre = SkyCoord(mean.represent_as(UnitSphericalRepresentation))
+        near = sources.separation(centre).deg < 10.0  # in front of the tangent plane, far from its edge
+        ra0, dec0 = centre.ra.deg, centre.dec.deg
+        polygon = Polygon(np.column_stack(tangent_plane(corners[:, 0], corners[:, 1], ra0, dec0)))
+        points = np.column_stack(tangent_plane(ra[near], dec[near], ra0, dec0))
+        inside = int(np.count_nonzero(polygon.contains_points(points))) if len(points) else 0
         if inside < min_sources:
             short.append((Path(exposure).name, inside))
     return short
 
-
-def _gnomonic(ra, dec, ra0, dec0):
-    """Tangent-plane coordinates (radians) about (ra0, dec0); points behind the plane go far away."""
-    cos_c = np.sin(dec0) * np.sin(dec) + np.cos(dec0) * np.cos(dec) * np.cos(ra - ra0)
-    cos_c = np.where(cos_c > 1e-6, cos_c, 1e-6)
-    xi = np.cos(dec) * np.sin(ra - ra0) / cos_c
-    eta = (np.cos(dec0) * np.sin(dec) - np.sin(dec0) * np.cos(dec) * np.cos(ra - ra0)) / cos_c
-    return xi, eta

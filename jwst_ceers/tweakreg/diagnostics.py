@@ -13,12 +13,12 @@ import numpy as np
 
 from jwst_ceers.atomic_io import atomic_output
 
-__all__ = ["match_residuals", "plot_residual_vectors"]
+__all__ = ["match_residuals", "plot_residual_vectors", "tangent_plane"]
 
 log = logging.getLogger(__name__)
 
 
-def _tangent_plane(ra, dec, ra0, dec0):
+def tangent_plane(ra, dec, ra0, dec0):
     """Gnomonic projection (arcsec) about ``ra0, dec0`` (all in deg)."""
     ra = np.deg2rad(ra)
     dec = np.deg2rad(dec)
@@ -57,8 +57,8 @@ def match_residuals(ra, dec, ref_ra, ref_dec, *, tolerance=0.2, center=None):
     dec = np.asarray(dec, dtype=float)
     if center is None:
         center = (float(np.mean(ra)), float(np.mean(dec)))
-    x, y = _tangent_plane(ra, dec, *center)
-    rx, ry = _tangent_plane(np.asarray(ref_ra, float), np.asarray(ref_dec, float), *center)
+    x, y = tangent_plane(ra, dec, *center)
+    rx, ry = tangent_plane(np.asarray(ref_ra, float), np.asarray(ref_dec, float), *center)
     if len(rx) == 0 or len(x) == 0:
         empty = np.zeros(0)
         return empty, empty, empty, empty
