@@ -10,6 +10,7 @@ reference catalogue when those cannot be had.
 import dataclasses
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -186,6 +187,20 @@ def test_coverage_counts_sources_inside_each_footprint(pointing, tmp_path):
     )
     assert exposures_short_of_sources(catalog, [member]) == []
     assert exposures_short_of_sources(catalog, [member], min_sources=13) == [(member.name, 12)]
+
+
+def test_coverage_is_counted_per_detector_over_its_dithers(pointing, tmp_path):
+    """tweakreg fits each detector's dithers together: their sources add up."""
+    nrca1 = [p for p in _sw_members(pointing) if read_exposure_info(p).detector.upper() == "NRCA1"]
+    assert len(nrca1) == 2
+    catalog = _covering_catalog(tmp_path / "c.ecsv", nrca1, per_member=6)
+    counts = [count for _, count in exposures_short_of_sources(catalog, nrca1, min_sources=10**6)]
+    assert all(count >= 6 for count in counts)  # each dither has its own 6 (and some of the other's)
+    total = sum(counts)
+    assert exposures_short_of_sources(catalog, nrca1, min_sources=total) == []
+    assert [c for _, c in exposures_short_of_sources(catalog, nrca1, min_sources=total + 1)] == counts
+    # one dither alone is short of what both together have
+    assert exposures_short_of_sources(catalog, nrca1[:1], min_sources=total) == [(Path(nrca1[0]).name, counts[0])]
 
 
 @pytest.mark.slow

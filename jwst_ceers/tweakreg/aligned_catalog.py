@@ -20,6 +20,7 @@ from astropy.coordinates import SkyCoord, UnitSphericalRepresentation
 from astropy.table import Table
 from matplotlib.path import Path as Polygon
 
+from jwst_ceers.associations import read_exposure_info
 from jwst_ceers.atomic_io import atomic_output
 from jwst_ceers.errors import CeersFileError
 from jwst_ceers.mosaic_grid.from_files import exposure_footprint
@@ -28,8 +29,8 @@ from jwst_ceers.tweakreg.diagnostics import tangent_plane
 
 __all__ = ["MIN_SOURCES_PER_EXPOSURE", "aligned_source_catalog", "exposures_short_of_sources", "write_aligned_catalog"]
 
-#: Fewest catalogue sources an exposure needs on it to be aligned to that catalogue
-#: (the LW aligned sources of a 512^2 demo cut-out miss some SW cut-outs entirely).
+#: Fewest catalogue sources a detector needs over its exposures to be aligned to that
+#: catalogue (the LW aligned sources of a 512^2 demo cut-out miss some SW cut-outs entirely).
 MIN_SOURCES_PER_EXPOSURE = 10
 
 log = logging.getLogger(__name__)
@@ -88,25 +89,27 @@ def write_aligned_catalog(table, path, *, abs_refcat=""):
 
 def exposures_short_of_sources(catalog, exposures, *, min_sources=MIN_SOURCES_PER_EXPOSURE):
     """
-    The exposures on which fewer than ``min_sources`` sources of ``catalog`` fall.
+    The exposures whose detector sees fewer than ``min_sources`` sources of ``catalog``.
 
-    Used before aligning SW exposures to the LW aligned sources: an exposure that the
-    LW footprint does not cover would be left unaligned, so such a band is aligned to
-    the reference catalogue instead.
+    Used before aligning SW exposures to the LW aligned sources: ceers_tweakreg fits
+    the absolute shift per detector (its default ``group_by``), all dithers of a
+    detector together, so a detector is short when the sources on all its exposures
+    add up to fewer than ``min_sources``. Such a band is aligned to the reference
+    catalogue instead (else the detector would be left unaligned).
 
     Parameters
     ----------
     catalog : str or Path
         ECSV with ``RA`` and ``DEC`` columns (deg; any case), e.g. written by ``aligned_catalog``.
     exposures : list of str or Path
-        Level-2 exposures (their S_REGION footprint, else their WCS, is used).
+        Level-2 exposures (their S_REGION footprint, else their WCS, is used; DETECTOR groups them).
     min_sources : int
-        Fewest sources an exposure needs.
+        Fewest sources a detector needs over its exposures.
 
     Returns
     -------
     list of (str, int)
-        File name and number of sources on it, for each exposure short of sources.
+        File name and number of sources on it, for each exposure of a short detector.
 
     Raises
     ------
@@ -121,7 +124,7 @@ def exposures_short_of_sources(catalog, exposures, *, min_sources=MIN_SOURCES_PE
     except (OSError, ValueError, KeyError) as exc:
         raise CeersFileError(f"{catalog}: cannot read RA/DEC of the aligned sources ({exc})") from exc
     sources = SkyCoord(ra, dec, unit="deg")
-    short = []
+    counts, detectors, by_detector = {}, {}, {}
     for exposure in exposures:
         corners = np.asarray(exposure_footprint(exposure), float)
         mean = SkyCoord(corners[:, 0], corners[:, 1], unit="deg").cartesian.mean()
@@ -130,8 +133,11 @@ def exposures_short_of_sources(catalog, exposures, *, min_sources=MIN_SOURCES_PE
         ra0, dec0 = centre.ra.deg, centre.dec.deg
         polygon = Polygon(np.column_stack(tangent_plane(corners[:, 0], corners[:, 1], ra0, dec0)))
         points = np.column_stack(tangent_plane(ra[near], dec[near], ra0, dec0))
-        inside = int(np.count_nonzero(polygon.contains_points(points))) if len(points) else 0
-        if inside < min_sources:
-            short.append((Path(exposure).name, inside))
-    return short
-
+        counts[exposure] = int(np.count_nonzero(polygon.contains_points(points))) if len(points) else 0
+        detectors[exposure] = read_exposure_info(exposure).detector.upper()
+        by_detector[detectors[exposure]] = by_detector.get(detectors[exposure], 0) + counts[exposure]
+    return [
+        (Path(exposure).name, count)
+        for exposure, count in counts.items()
+        if by_detector[detectors[exposure]] < min_sources
+    ]
