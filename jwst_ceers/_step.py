@@ -337,7 +337,7 @@ class ExposureStep(CeersStep):
             raise CeersParameterError(f"{self.class_alias}: the input holds no exposure")
         # every member is validated before the first one is processed
         map_exposures(
-            library, lambda model, index: check_image_model(model, what=_member_name(library, index)),
+            library, lambda model, index: _check_member(library, model, index),
             modify=False, borrow=lambda index: _borrow(library, index),
         )
         map_exposures(
@@ -401,6 +401,17 @@ def set_array_in_place(model, name, values):
         current[...] = values
     else:
         setattr(model, name, values)
+
+
+def _check_member(library, model, index):
+    """
+    Check member ``index`` (errors name its file); returns None.
+
+    Not the model: map_exposures keeps every result until the pass ends, and a
+    returned model kept all exposures in memory through the check of an on-disk
+    library (48 full frames: 4.9 GB in pedestal and varfill instead of ~1 GB).
+    """
+    check_image_model(model, what=_member_name(library, index))
 
 
 def _borrow(library, index):
