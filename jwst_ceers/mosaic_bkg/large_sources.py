@@ -20,6 +20,10 @@ __all__ = ["SearchInputs", "find_large_bright_sources", "search_inputs"]
 
 log = logging.getLogger(__name__)
 
+#: Most pixels sampled for a search's noise estimate (a robust scale: 2 M samples give it
+#: to ~0.1%; every 4th pixel of a 10600 x 4800 mosaic, 3.2 M, took 0.2 s per search).
+NOISE_SAMPLES = 2_000_000
+
 
 @dataclass(frozen=True)
 class SearchInputs:
@@ -39,9 +43,12 @@ class SearchInputs:
     excluded : ndarray of bool
         Blocks the background does not use (any excluded pixel, or under half valid).
     samples : ndarray
-        The mosaic's pixels every ``block // 2`` pixels (the noise estimate's grid).
+        The mosaic's pixels every ``step`` pixels (the noise estimate's grid).
     keep : ndarray of bool
         Which of them are valid and not excluded.
+    step : int
+        That grid's spacing: ``block // 2``, or up to ``block`` on mosaics so large that
+        it would hold more than `NOISE_SAMPLES` pixels.
     """
 
     shape: tuple
@@ -51,6 +58,7 @@ class SearchInputs:
     excluded: np.ndarray
     samples: np.ndarray
     keep: np.ndarray
+    step: int
 
 
 def search_inputs(data, exclude, *, nodata=None, block=8, blocks=None):
@@ -66,8 +74,10 @@ def search_inputs(data, exclude, *, nodata=None, block=8, blocks=None):
         means, fraction = blocks
     excluded = block_any(exclude & valid, factor=block) | ~(fraction >= 0.5)
     step = max(1, block // 2)
+    while step < block and -(-data.shape[0] // step) * -(-data.shape[1] // step) > NOISE_SAMPLES:
+        step *= 2
     keep = valid[::step, ::step] & ~exclude[::step, ::step]
-    return SearchInputs(tuple(data.shape), int(block), means, fraction, excluded, data[::step, ::step], keep)
+    return SearchInputs(tuple(data.shape), int(block), means, fraction, excluded, data[::step, ::step], keep, step)
 
 
 def find_large_bright_sources(
@@ -133,7 +143,7 @@ def find_large_bright_sources(
     except ValueError:
         return []
     # pixel noise: robust scale of unmasked pixels about the block background
-    step = max(1, block // 2)
+    step = prepared.step
     samples, keep = prepared.samples, prepared.keep
     local = np.repeat(np.repeat(background, block // step, axis=0), block // step, axis=1)[
         : samples.shape[0], : samples.shape[1]]
