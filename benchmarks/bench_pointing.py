@@ -19,7 +19,8 @@ median of the mosaic in units of its median ERR: pedestals removed = 0), pixels
 flagged as outliers. Then MosaicBackground over the Image3Ceers mosaics of both
 filters (time and peak RSS). ``--survey-workers N`` runs ``jwst-ceers survey --workers N``
 on the pointing instead (every filter, then MosaicBackground) and reports the summed peak
-RSS of all its processes (scheduler, nannies, workers). Timings are noisy on a shared machine: compare the
+RSS of all its processes (scheduler, nannies, workers; ``--filters-at-once``: with
+``align_sw_to_lw = false``, so the filters are reduced at the same time). Timings are noisy on a shared machine: compare the
 ratios of one run, and look at CPU time as well as wall time.
 """
 
@@ -164,6 +165,9 @@ def main():
     parser.add_argument("--survey-workers", type=int, default=0,
                         help="instead of the pipelines: `jwst-ceers survey --workers N` on the pointing "
                         "(all filters, then MosaicBackground), measuring the summed RSS of all its processes")
+    parser.add_argument("--filters-at-once", action="store_true",
+                        help="with --survey-workers: align_sw_to_lw = false, so the filters run at the same time "
+                        "(the most memory two workers need on one pointing)")
     parser.add_argument("--keep", help="work directory to keep (default: a temporary one)")
     parser.add_argument("--realism", default="realistic",
                         help="simulator preset (jwst_ceers.simulate.REALISM_PRESETS; 'none' = plain)")
@@ -195,7 +199,8 @@ def main():
     if args.simulate_only:
         return
     if args.survey_workers:
-        survey_memory(work, sim, grid, workers=args.survey_workers, filters=args.filters, budget=args.budget)
+        survey_memory(work, sim, grid, workers=args.survey_workers, filters=args.filters, budget=args.budget,
+                      align_sw_to_lw=not args.filters_at_once)
         return
     config = {"refcat": str(sim.refcat_path), "grid": grid, "budget": args.budget}
 
@@ -220,15 +225,21 @@ def main():
     print_table(rows, bkg, args)
 
 
-def survey_memory(work, sim, grid, *, workers, filters, budget):
-    """Run ``jwst-ceers survey --workers N`` on the simulated pointing; print its summed peak RSS."""
+def survey_memory(work, sim, grid, *, workers, filters, budget, align_sw_to_lw=True):
+    """
+    Run ``jwst-ceers survey --workers N`` on the simulated pointing; print its summed peak RSS.
+
+    ``align_sw_to_lw=False``: the pointing's filters run at once (no SW-after-LW
+    dependency), the largest memory two workers can need on one pointing.
+    """
     import psutil
 
     out = work / f"survey_{workers}w"
     config = work / f"survey_{workers}w.toml"
     crval, crpix = grid["crval"], grid["crpix"]
     config.write_text(
-        f'output_root = "{out}"\nabs_refcat = "{sim.refcat_path}"\nmemory_budget_gb = {budget!r}\n\n'
+        f'output_root = "{out}"\nabs_refcat = "{sim.refcat_path}"\nmemory_budget_gb = {budget!r}\n'
+        f'align_sw_to_lw = {str(bool(align_sw_to_lw)).lower()}\n\n'
         f'[[pointings]]\nname = "bench"\n'
         f'inputs = ["{work / "sim"}/*_cal.fits"]\nfilters = {json.dumps(list(filters))}\n[pointings.grid]\n'
         f"crval = [{crval[0]!r}, {crval[1]!r}]\ncrpix = [{crpix[0]!r}, {crpix[1]!r}]\n"
