@@ -7,7 +7,6 @@ mosaic such as the CEERS HST ones: the image in ``SCI`` or in the primary HDU, o
 atomically with a FITS WCS in its image header and the FILTER keyword.
 """
 
-import gc
 import logging
 import re
 from dataclasses import dataclass
@@ -96,27 +95,61 @@ def _filter_from_header(*headers):
 
 
 def _noise_from(err, wht, shape):
+    """
+    Per-pixel sigma (native float32; NaN where unknown) from ERR, else from WHT (1/sqrt).
+
+    ERR is used when it has the image's shape and a positive value; pixels with
+    ERR <= 0 become NaN. Each array is converted once and edited in place (the inputs,
+    possibly big-endian memory maps of a file, are only read).
+    """
     if err is not None and np.shape(err) == shape:
         noise = np.array(err, dtype=np.float32)  # one native-order copy (FITS data are big-endian)
         positive = noise > 0
         if positive.any():
-            noise[~positive] = np.nan
+            # NaN where ERR <= 0 (or NaN): the mask is inverted in place
+            np.copyto(noise, np.float32(np.nan), where=np.logical_not(positive, out=positive))
             return noise
+        del noise, positive
     if wht is not None and np.shape(wht) == shape:
-        wht = np.asarray(wht, dtype=np.float32)
         with np.errstate(divide="ignore", invalid="ignore"):
-            return np.where(wht > 0, 1.0 / np.sqrt(wht), np.nan).astype(np.float32)
+            noise = np.sqrt(wht, dtype=np.float32)  # of WHT as float32
+            unknown = ~(noise > 0)  # WHT <= 0 or NaN (the root of a positive float32 is positive)
+            np.divide(np.float32(1.0), noise, out=noise)
+        np.copyto(noise, np.float32(np.nan), where=unknown)
+        return noise
     return None
 
 
-def _is_jwst_file(path):
-    with fits.open(path) as hdul:
-        return "ASDF" in hdul and str(hdul[0].header.get("TELESCOP", "")).upper() == "JWST"
+def _nodata_mask(data, wht):
+    """True where ``data`` is not finite or, when WHT has the image's shape, WHT is not > 0."""
+    usable = np.isfinite(data)
+    if wht is not None and np.shape(wht) == data.shape:
+        usable &= np.greater(wht, 0)
+    return np.logical_not(usable, out=usable)
+
+
+def _open_fits(path):
+    """``path`` opened with its arrays memory-mapped (read where used), or CeersFileError."""
+    try:
+        return fits.open(path, memmap=True)
+    except OSError as exc:
+        raise CeersFileError(f"{path}: cannot be read as FITS ({exc})") from exc
+
+
+def _is_jwst(hdul):
+    return "ASDF" in hdul and str(hdul[0].header.get("TELESCOP", "")).upper() == "JWST"
 
 
 def read_mosaic(item):
     """
     Read one member.
+
+    The arrays of a file are memory-mapped and converted once to native float32
+    (SCI -> data, ERR or else WHT -> noise; WHT and non-finite SCI -> nodata): no
+    other copy of them is made, and nothing of them is held once read. A jwst file's
+    datamodel is opened over the mapped file only to validate it and read its
+    ``meta`` (filter, wcsinfo), as ``datamodels.open`` would (same errors); its
+    ERR/WHT are mapped again only to write the output (:func:`write_mosaic_bkgsub`).
 
     Parameters
     ----------
@@ -130,66 +163,90 @@ def read_mosaic(item):
     ------
     CeersFileError
         Missing or unreadable file, no image, no WCS, no FILTER.
+    CeersDataError
+        Science array not 2-D, or no usable pixel.
     """
     if isinstance(item, ImageModel):
         return _from_model(item, item.meta.filename or "<model>")
     path = require_file(item, what="input mosaic")
+    hdul = _open_fits(path)
     try:
-        jwst_file = _is_jwst_file(path)
-    except OSError as exc:
-        raise CeersFileError(f"{path}: cannot be read as FITS ({exc})") from exc
-    if jwst_file:
-        # the model is closed once its arrays are read: its ERR, WHT (and variances) are
-        # not held through the run (8+ bytes per pixel; 0.4 GB per 50-Mpix mosaic) but
-        # mapped again from the file when the output is written (write_mosaic_bkgsub)
-        model = open_image_model(path)
-        try:
-            mosaic = _from_model(model, str(path))
-        finally:
-            model.close()
-        mosaic.model = None
-        mosaic.reopen = str(path)
-        # a datamodel sits in reference cycles: its arrays would wait for the cyclic
-        # garbage collector (measured: 0.6 GB per 50-Mpix mosaic held into the masking)
-        del model
-        gc.collect()
-        with fits.open(path) as hdul:
-            header = hdul["SCI"].header.copy()
-        if "CRPIX1" in header:
-            mosaic.header = header
-        return mosaic
-    hdul = fits.open(path)
-    image_hdu = None
-    if "SCI" in hdul and hdul["SCI"].data is not None:
-        image_hdu = hdul["SCI"]
-    elif hdul[0].data is not None and hdul[0].data.ndim == 2:
-        image_hdu = hdul[0]
-    else:
-        image_hdu = next((h for h in hdul[1:] if h.data is not None and np.ndim(h.data) == 2), None)
-    if image_hdu is None:
-        hdul.close()
-        raise CeersFileError(f"{path}: no 2-D image in PRIMARY or SCI")
-    data = np.asarray(image_hdu.data, dtype=np.float32)
-    header = image_hdu.header.copy()
-    if "CTYPE1" not in header:
-        hdul.close()
-        raise CeersFileError(f"{path}: image header has no FITS WCS (CTYPE1)")
-    filter_name = _filter_from_header(header, hdul[0].header)
-    if filter_name is None:
-        hdul.close()
-        raise CeersFileError(f"{path}: no FILTER keyword")
-    err = hdul["ERR"].data if "ERR" in hdul else None
-    wht = hdul["WHT"].data if "WHT" in hdul else None
-    noise = _noise_from(err, wht, data.shape)
-    nodata = ~np.isfinite(data)
-    if wht is not None and np.shape(wht) == data.shape:
-        nodata |= ~(np.asarray(wht) > 0)
-    try:
-        _check_some_data(nodata, path)
-    except CeersDataError:
+        jwst_file = _is_jwst(hdul)
+    except BaseException:
         hdul.close()
         raise
-    telescope = str(hdul[0].header.get("TELESCOP", header.get("TELESCOP", "HST"))).upper()
+    if jwst_file:
+        with hdul:
+            return _from_jwst_file(hdul, path)
+    return _from_plain_fits(hdul, path)
+
+
+def _from_jwst_file(hdul, path):
+    """A jwst file's Mosaic: meta from its datamodel (over ``hdul``), arrays from ``hdul``'s maps."""
+    # the model is made over a map of its own: the arrays read below are mapped by ``hdul``
+    # only, and are unmapped when it closes (a datamodel sits in reference cycles: a map it
+    # holds would stay resident until the cyclic garbage collector runs)
+    with fits.open(path, memmap=True) as model_handle:
+        model = open_image_model(path, hdulist=model_handle)
+        try:
+            if model.data is None or np.ndim(model.data) != 2:
+                raise CeersDataError(f"{path}: science array is not 2-D")
+            filter_name, wcsinfo_header = _model_filter_and_wcs(model, str(path))
+            has_wht, has_err = model.hasattr("wht"), model.hasattr("err")
+        finally:
+            model.close()
+        del model
+    sci = hdul["SCI"]
+    wht = hdul["WHT"].data if has_wht and "WHT" in hdul else None
+    err = hdul["ERR"].data if has_err and "ERR" in hdul else None
+    data = np.array(sci.data, dtype=np.float32)  # the one native-order copy of SCI
+    nodata = _nodata_mask(data, wht)
+    _check_some_data(nodata, str(path))
+    noise = _noise_from(err, wht, data.shape)
+    del wht, err
+    header = sci.header.copy() if "CRPIX1" in sci.header else wcsinfo_header
+    return Mosaic(
+        name=product_name(path),
+        filter=filter_name,
+        data=data,
+        nodata=nodata,
+        noise=noise,
+        header=header,
+        source=str(path),
+        is_jwst=True,
+        telescope="JWST",
+        reopen=str(path),
+    )
+
+
+def _from_plain_fits(hdul, path):
+    """A plain FITS member (e.g. an HST drizzled mosaic); ``hdul`` stays open in the Mosaic (closed on error)."""
+    try:
+        image_hdu = None
+        if "SCI" in hdul and hdul["SCI"].data is not None:
+            image_hdu = hdul["SCI"]
+        elif hdul[0].data is not None and hdul[0].data.ndim == 2:
+            image_hdu = hdul[0]
+        else:
+            image_hdu = next((h for h in hdul[1:] if h.data is not None and np.ndim(h.data) == 2), None)
+        if image_hdu is None:
+            raise CeersFileError(f"{path}: no 2-D image in PRIMARY or SCI")
+        header = image_hdu.header.copy()
+        if "CTYPE1" not in header:
+            raise CeersFileError(f"{path}: image header has no FITS WCS (CTYPE1)")
+        filter_name = _filter_from_header(header, hdul[0].header)
+        if filter_name is None:
+            raise CeersFileError(f"{path}: no FILTER keyword")
+        data = np.array(image_hdu.data, dtype=np.float32)  # one native-order copy
+        err = hdul["ERR"].data if "ERR" in hdul else None
+        wht = hdul["WHT"].data if "WHT" in hdul else None
+        nodata = _nodata_mask(data, wht)
+        _check_some_data(nodata, path)
+        noise = _noise_from(err, wht, data.shape)
+        telescope = str(hdul[0].header.get("TELESCOP", header.get("TELESCOP", "HST"))).upper()
+    except BaseException:
+        hdul.close()
+        raise
     return Mosaic(
         name=product_name(path),
         filter=filter_name,
@@ -204,22 +261,27 @@ def read_mosaic(item):
     )
 
 
-def _from_model(model, source):
-    if model.data is None or np.ndim(model.data) != 2:
-        raise CeersDataError(f"{source}: science array is not 2-D")
-    data = np.asarray(model.data, dtype=np.float32)
-    wht = model.wht if model.hasattr("wht") else None
-    err = model.err if model.hasattr("err") else None
-    nodata = ~np.isfinite(data)
-    if wht is not None and np.shape(wht) == data.shape:
-        nodata |= ~(np.asarray(wht) > 0)
-    _check_some_data(nodata, source)
+def _model_filter_and_wcs(model, source):
+    """``model``'s filter and the FITS WCS header of its wcsinfo, or CeersFileError naming ``source``."""
     header = _header_from_wcsinfo(model)
     if "CRPIX1" not in header:
         raise CeersFileError(f"{source}: model has no FITS-like wcsinfo (crpix/crval/pc)")
     filter_name = (model.meta.instrument.filter or "").upper()
     if not filter_name:
         raise CeersFileError(f"{source}: meta.instrument.filter is not set")
+    return filter_name, header
+
+
+def _from_model(model, source):
+    """A caller's ImageModel as a Mosaic (its arrays are read, never modified)."""
+    if model.data is None or np.ndim(model.data) != 2:
+        raise CeersDataError(f"{source}: science array is not 2-D")
+    data = np.asarray(model.data, dtype=np.float32)
+    wht = model.wht if model.hasattr("wht") else None
+    err = model.err if model.hasattr("err") else None
+    nodata = _nodata_mask(data, wht)
+    _check_some_data(nodata, source)
+    filter_name, header = _model_filter_and_wcs(model, source)
     return Mosaic(
         name=product_name(source if source != "<model>" else f"{filter_name.lower()}"),
         filter=filter_name,
