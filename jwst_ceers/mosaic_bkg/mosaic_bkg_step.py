@@ -267,8 +267,10 @@ class MosaicBackground(CeersStep):
             for index, (mosaic, background) in enumerate(zip(mosaics, result.backgrounds, strict=True)):
                 copies.acquire()  # released once that copy is written
                 try:
-                    bkgsub = mosaic.data - background
-                    np.copyto(bkgsub, np.float32(0), where=mosaic.nodata)
+                    # in FITS byte order (big-endian), so that it is written without being swapped
+                    dtype = np.result_type(mosaic.data, background).newbyteorder(">")
+                    bkgsub = np.subtract(mosaic.data, background, out=np.empty(mosaic.data.shape, dtype))
+                    np.copyto(bkgsub, 0, where=mosaic.nodata)
                 except BaseException:
                     copies.release()
                     raise

@@ -129,11 +129,36 @@ def _nodata_mask(data, wht):
 
 
 def _open_fits(path):
-    """``path`` opened with its arrays memory-mapped (read where used), or CeersFileError."""
+    """
+    ``path`` opened with its arrays memory-mapped (read where used), or CeersFileError.
+
+    A file shorter than its headers say (an interrupted copy or write) is refused here,
+    instead of failing where an array is first used.
+    """
     try:
-        return fits.open(path, memmap=True)
+        hdul = fits.open(path, memmap=True)
     except OSError as exc:
         raise CeersFileError(f"{path}: cannot be read as FITS ({exc})") from exc
+    try:
+        truncated = not str(path).lower().endswith(".gz") and _is_truncated(hdul, path)
+    except BaseException:
+        hdul.close()
+        raise
+    if truncated:
+        hdul.close()
+        raise CeersFileError(f"{path}: truncated FITS file (shorter than its headers describe); an interrupted copy or write?")
+    return hdul
+
+
+def _is_truncated(hdul, path):
+    """True if an HDU's data end past the end of the file, or an extension header is cut."""
+    end = max(info["datLoc"] + info["datSpan"] for info in map(hdul.fileinfo, range(len(hdul))))
+    size = Path(path).stat().st_size
+    if end > size:
+        return True
+    with open(path, "rb") as handle:  # astropy skips an extension whose header is cut
+        handle.seek(end)
+        return handle.read(8) == b"XTENSION"
 
 
 def _is_jwst(hdul):
