@@ -236,3 +236,41 @@ def test_concurrent_writes_give_the_serial_products(pointing, tmp_path, threads)
     with fits.open(paths["bkgsub"][0]) as hdul:
         expected = np.where(mosaics[0].nodata, np.float32(0), mosaics[0].data - saved[0])
         assert np.array_equal(hdul["SCI"].data, expected)
+
+
+def test_jwst_arrays_are_not_read_through_datamodels_open(pointing, monkeypatch):
+    """The slow path (every array of the file read into memory, then converted) is not taken."""
+    import stdatamodels.jwst.datamodels as datamodels
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("datamodels.open reads every array of the file")
+
+    monkeypatch.setattr(datamodels, "open", refuse)
+    assert read_mosaic(pointing["jwst"]).filter == "F150W"
+
+
+def test_one_mosaics_files_are_written_concurrently(pointing, tmp_path, monkeypatch):
+    """With threads=2 the background is written while the bkgsub mosaic is (serially: timeout)."""
+    import threading
+
+    import jwst_ceers.mosaic_bkg.mosaic_bkg_step as step_module
+
+    bkg_started = threading.Event()
+    real_bkgsub, real_fits = step_module.write_mosaic_bkgsub, step_module.write_image_fits
+
+    def bkgsub_waiting_for_bkg(path, *args, **kwargs):
+        assert bkg_started.wait(timeout=20), "the bkg file was not written beside the bkgsub mosaic"
+        return real_bkgsub(path, *args, **kwargs)
+
+    def fits_signalling(path, *args, **kwargs):
+        if str(path).endswith("_bkg.fits"):
+            bkg_started.set()
+        return real_fits(path, *args, **kwargs)
+
+    monkeypatch.setattr(step_module, "write_mosaic_bkgsub", bkgsub_waiting_for_bkg)
+    monkeypatch.setattr(step_module, "write_image_fits", fits_signalling)
+    mosaics = [read_mosaic(pointing["jwst"])]
+    result = _fake_result(mosaics, np.random.default_rng(0))
+    paths = _output_paths(tmp_path, [mosaics[0].name], "p", suffix="bkgsub", plot=False)
+    written = MosaicBackground(output_dir=str(tmp_path), threads=2)._write(mosaics, result, paths, [CEERS_NIRCAM_MOSAIC_TIERS])
+    assert all(p.is_file() for p in written["bkgsub"] + written["bkg"] + written["tiermask"] + [written["merged_mask"]])
