@@ -274,3 +274,15 @@ def test_one_mosaics_files_are_written_concurrently(pointing, tmp_path, monkeypa
     paths = _output_paths(tmp_path, [mosaics[0].name], "p", suffix="bkgsub", plot=False)
     written = MosaicBackground(output_dir=str(tmp_path), threads=2)._write(mosaics, result, paths, [CEERS_NIRCAM_MOSAIC_TIERS])
     assert all(p.is_file() for p in written["bkgsub"] + written["bkg"] + written["tiermask"] + [written["merged_mask"]])
+
+
+def test_jwst_file_without_datamodl_reads_alike(pointing, tmp_path):
+    """No DATAMODL keyword: datamodels.open guesses the model (the slow path), same Mosaic."""
+    with fits.open(pointing["jwst"]) as hdul:
+        del hdul[0].header["DATAMODL"]
+        hdul.writeto(tmp_path / "nodm_f150w_i2d.fits")
+    reference = read_mosaic(pointing["jwst"])
+    mosaic = read_mosaic(tmp_path / "nodm_f150w_i2d.fits")
+    for name in ("data", "nodata", "noise"):
+        _assert_same_array(getattr(mosaic, name), getattr(reference, name))
+    assert mosaic.filter == "F150W" and mosaic.is_jwst

@@ -7,6 +7,7 @@ mosaic such as the CEERS HST ones: the image in ``SCI`` or in the primary HDU, o
 atomically with a FITS WCS in its image header and the FILTER keyword.
 """
 
+import gc
 import logging
 import re
 from dataclasses import dataclass
@@ -207,12 +208,13 @@ def read_mosaic(item):
 
 
 def _from_jwst_file(hdul, path):
-    """A jwst file's Mosaic: meta from its datamodel (over ``hdul``), arrays from ``hdul``'s maps."""
+    """A jwst file's Mosaic: meta from its datamodel, arrays from ``hdul``'s maps."""
     # the model is made over a map of its own: the arrays read below are mapped by ``hdul``
     # only, and are unmapped when it closes (a datamodel sits in reference cycles: a map it
     # holds would stay resident until the cyclic garbage collector runs)
     with fits.open(path, memmap=True) as model_handle:
         model = open_image_model(path, hdulist=model_handle)
+        mapped = model_handle[0].header.get("DATAMODL") == "ImageModel"  # else read by datamodels.open
         try:
             if model.data is None or np.ndim(model.data) != 2:
                 raise CeersDataError(f"{path}: science array is not 2-D")
@@ -220,28 +222,36 @@ def _from_jwst_file(hdul, path):
             has_wht, has_err = model.hasattr("wht"), model.hasattr("err")
         finally:
             model.close()
-        del model
+            del model
+            if not mapped:
+                gc.collect()  # its arrays were read into memory, and wait for the cyclic collector
     sci = hdul["SCI"]
-    wht = hdul["WHT"].data if has_wht and "WHT" in hdul else None
-    err = hdul["ERR"].data if has_err and "ERR" in hdul else None
-    data = np.array(sci.data, dtype=np.float32)  # the one native-order copy of SCI
-    nodata = _nodata_mask(data, wht)
-    _check_some_data(nodata, str(path))
-    noise = _noise_from(err, wht, data.shape)
-    del wht, err
     header = sci.header.copy() if "CRPIX1" in sci.header else wcsinfo_header
-    return Mosaic(
-        name=product_name(path),
-        filter=filter_name,
-        data=data,
-        nodata=nodata,
-        noise=noise,
-        header=header,
-        source=str(path),
-        is_jwst=True,
-        telescope="JWST",
-        reopen=str(path),
+    return _mosaic_of(
+        sci.data, source=path, copy=True,
+        err=hdul["ERR"].data if has_err and "ERR" in hdul else None,
+        wht=hdul["WHT"].data if has_wht and "WHT" in hdul else None,
+        name=product_name(path), filter=filter_name, header=header, is_jwst=True, telescope="JWST", reopen=str(path),
     )
+
+
+def _mosaic_of(image, *, source, copy, err, wht, **fields):
+    """
+    The Mosaic of ``image`` with its ERR and WHT arrays (None: absent), and ``fields``.
+
+    ``image`` becomes native float32 in one pass (always a copy with ``copy``: a file's
+    memory map is then not held), ``nodata`` and ``noise`` are derived from the three
+    arrays (see :func:`_nodata_mask`, :func:`_noise_from`).
+
+    Raises
+    ------
+    CeersDataError
+        If no pixel is usable.
+    """
+    data = np.array(image, dtype=np.float32) if copy else np.asarray(image, dtype=np.float32)
+    nodata = _nodata_mask(data, wht)
+    _check_some_data(nodata, str(source))
+    return Mosaic(data=data, nodata=nodata, noise=_noise_from(err, wht, data.shape), source=str(source), **fields)
 
 
 def _from_plain_fits(hdul, path):
@@ -262,28 +272,16 @@ def _from_plain_fits(hdul, path):
         filter_name = _filter_from_header(header, hdul[0].header)
         if filter_name is None:
             raise CeersFileError(f"{path}: no FILTER keyword")
-        data = np.array(image_hdu.data, dtype=np.float32)  # one native-order copy
-        err = hdul["ERR"].data if "ERR" in hdul else None
-        wht = hdul["WHT"].data if "WHT" in hdul else None
-        nodata = _nodata_mask(data, wht)
-        _check_some_data(nodata, path)
-        noise = _noise_from(err, wht, data.shape)
         telescope = str(hdul[0].header.get("TELESCOP", header.get("TELESCOP", "HST"))).upper()
+        return _mosaic_of(
+            image_hdu.data, source=path, copy=True,
+            err=hdul["ERR"].data if "ERR" in hdul else None,
+            wht=hdul["WHT"].data if "WHT" in hdul else None,
+            name=product_name(path), filter=filter_name, header=header, is_jwst=False, telescope=telescope, hdul=hdul,
+        )
     except BaseException:
         hdul.close()
         raise
-    return Mosaic(
-        name=product_name(path),
-        filter=filter_name,
-        data=data,
-        nodata=nodata,
-        noise=noise,
-        header=header,
-        source=str(path),
-        is_jwst=False,
-        telescope=telescope,
-        hdul=hdul,
-    )
 
 
 def _model_filter_and_wcs(model, source):
@@ -301,23 +299,13 @@ def _from_model(model, source):
     """A caller's ImageModel as a Mosaic (its arrays are read, never modified)."""
     if model.data is None or np.ndim(model.data) != 2:
         raise CeersDataError(f"{source}: science array is not 2-D")
-    data = np.asarray(model.data, dtype=np.float32)
-    wht = model.wht if model.hasattr("wht") else None
-    err = model.err if model.hasattr("err") else None
-    nodata = _nodata_mask(data, wht)
-    _check_some_data(nodata, source)
     filter_name, header = _model_filter_and_wcs(model, source)
-    return Mosaic(
+    return _mosaic_of(
+        model.data, source=source, copy=False,
+        err=model.err if model.hasattr("err") else None,
+        wht=model.wht if model.hasattr("wht") else None,
         name=product_name(source if source != "<model>" else f"{filter_name.lower()}"),
-        filter=filter_name,
-        data=data,
-        nodata=nodata,
-        noise=_noise_from(err, wht, data.shape),
-        header=header,
-        source=source,
-        is_jwst=True,
-        telescope="JWST",
-        model=model,
+        filter=filter_name, header=header, is_jwst=True, telescope="JWST", model=model,
     )
 
 
