@@ -283,9 +283,9 @@ class MosaicBackground(CeersStep):
                     extra=header_cards(result.galaxy_models[index]),  # the Sersic models that steered the fit
                 ))
                 jobs["tiermask"].append(pool.submit(write_tiermask, index))
-            jobs["merged_mask"] = pool.submit(write_merged)
-        outputs = {kind: [job.result() for job in kind_jobs] for kind, kind_jobs in jobs.items() if kind != "merged_mask"}
-        outputs["merged_mask"] = jobs["merged_mask"].result()
+            merged_job = pool.submit(write_merged)
+        outputs = {kind: [job.result() for job in kind_jobs] for kind, kind_jobs in jobs.items()}
+        outputs["merged_mask"] = merged_job.result()
         return outputs
 
 
