@@ -264,6 +264,7 @@ class MosaicBackground(CeersStep):
 
         jobs = {"bkgsub": [], "bkg": [], "tiermask": []}
         with ThreadPoolExecutor(max_workers=threads) as pool:
+            # the large bkgsub mosaics first, the smaller files after them (longest jobs first)
             for index, (mosaic, background) in enumerate(zip(mosaics, result.backgrounds, strict=True)):
                 copies.acquire()  # released once that copy is written
                 try:
@@ -276,8 +277,9 @@ class MosaicBackground(CeersStep):
                     raise
                 jobs["bkgsub"].append(pool.submit(write_bkgsub, index, bkgsub))
                 del bkgsub
-                # submitted only now: astropy byte-swaps an array in place while writing it,
-                # so the background is written after the subtraction above has read it
+            # submitted only now: astropy byte-swaps an array in place while writing it, so
+            # the backgrounds are written after the subtractions above have read them
+            for index, (mosaic, background) in enumerate(zip(mosaics, result.backgrounds, strict=True)):
                 jobs["bkg"].append(pool.submit(
                     write_image_fits, paths["bkg"][index], background.astype(np.float32, copy=False), mosaic,
                     extra=header_cards(result.galaxy_models[index]),  # the Sersic models that steered the fit
