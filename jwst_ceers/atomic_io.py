@@ -188,6 +188,17 @@ def atomic_output(path):
             tmp.unlink()
 
 
+def _open_temporary(tmp):
+    """
+    Open the (new, empty) temporary file of :func:`atomic_output` for writing.
+
+    Not with ``"wb"``: its O_TRUNC makes ext4 write the whole file to disk when it is
+    closed (``auto_da_alloc``; measured 0.2 s per 600 MB, during which the writer
+    waits), which an empty file made by ``mkstemp`` does not need.
+    """
+    return open(tmp, "r+b")
+
+
 def write_fits_atomic(hdulist, path):
     """Write an `astropy.io.fits.HDUList` to ``path`` atomically (overwriting)."""
     with atomic_output(path) as tmp:
@@ -212,7 +223,7 @@ def write_model_atomic(model, path):
     # spelling in the file, while the model in memory keeps the real name
     model.meta.filename = fits_safe_text(path.name) if suffix == ".fits" else path.name
     try:
-        with atomic_output(path) as tmp, open(tmp, "wb") as handle:
+        with atomic_output(path) as tmp, _open_temporary(tmp) as handle:
             if suffix == ".fits":
                 model.to_fits(handle, overwrite=True)
             else:

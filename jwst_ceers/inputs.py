@@ -139,9 +139,20 @@ def check_complete_asdf(path, *, what):
             block = end if handle.read(4) == _ASDF_BLOCK_MAGIC else -1
 
 
-def open_image_model(path):
+def open_image_model(path, *, hdulist=None):
     """
     Open ``path`` as an `~stdatamodels.jwst.datamodels.ImageModel`.
+
+    Parameters
+    ----------
+    path : str or Path
+        The file.
+    hdulist : `~astropy.io.fits.HDUList`, optional
+        ``path`` already opened, e.g. with ``memmap=True``: a file written as an
+        ImageModel (``DATAMODL``) is then modelled over it, as ``datamodels.open``
+        does over the HDUList it reads, and validated alike, but an array is read only
+        where it is used. The caller closes ``hdulist`` after the model. Other files
+        are opened by ``datamodels.open``.
 
     Raises
     ------
@@ -152,7 +163,10 @@ def open_image_model(path):
 
     path = _check_readable_model_file(path, what="input file")
     try:
-        model = datamodels.open(path)
+        if hdulist is not None and hdulist[0].header.get("DATAMODL") == "ImageModel":
+            model = datamodels.ImageModel(hdulist)
+        else:
+            model = datamodels.open(path)
     except Exception as exc:  # astropy/asdf raise many types for corrupt files
         raise CeersFileError(
             f"{path}: cannot be read as a JWST datamodel; truncated or corrupt file? "

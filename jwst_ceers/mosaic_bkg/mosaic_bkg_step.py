@@ -2,6 +2,7 @@
 
 import logging
 import os
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -224,41 +225,69 @@ class MosaicBackground(CeersStep):
         return outputs
 
     def _write(self, mosaics, result, paths, tiers):
-        merged = result.merged_mask
+        """
+        Write every product: each mosaic's bkgsub, bkg and tiermask, and the merged mask.
 
-        def write_one(index):
-            mosaic, background, bits = mosaics[index], result.backgrounds[index], result.tiermasks[index]
-            bkgsub = mosaic.data - background
-            bkgsub[mosaic.nodata] = 0
-            bkgsub_path = write_mosaic_bkgsub(paths["bkgsub"][index], bkgsub, mosaic)
-            del bkgsub
-            bkg_path = write_image_fits(
-                paths["bkg"][index], background.astype(np.float32, copy=False), mosaic,
-                extra=header_cards(result.galaxy_models[index]),  # the Sersic models that steered the fit
-            )
+        The files are written concurrently on ``threads`` threads (disk writes and byte
+        swapping release the GIL), one mosaic's too. At most ``threads``
+        background-subtracted copies (4 bytes per pixel each) exist at once.
+        """
+        merged = result.merged_mask
+        threads = max(1, int(self.threads))
+        copies = threading.BoundedSemaphore(threads)
+
+        def write_bkgsub(index, bkgsub):
+            try:
+                return write_mosaic_bkgsub(paths["bkgsub"][index], bkgsub, mosaics[index])
+            finally:
+                copies.release()
+
+        def write_tiermask(index):
+            mosaic = mosaics[index]
             bit_doc = {"BIT0": "no data"}
             for k, tier in enumerate(tiers[index], start=1):
                 bit_doc[f"BIT{k}"] = f"tier fwhm {tier.kernel_fwhm:g} nsig {tier.nsigma:g} npix {tier.npixels} dil {tier.dilate:g}"
             bit_doc[f"BIT{len(tiers[index]) + 1}"] = "modelled galaxy cores (all filters)"
-            mask_path = write_image_fits(paths["tiermask"][index], bits, mosaic, extra=bit_doc)
+            path = write_image_fits(paths["tiermask"][index], result.tiermasks[index], mosaic, extra=bit_doc)
             good = ~mosaic.nodata
             fraction = np.count_nonzero(merged & good) / max(1, np.count_nonzero(good))
             log.info("%s: merged mask covers %.1f%% of its footprint", mosaic.name, 100 * fraction)
-            return bkgsub_path, bkg_path, mask_path
+            return path
 
-        # files are written in parallel: the disk writes and array conversions release the GIL
-        written = _map_threads(write_one, range(len(mosaics)), threads=self.threads)
-        outputs = {
-            "bkgsub": [w[0] for w in written],
-            "bkg": [w[1] for w in written],
-            "tiermask": [w[2] for w in written],
-        }
-        outputs["merged_mask"] = write_image_fits(
-            paths["merged_mask"],
-            merged.astype(np.uint8),
-            mosaics[0],
-            extra={"FILTER": "+".join(m.filter for m in mosaics)[:68], "MASKVAL": "1 = masked source (all filters)"},
-        )
+        def write_merged():
+            return write_image_fits(
+                paths["merged_mask"],
+                merged.astype(np.uint8),
+                mosaics[0],
+                extra={"FILTER": "+".join(m.filter for m in mosaics)[:68], "MASKVAL": "1 = masked source (all filters)"},
+            )
+
+        jobs = {"bkgsub": [], "bkg": [], "tiermask": []}
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            # the large bkgsub mosaics first, the smaller files after them (longest jobs first)
+            for index, (mosaic, background) in enumerate(zip(mosaics, result.backgrounds, strict=True)):
+                copies.acquire()  # released once that copy is written
+                try:
+                    # in FITS byte order (big-endian), so that it is written without being swapped
+                    dtype = np.result_type(mosaic.data, background).newbyteorder(">")
+                    bkgsub = np.subtract(mosaic.data, background, out=np.empty(mosaic.data.shape, dtype))
+                    np.copyto(bkgsub, 0, where=mosaic.nodata)
+                except BaseException:
+                    copies.release()
+                    raise
+                jobs["bkgsub"].append(pool.submit(write_bkgsub, index, bkgsub))
+                del bkgsub
+            # submitted only now: astropy byte-swaps an array in place while writing it, so
+            # the backgrounds are written after the subtractions above have read them
+            for index, (mosaic, background) in enumerate(zip(mosaics, result.backgrounds, strict=True)):
+                jobs["bkg"].append(pool.submit(
+                    write_image_fits, paths["bkg"][index], background.astype(np.float32, copy=False), mosaic,
+                    extra=header_cards(result.galaxy_models[index]),  # the Sersic models that steered the fit
+                ))
+                jobs["tiermask"].append(pool.submit(write_tiermask, index))
+            merged_job = pool.submit(write_merged)
+        outputs = {kind: [job.result() for job in kind_jobs] for kind, kind_jobs in jobs.items()}
+        outputs["merged_mask"] = merged_job.result()
         return outputs
 
 

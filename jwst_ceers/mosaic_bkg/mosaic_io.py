@@ -96,27 +96,86 @@ def _filter_from_header(*headers):
 
 
 def _noise_from(err, wht, shape):
+    """
+    Per-pixel sigma (native float32; NaN where unknown) from ERR, else from WHT (1/sqrt).
+
+    ERR is used when it has the image's shape and a positive value; pixels with
+    ERR <= 0 become NaN. Each array is converted once and edited in place (the inputs,
+    possibly big-endian memory maps of a file, are only read).
+    """
     if err is not None and np.shape(err) == shape:
         noise = np.array(err, dtype=np.float32)  # one native-order copy (FITS data are big-endian)
         positive = noise > 0
         if positive.any():
-            noise[~positive] = np.nan
+            # NaN where ERR <= 0 (or NaN): the mask is inverted in place
+            np.copyto(noise, np.float32(np.nan), where=np.logical_not(positive, out=positive))
             return noise
+        del noise, positive
     if wht is not None and np.shape(wht) == shape:
-        wht = np.asarray(wht, dtype=np.float32)
         with np.errstate(divide="ignore", invalid="ignore"):
-            return np.where(wht > 0, 1.0 / np.sqrt(wht), np.nan).astype(np.float32)
+            noise = np.sqrt(wht, dtype=np.float32)  # of WHT as float32
+            unknown = ~(noise > 0)  # WHT <= 0 or NaN (the root of a positive float32 is positive)
+            np.divide(np.float32(1.0), noise, out=noise)
+        np.copyto(noise, np.float32(np.nan), where=unknown)
+        return noise
     return None
 
 
-def _is_jwst_file(path):
-    with fits.open(path) as hdul:
-        return "ASDF" in hdul and str(hdul[0].header.get("TELESCOP", "")).upper() == "JWST"
+def _nodata_mask(data, wht):
+    """True where ``data`` is not finite or, when WHT has the image's shape, WHT is not > 0."""
+    usable = np.isfinite(data)
+    if wht is not None and np.shape(wht) == data.shape:
+        usable &= np.greater(wht, 0)
+    return np.logical_not(usable, out=usable)
+
+
+def _open_fits(path):
+    """
+    ``path`` opened with its arrays memory-mapped (read where used), or CeersFileError.
+
+    A file shorter than its headers say (an interrupted copy or write) is refused here,
+    instead of failing where an array is first used.
+    """
+    try:
+        hdul = fits.open(path, memmap=True)
+    except OSError as exc:
+        raise CeersFileError(f"{path}: cannot be read as FITS ({exc})") from exc
+    try:
+        truncated = not str(path).lower().endswith(".gz") and _is_truncated(hdul, path)
+    except BaseException:
+        hdul.close()
+        raise
+    if truncated:
+        hdul.close()
+        raise CeersFileError(f"{path}: truncated FITS file (shorter than its headers describe); an interrupted copy or write?")
+    return hdul
+
+
+def _is_truncated(hdul, path):
+    """True if an HDU's data end past the end of the file, or an extension header is cut."""
+    end = max(info["datLoc"] + info["datSpan"] for info in map(hdul.fileinfo, range(len(hdul))))
+    size = Path(path).stat().st_size
+    if end > size:
+        return True
+    with open(path, "rb") as handle:  # astropy skips an extension whose header is cut
+        handle.seek(end)
+        return handle.read(8) == b"XTENSION"
+
+
+def _is_jwst(hdul):
+    return "ASDF" in hdul and str(hdul[0].header.get("TELESCOP", "")).upper() == "JWST"
 
 
 def read_mosaic(item):
     """
     Read one member.
+
+    The arrays of a file are memory-mapped and converted once to native float32
+    (SCI -> data, ERR or else WHT -> noise; WHT and non-finite SCI -> nodata): no
+    other copy of them is made, and nothing of them is held once read. A jwst file's
+    datamodel is opened over the mapped file only to validate it and read its
+    ``meta`` (filter, wcsinfo), as ``datamodels.open`` would (same errors); its
+    ERR/WHT are mapped again only to write the output (:func:`write_mosaic_bkgsub`).
 
     Parameters
     ----------
@@ -130,107 +189,123 @@ def read_mosaic(item):
     ------
     CeersFileError
         Missing or unreadable file, no image, no WCS, no FILTER.
+    CeersDataError
+        Science array not 2-D, or no usable pixel.
     """
     if isinstance(item, ImageModel):
         return _from_model(item, item.meta.filename or "<model>")
     path = require_file(item, what="input mosaic")
+    hdul = _open_fits(path)
     try:
-        jwst_file = _is_jwst_file(path)
-    except OSError as exc:
-        raise CeersFileError(f"{path}: cannot be read as FITS ({exc})") from exc
-    if jwst_file:
-        # the model is closed once its arrays are read: its ERR, WHT (and variances) are
-        # not held through the run (8+ bytes per pixel; 0.4 GB per 50-Mpix mosaic) but
-        # mapped again from the file when the output is written (write_mosaic_bkgsub)
-        model = open_image_model(path)
-        try:
-            mosaic = _from_model(model, str(path))
-        finally:
-            model.close()
-        mosaic.model = None
-        mosaic.reopen = str(path)
-        # a datamodel sits in reference cycles: its arrays would wait for the cyclic
-        # garbage collector (measured: 0.6 GB per 50-Mpix mosaic held into the masking)
-        del model
-        gc.collect()
-        with fits.open(path) as hdul:
-            header = hdul["SCI"].header.copy()
-        if "CRPIX1" in header:
-            mosaic.header = header
-        return mosaic
-    hdul = fits.open(path)
-    image_hdu = None
-    if "SCI" in hdul and hdul["SCI"].data is not None:
-        image_hdu = hdul["SCI"]
-    elif hdul[0].data is not None and hdul[0].data.ndim == 2:
-        image_hdu = hdul[0]
-    else:
-        image_hdu = next((h for h in hdul[1:] if h.data is not None and np.ndim(h.data) == 2), None)
-    if image_hdu is None:
-        hdul.close()
-        raise CeersFileError(f"{path}: no 2-D image in PRIMARY or SCI")
-    data = np.asarray(image_hdu.data, dtype=np.float32)
-    header = image_hdu.header.copy()
-    if "CTYPE1" not in header:
-        hdul.close()
-        raise CeersFileError(f"{path}: image header has no FITS WCS (CTYPE1)")
-    filter_name = _filter_from_header(header, hdul[0].header)
-    if filter_name is None:
-        hdul.close()
-        raise CeersFileError(f"{path}: no FILTER keyword")
-    err = hdul["ERR"].data if "ERR" in hdul else None
-    wht = hdul["WHT"].data if "WHT" in hdul else None
-    noise = _noise_from(err, wht, data.shape)
-    nodata = ~np.isfinite(data)
-    if wht is not None and np.shape(wht) == data.shape:
-        nodata |= ~(np.asarray(wht) > 0)
-    try:
-        _check_some_data(nodata, path)
-    except CeersDataError:
+        jwst_file = _is_jwst(hdul)
+    except BaseException:
         hdul.close()
         raise
-    telescope = str(hdul[0].header.get("TELESCOP", header.get("TELESCOP", "HST"))).upper()
-    return Mosaic(
-        name=product_name(path),
-        filter=filter_name,
-        data=data,
-        nodata=nodata,
-        noise=noise,
-        header=header,
-        source=str(path),
-        is_jwst=False,
-        telescope=telescope,
-        hdul=hdul,
+    if jwst_file:
+        with hdul:
+            return _from_jwst_file(hdul, path)
+    return _from_plain_fits(hdul, path)
+
+
+def _from_jwst_file(hdul, path):
+    """A jwst file's Mosaic: meta from its datamodel, arrays from ``hdul``'s maps."""
+    # the model is made over a map of its own: the arrays read below are mapped by ``hdul``
+    # only, and are unmapped when it closes (a datamodel sits in reference cycles: a map it
+    # holds would stay resident until the cyclic garbage collector runs)
+    with fits.open(path, memmap=True) as model_handle:
+        model = open_image_model(path, hdulist=model_handle)
+        mapped = model_handle[0].header.get("DATAMODL") == "ImageModel"  # else read by datamodels.open
+        try:
+            if model.data is None or np.ndim(model.data) != 2:
+                raise CeersDataError(f"{path}: science array is not 2-D")
+            filter_name, wcsinfo_header = _model_filter_and_wcs(model, str(path))
+            has_wht, has_err = model.hasattr("wht"), model.hasattr("err")
+        finally:
+            model.close()
+            del model
+            if not mapped:
+                gc.collect()  # its arrays were read into memory, and wait for the cyclic collector
+    sci = hdul["SCI"]
+    header = sci.header.copy() if "CRPIX1" in sci.header else wcsinfo_header
+    return _mosaic_of(
+        sci.data, source=path, copy=True,
+        err=hdul["ERR"].data if has_err and "ERR" in hdul else None,
+        wht=hdul["WHT"].data if has_wht and "WHT" in hdul else None,
+        name=product_name(path), filter=filter_name, header=header, is_jwst=True, telescope="JWST", reopen=str(path),
     )
 
 
-def _from_model(model, source):
-    if model.data is None or np.ndim(model.data) != 2:
-        raise CeersDataError(f"{source}: science array is not 2-D")
-    data = np.asarray(model.data, dtype=np.float32)
-    wht = model.wht if model.hasattr("wht") else None
-    err = model.err if model.hasattr("err") else None
-    nodata = ~np.isfinite(data)
-    if wht is not None and np.shape(wht) == data.shape:
-        nodata |= ~(np.asarray(wht) > 0)
-    _check_some_data(nodata, source)
+def _mosaic_of(image, *, source, copy, err, wht, **fields):
+    """
+    The Mosaic of ``image`` with its ERR and WHT arrays (None: absent), and ``fields``.
+
+    ``image`` becomes native float32 in one pass (always a copy with ``copy``: a file's
+    memory map is then not held), ``nodata`` and ``noise`` are derived from the three
+    arrays (see :func:`_nodata_mask`, :func:`_noise_from`).
+
+    Raises
+    ------
+    CeersDataError
+        If no pixel is usable.
+    """
+    data = np.array(image, dtype=np.float32) if copy else np.asarray(image, dtype=np.float32)
+    nodata = _nodata_mask(data, wht)
+    _check_some_data(nodata, str(source))
+    return Mosaic(data=data, nodata=nodata, noise=_noise_from(err, wht, data.shape), source=str(source), **fields)
+
+
+def _from_plain_fits(hdul, path):
+    """A plain FITS member (e.g. an HST drizzled mosaic); ``hdul`` stays open in the Mosaic (closed on error)."""
+    try:
+        image_hdu = None
+        if "SCI" in hdul and hdul["SCI"].data is not None:
+            image_hdu = hdul["SCI"]
+        elif hdul[0].data is not None and hdul[0].data.ndim == 2:
+            image_hdu = hdul[0]
+        else:
+            image_hdu = next((h for h in hdul[1:] if h.data is not None and np.ndim(h.data) == 2), None)
+        if image_hdu is None:
+            raise CeersFileError(f"{path}: no 2-D image in PRIMARY or SCI")
+        header = image_hdu.header.copy()
+        if "CTYPE1" not in header:
+            raise CeersFileError(f"{path}: image header has no FITS WCS (CTYPE1)")
+        filter_name = _filter_from_header(header, hdul[0].header)
+        if filter_name is None:
+            raise CeersFileError(f"{path}: no FILTER keyword")
+        telescope = str(hdul[0].header.get("TELESCOP", header.get("TELESCOP", "HST"))).upper()
+        return _mosaic_of(
+            image_hdu.data, source=path, copy=True,
+            err=hdul["ERR"].data if "ERR" in hdul else None,
+            wht=hdul["WHT"].data if "WHT" in hdul else None,
+            name=product_name(path), filter=filter_name, header=header, is_jwst=False, telescope=telescope, hdul=hdul,
+        )
+    except BaseException:
+        hdul.close()
+        raise
+
+
+def _model_filter_and_wcs(model, source):
+    """``model``'s filter and the FITS WCS header of its wcsinfo, or CeersFileError naming ``source``."""
     header = _header_from_wcsinfo(model)
     if "CRPIX1" not in header:
         raise CeersFileError(f"{source}: model has no FITS-like wcsinfo (crpix/crval/pc)")
     filter_name = (model.meta.instrument.filter or "").upper()
     if not filter_name:
         raise CeersFileError(f"{source}: meta.instrument.filter is not set")
-    return Mosaic(
+    return filter_name, header
+
+
+def _from_model(model, source):
+    """A caller's ImageModel as a Mosaic (its arrays are read, never modified)."""
+    if model.data is None or np.ndim(model.data) != 2:
+        raise CeersDataError(f"{source}: science array is not 2-D")
+    filter_name, header = _model_filter_and_wcs(model, source)
+    return _mosaic_of(
+        model.data, source=source, copy=False,
+        err=model.err if model.hasattr("err") else None,
+        wht=model.wht if model.hasattr("wht") else None,
         name=product_name(source if source != "<model>" else f"{filter_name.lower()}"),
-        filter=filter_name,
-        data=data,
-        nodata=nodata,
-        noise=_noise_from(err, wht, data.shape),
-        header=header,
-        source=source,
-        is_jwst=True,
-        telescope="JWST",
-        model=model,
+        filter=filter_name, header=header, is_jwst=True, telescope="JWST", model=model,
     )
 
 
