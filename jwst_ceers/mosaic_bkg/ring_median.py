@@ -14,7 +14,7 @@ from scipy.ndimage import median_filter
 
 from jwst_ceers.masking.robust import robust_location_scale, sample_unmasked
 
-from jwst_ceers.mosaic_bkg.grid_resampling import block_samples, fill_invalid_nearest, upsample_cubic
+from jwst_ceers.mosaic_bkg.grid_resampling import CubicUpsampler, block_samples, fill_invalid_nearest
 
 __all__ = ["ring_footprint", "ring_median_background"]
 
@@ -28,7 +28,7 @@ def ring_footprint(radius, width):
     return (r >= radius - 0.5) & (r <= radius + width - 0.5)
 
 
-def ring_median_background(data, nodata, *, radius=80, width=4, clip_nsigma=5.0, block=8, noise=None):
+def ring_median_background(data, nodata, *, radius=80, width=4, clip_nsigma=5.0, block=8, noise=None, rows=False):
     """
     Ring-median estimate of the large-scale background of ``data``.
 
@@ -47,10 +47,13 @@ def ring_median_background(data, nodata, *, radius=80, width=4, clip_nsigma=5.0,
         Block size of the reduced grid (the ring is scaled accordingly).
     noise : float, optional
         Pixel noise sigma; measured robustly from the data when not given.
+    rows : bool, optional
+        Return a `~jwst_ceers.mosaic_bkg.grid_resampling.CubicUpsampler` that makes
+        any rows of the estimate on demand (the same values) instead of the full map.
 
     Returns
     -------
-    ndarray
+    ndarray or CubicUpsampler
         New float32 full-resolution background estimate (finite everywhere).
     """
     if noise is None:
@@ -61,7 +64,8 @@ def ring_median_background(data, nodata, *, radius=80, width=4, clip_nsigma=5.0,
         coarse = bn.nanmedian(samples, axis=-1)
         valid = np.isfinite(coarse)
         if not valid.any():
-            return np.zeros(data.shape, dtype=np.float32)
+            zero = np.zeros((1, 1), dtype=np.float32)
+            return CubicUpsampler(zero, shape=data.shape, box=block) if rows else np.zeros(data.shape, np.float32)
         coarse = fill_invalid_nearest(coarse, valid)
         coarse = median_filter(coarse, size=3, mode="nearest")
         ceiling = (coarse + np.float32(clip_nsigma * noise))[:, :, None]
@@ -70,4 +74,5 @@ def ring_median_background(data, nodata, *, radius=80, width=4, clip_nsigma=5.0,
     block_values = fill_invalid_nearest(block_values, valid)
     ring = ring_footprint(radius / block, width / block)
     filtered = median_filter(block_values, footprint=ring, mode="reflect")
-    return upsample_cubic(filtered, shape=data.shape, box=block)
+    upsampler = CubicUpsampler(filtered, shape=data.shape, box=block)
+    return upsampler if rows else upsampler()
