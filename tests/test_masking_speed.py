@@ -252,6 +252,9 @@ def test_ring_median_rows_equal_the_full_map():
     assert np.array_equal(rows(), full)
     assert np.array_equal(rows(slice(37, 211)), full[37:211])
     assert np.array_equal(rows(slice(None, None, 3)), full[::3])
+    # the ring median's bands on threads (block 2: a grid of 200 rows, bands with halos)
+    banded = ring_median_background(data, coverage, block=2, threads=3)
+    assert np.array_equal(banded, ring_median_background(data, coverage, block=2))
     grid = np.random.default_rng(1).normal(size=(7, 9)).astype(np.float32)
     assert np.array_equal(CubicUpsampler(grid, shape=(50, 70), box=8)(), upsample_cubic(grid, shape=(50, 70), box=8))
 

@@ -183,7 +183,7 @@ def _mask_one(data, nodata, noise, tiers, ring_radius, ring_width, clip_nsigma, 
     values): neither a full-size background nor a clipped copy of the mosaic is held.
     """
     background = ring_median_background(
-        data, nodata, radius=ring_radius, width=ring_width, clip_nsigma=clip_nsigma, rows=True
+        data, nodata, radius=ring_radius, width=ring_width, clip_nsigma=clip_nsigma, rows=True, threads=workers
     )
     bits = tiered_source_mask(
         data,

@@ -12,6 +12,7 @@ import bottleneck as bn
 import numpy as np
 from scipy.ndimage import median_filter
 
+from jwst_ceers.masking.fft_ops import for_row_chunks
 from jwst_ceers.masking.robust import robust_location_scale, sample_unmasked
 
 from jwst_ceers.mosaic_bkg.grid_resampling import CubicUpsampler, block_samples, fill_invalid_nearest
@@ -28,7 +29,30 @@ def ring_footprint(radius, width):
     return (r >= radius - 0.5) & (r <= radius + width - 0.5)
 
 
-def ring_median_background(data, nodata, *, radius=80, width=4, clip_nsigma=5.0, block=8, noise=None, rows=False):
+def _banded_median_filter(values, footprint, *, threads):
+    """``median_filter(values, footprint=footprint, mode="reflect")`` over bands of rows on threads.
+
+    Each band is filtered with a halo of half the footprint's height (the image's own
+    edges are reflected as in the whole-grid call), so the values are the same.
+    """
+    ny = values.shape[0]
+    if threads <= 1 or ny < 4 * footprint.shape[0]:
+        return median_filter(values, footprint=footprint, mode="reflect")
+    halo = footprint.shape[0] // 2
+    out = np.empty_like(values)
+
+    def band(start, stop):
+        y0, y1 = max(0, start - halo), min(ny, stop + halo)
+        filtered = median_filter(values[y0:y1], footprint=footprint, mode="reflect")
+        out[start:stop] = filtered[start - y0 : stop - y0]
+
+    for_row_chunks(band, ny, rows=-(-ny // int(threads)), threads=threads)
+    return out
+
+
+def ring_median_background(
+    data, nodata, *, radius=80, width=4, clip_nsigma=5.0, block=8, noise=None, rows=False, threads=1
+):
     """
     Ring-median estimate of the large-scale background of ``data``.
 
@@ -50,6 +74,8 @@ def ring_median_background(data, nodata, *, radius=80, width=4, clip_nsigma=5.0,
     rows : bool, optional
         Return a `~jwst_ceers.mosaic_bkg.grid_resampling.CubicUpsampler` that makes
         any rows of the estimate on demand (the same values) instead of the full map.
+    threads : int, optional
+        Threads for the ring median (bands of rows; the same values).
 
     Returns
     -------
@@ -73,6 +99,6 @@ def ring_median_background(data, nodata, *, radius=80, width=4, clip_nsigma=5.0,
         block_values = bn.nanmean(clipped, axis=-1)
     block_values = fill_invalid_nearest(block_values, valid)
     ring = ring_footprint(radius / block, width / block)
-    filtered = median_filter(block_values, footprint=ring, mode="reflect")
+    filtered = _banded_median_filter(block_values, ring, threads=threads)
     upsampler = CubicUpsampler(filtered, shape=data.shape, box=block)
     return upsampler if rows else upsampler()
