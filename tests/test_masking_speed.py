@@ -194,6 +194,8 @@ TIER_SETS = {
     "nircam (factors 8, 2, 1)": CEERS_NIRCAM_MOSAIC_TIERS,
     "exposure (factors 4, 2, 1)": CEERS_EXPOSURE_TIERS,
     "with a kernel-free tier": CEERS_EXPOSURE_TIERS[:2] + (MaskTier(0.0, 5.0, 2, 3.0),),
+    # full resolution first: the residual must outlive its FFT for the block means after it
+    "nircam reversed (factors 1, 2, 8)": CEERS_NIRCAM_MOSAIC_TIERS[::-1],
 }
 
 

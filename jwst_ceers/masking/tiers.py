@@ -261,7 +261,7 @@ def _prepare_rows(work, bits, data, coverage, noise, background, ceiling_scale, 
             with np.errstate(divide="ignore", invalid="ignore"):
                 np.divide(out, sigma, out=out)
         np.logical_not(usable, out=usable)
-        out[usable] = 0
+        np.copyto(out, np.float32(0), where=usable)
         np.copyto(bits[part], one, where=usable)
 
     with np.errstate(invalid="ignore", over="ignore"):
