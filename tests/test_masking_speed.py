@@ -21,7 +21,7 @@ from jwst_ceers.masking.robust import robust_location_scale, sample_unmasked
 from jwst_ceers.masking.tiers import _working_factors
 from jwst_ceers.mosaic_bkg.grid_resampling import CubicUpsampler, upsample_cubic
 from jwst_ceers.mosaic_bkg.pointing_background import _detection_ceiling, _mask_one, _relative_noise
-from jwst_ceers.mosaic_bkg.ring_median import ring_median_background
+from jwst_ceers.mosaic_bkg.ring_median import _median_filter, ring_footprint, ring_median_background
 
 # ---------------------------------------------------------------- plain reference
 
@@ -259,6 +259,21 @@ def test_ring_median_rows_equal_the_full_map():
     assert np.array_equal(banded, ring_median_background(data, coverage, block=2))
     grid = np.random.default_rng(1).normal(size=(7, 9)).astype(np.float32)
     assert np.array_equal(CubicUpsampler(grid, shape=(50, 70), box=8)(), upsample_cubic(grid, shape=(50, 70), box=8))
+
+
+@pytest.mark.parametrize("radius, width", [(10, 0.5), (3, 1), (20, 2)])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_ring_median_filter_equals_scipy_median_filter(radius, width, threads):
+    rng = np.random.default_rng(9)
+    footprint = ring_footprint(radius, width)
+    for shape in [(150, 233), (9, 300), (40, 41)]:
+        grid = rng.normal(size=shape).astype(np.float32)
+        grid[::7, ::5] = 0.25  # ties
+        expected = scipy.ndimage.median_filter(grid, footprint=footprint, mode="reflect")
+        assert np.array_equal(_median_filter(grid, footprint, threads=threads), expected)
+    grid[3, 4] = np.nan  # not finite: scipy's own filter
+    expected = scipy.ndimage.median_filter(grid, footprint=footprint, mode="reflect")
+    assert np.array_equal(_median_filter(grid, footprint, threads=threads), expected, equal_nan=True)
 
 
 @pytest.mark.parametrize("shape", [(64, 80), (333, 257)])
