@@ -150,6 +150,10 @@ def _detection_ceiling(data, nodata, noise, background, nsigma):
     none of it (it grew a 512^2 pointing's merged mask by 7.5 points). Clipped, the
     wide tiers see the extended light that is really there; compact sources are still
     detected by the narrow tiers, which they exceed many times.
+
+    :func:`_mask_one` applies the same clipping row by row inside the tiers'
+    preparation (``tiered_source_mask(ceiling_nsigma=...)``, the same values) so that
+    no clipped copy is held; this whole-image form states the formula (tests compare).
     """
     relative = _relative_noise(noise)
     # the scale is measured on the regular subsample sample_unmasked would take of the
