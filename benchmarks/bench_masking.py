@@ -1,7 +1,9 @@
 """
 Benchmark of jwst_ceers.masking.tiered_source_mask: time and peak memory.
 
-Run on demand: ``python benchmarks/bench_masking.py [--skip-reference]``.
+Run on demand: ``python benchmarks/bench_masking.py [--skip-reference]``, or
+``python benchmarks/bench_masking.py --mosaics MOSAIC_i2d.fits ... [--workers N]``
+for MosaicBackground's masking of real mosaics only (see `mosaic_masking`).
 
 Prints, in one run:
 - a 2048^2 exposure with CEERS_EXPOSURE_TIERS (goal < 1 s);
@@ -89,10 +91,61 @@ def report(label, times, peak, masked=None):
     print(f"{label:<60s} {wall:6.2f} s wall {cpu:6.2f} s CPU  peak {peak:5.2f} GB{extra}")
 
 
+def _status_bytes(key):
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(key):
+                return int(line.split()[1]) * 1024
+    return None
+
+
+def mosaic_masking(paths, *, workers):
+    """
+    One MosaicBackground masking (``_mask_one``: ring median, detection ceiling, NIRCam
+    tiers) per mosaic: wall, CPU, peak RSS increase (Linux: the high-water mark is reset
+    before the call, so short FFT peaks count) in GB and bytes per pixel, and an MD5 of
+    the bits (run the same command on another version of the code to compare them).
+    """
+    import hashlib
+
+    from jwst_ceers.mosaic_bkg import mosaic_bkg_step
+    from jwst_ceers.mosaic_bkg.mosaic_io import read_mosaic
+    from jwst_ceers.mosaic_bkg.pointing_background import _mask_one, exclude_nonphysical
+
+    defaults = mosaic_bkg_step.MosaicBackground()
+    for path in paths:
+        mosaic = read_mosaic(path)
+        nodata = exclude_nonphysical(mosaic.data, mosaic.nodata)
+        noise = None if mosaic.noise is None else np.asarray(mosaic.noise)
+        try:
+            with open("/proc/self/clear_refs", "w") as refs:
+                refs.write("5")  # resets VmHWM to the current RSS
+            base = _status_bytes("VmRSS:")
+        except OSError:
+            base = None
+        start, cpu = time.perf_counter(), time.process_time()
+        bits = _mask_one(
+            mosaic.data, nodata, noise, CEERS_NIRCAM_MOSAIC_TIERS, defaults.ring_radius, defaults.ring_width,
+            defaults.ring_clip_nsigma, workers, defaults.detection_ceiling_nsigma or None,
+        )
+        wall, cpu = time.perf_counter() - start, time.process_time() - cpu
+        peak = None if base is None else _status_bytes("VmHWM:") - base
+        memory = "" if peak is None else f"peak +{peak / 1e9:.3f} GB = {peak / bits.size:.1f} B/px, "
+        print(
+            f"{path}: {bits.shape[1]}x{bits.shape[0]}, {workers} thread(s): {wall:.2f} s wall {cpu:.2f} s CPU, "
+            f"{memory}bits md5 {hashlib.md5(np.ascontiguousarray(bits)).hexdigest()}"
+        )
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
     parser.add_argument("--skip-reference", action="store_true", help="skip the photutils baseline")
+    parser.add_argument("--mosaics", nargs="+", help="only time MosaicBackground's masking of these i2d files")
+    parser.add_argument("--workers", type=int, default=2, help="threads of one masking (with --mosaics)")
     args = parser.parse_args()
+    if args.mosaics:
+        mosaic_masking(args.mosaics, workers=args.workers)
+        return
 
     image, coverage = synthetic_image((2048, 2048), nsources=300, seed=1, border=4)
     bits, t_exp, peak = measure(tiered_source_mask, image, coverage=coverage, tiers=CEERS_EXPOSURE_TIERS)

@@ -153,7 +153,7 @@ def test_tiered_mask_with_the_block_pyramid_equals_per_factor_block_means(monkey
     coverage[:, :50] = True
     bits = tiers.tiered_source_mask(image, coverage=coverage, workers=1)
 
-    def separate(work, valid, *, factors):
+    def separate(work, valid, *, factors, **options):  # options: zero_outside_valid, threads
         return {f: block_mean(work, valid, factor=f) for f in factors}
 
     monkeypatch.setattr(tiers, "block_means", separate)

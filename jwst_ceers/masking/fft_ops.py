@@ -1,4 +1,14 @@
-"""FFT smoothing, circular dilation and block resampling for large float32 images."""
+"""FFT smoothing, circular dilation and block resampling for large float32 images.
+
+Memory and passes are kept low for 50-megapixel mosaics (issue 16): spectra are
+inverted in place (a 2-D ``irfft2`` holds a complex copy of its input besides the
+output; the same transforms made axis by axis, with the same normalisation applied
+last, give the same bits without it), inputs already zero-padded to the transform
+shape are transformed without a padded copy, and block reductions run over row
+chunks that stay in cache (optionally on several threads: numpy releases the GIL).
+"""
+
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import scipy.fft
@@ -7,6 +17,8 @@ import scipy.ndimage
 __all__ = [
     "FWHM_TO_SIGMA",
     "FourierImage",
+    "transform_shape",
+    "for_row_chunks",
     "gaussian_smooth",
     "dilate_disk",
     "block_mean",
@@ -25,6 +37,49 @@ def _padded_shape(shape, pad):
     return tuple(scipy.fft.next_fast_len(int(n + pad), real=True) for n in shape)
 
 
+def transform_shape(shape, max_fwhm):
+    """Zero-padded FFT shape that `FourierImage` uses for an image of ``shape`` (4 sigma of ``max_fwhm``)."""
+    return _padded_shape(shape, int(np.ceil(4 * max_fwhm * FWHM_TO_SIGMA)) + 1)
+
+
+def for_row_chunks(function, nrows, *, rows, threads=1):
+    """
+    Call ``function(start, stop)`` over consecutive row ranges of ``rows`` rows.
+
+    With ``threads`` > 1 the ranges are shared by a thread pool (the numpy work inside
+    releases the GIL); ``function`` must only write rows of its own range.
+    """
+    rows = max(1, int(rows))
+    bounds = [(start, min(start + rows, nrows)) for start in range(0, nrows, rows)]
+    if threads <= 1 or len(bounds) < 2:
+        for start, stop in bounds:
+            function(start, stop)
+        return
+    with ThreadPoolExecutor(max_workers=int(threads)) as pool:
+        for future in [pool.submit(function, start, stop) for start, stop in bounds]:
+            future.result()
+
+
+def _chunk_rows(row_bytes, *, target=1 << 20, multiple=1):
+    """Rows per chunk so that a chunk holds about ``target`` bytes (a multiple of ``multiple``)."""
+    rows = max(1, target // max(1, int(row_bytes)))
+    return max(multiple, rows - rows % multiple)
+
+
+def _inverse_rfft2_in_place(spectrum, shape, workers):
+    """
+    ``scipy.fft.irfft2(spectrum, s=shape)``, bit for bit, overwriting ``spectrum``.
+
+    pocketfft's 2-D c2r transforms axis 0 (factor 1) into a complex temporary, then
+    axis 1 with the factor 1/(ny nx). Here axis 0 is transformed in place and the
+    factor applied after the last axis, the same float32 multiplication.
+    """
+    scipy.fft.ifft(spectrum, axis=0, norm="forward", overwrite_x=True, workers=workers)
+    out = scipy.fft.irfft(spectrum, n=shape[1], axis=1, norm="forward", workers=workers)
+    out *= np.float32(1 / np.longdouble(shape[0] * shape[1]))
+    return out
+
+
 class FourierImage:
     """
     Spectrum of a zero-padded image, reused for several Gaussian smoothings.
@@ -37,30 +92,44 @@ class FourierImage:
         Largest FWHM (pixels) that will be asked for; sets the padding (4 sigma).
     workers : int, optional
         Threads for scipy.fft.
+    image_shape : tuple of int, optional
+        If given, ``image`` is already zero-padded to ``transform_shape(image_shape,
+        max_fwhm)`` (the image in its top-left corner): it is transformed without a
+        padded copy.
     """
 
-    def __init__(self, image, *, max_fwhm, workers=2):
+    def __init__(self, image, *, max_fwhm, workers=2, image_shape=None):
         image = np.asarray(image, dtype=np.float32)
-        self.image_shape = image.shape
+        self.image_shape = image.shape if image_shape is None else tuple(image_shape)
         self.workers = workers
-        self.shape = _padded_shape(image.shape, int(np.ceil(4 * max_fwhm * FWHM_TO_SIGMA)) + 1)
+        self.shape = transform_shape(self.image_shape, max_fwhm)
+        if image_shape is not None and image.shape != self.shape:
+            raise ValueError(f"FourierImage: padded image of shape {image.shape}, expected {self.shape}")
         self.spectrum = scipy.fft.rfft2(image, s=self.shape, workers=workers)
         self.fy = scipy.fft.fftfreq(self.shape[0]).astype(np.float32)
         self.fx = scipy.fft.rfftfreq(self.shape[1]).astype(np.float32)
 
-    def smoothed(self, fwhm):
+    def smoothed(self, fwhm, *, last=False):
         """
         The image convolved with a unit-sum Gaussian of FWHM ``fwhm``.
 
         A new float32 array (a view of the inverse transform's padded output: copying
         it out took longer than the transform's last axis and held another image).
+        With ``last=True`` the spectrum is multiplied in place and released (the
+        object cannot smooth again): no second complex image is held.
         """
+        if self.spectrum is None:
+            raise ValueError("FourierImage: the spectrum was released by smoothed(last=True)")
         sigma = fwhm * FWHM_TO_SIGMA
         factor = np.float32(-2.0 * np.pi**2 * sigma**2)
-        spectrum = self.spectrum * np.exp(factor * self.fy**2)[:, None]
+        if last:
+            spectrum, self.spectrum = self.spectrum, None
+            spectrum *= np.exp(factor * self.fy**2)[:, None]
+        else:
+            spectrum = self.spectrum * np.exp(factor * self.fy**2)[:, None]
         spectrum *= np.exp(factor * self.fx**2)[None, :]
-        # the product is a temporary: transformed in place (no complex copy of it)
-        full = scipy.fft.irfft2(spectrum, s=self.shape, workers=self.workers, overwrite_x=True)
+        # the product is ours: transformed in place (no complex copy of it)
+        full = _inverse_rfft2_in_place(spectrum, self.shape, self.workers)
         del spectrum
         ny, nx = self.image_shape
         return full[:ny, :nx]
@@ -124,11 +193,27 @@ def dilate_disk(mask, *, radius, workers=2):
     yy, xx = np.mgrid[-r : r + 1, -r : r + 1]
     disk = (xx * xx + yy * yy <= radius * radius).astype(np.float32)
     shape = _padded_shape(mask.shape, 2 * r + 1)
-    spectrum = scipy.fft.rfft2(mask.astype(np.float32), s=shape, workers=workers)
-    spectrum *= scipy.fft.rfft2(disk, s=shape, workers=workers)
-    full = scipy.fft.irfft2(spectrum, s=shape, workers=workers, overwrite_x=True)
+    padded = np.zeros(shape, dtype=np.float32)
+    padded[: mask.shape[0], : mask.shape[1]] = mask
+    spectrum = scipy.fft.rfft2(padded, workers=workers)
+    del padded
+    spectrum *= _sparse_rows_rfft2(disk, shape, workers)
+    full = _inverse_rfft2_in_place(spectrum, shape, workers)
     del spectrum
     return full[r : r + mask.shape[0], r : r + mask.shape[1]] > 0.5
+
+
+def _sparse_rows_rfft2(small, shape, workers):
+    """
+    ``scipy.fft.rfft2(small, s=shape)`` bit for bit, transforming only ``small``'s rows along x.
+
+    pocketfft's 2-D r2c transforms the last axis, then axis 0 in place: the rows of the
+    zero padding transform to exact zeros, so only the kernel's rows are computed.
+    """
+    spectrum = np.zeros((shape[0], shape[1] // 2 + 1), dtype=np.complex64)
+    spectrum[: small.shape[0]] = scipy.fft.rfft(small, n=shape[1], axis=1, workers=workers)
+    scipy.fft.fft(spectrum, axis=0, overwrite_x=True, workers=workers)
+    return spectrum
 
 
 def _dilate_disk_by_spans(mask, radius):
@@ -148,13 +233,27 @@ def _dilate_disk_by_spans(mask, radius):
     return out
 
 
-def _halve(array, combine, dtype=None):
-    """Combine 2 x 2 blocks (odd edges padded with zeros/False)."""
+def _halve(array, combine, dtype=None, *, threads=1):
+    """
+    Combine 2 x 2 blocks (odd edges padded with zeros/False): x pairs first, then y pairs.
+
+    Runs over chunks of rows (padded chunk by chunk), so the half-width intermediate
+    stays in cache and no padded copy of the whole array is made; the values are those
+    of the whole-array operations.
+    """
     ny, nx = array.shape
-    if ny % 2 or nx % 2:
-        array = np.pad(array, ((0, ny % 2), (0, nx % 2)))
-    columns = combine(array[:, 0::2], array[:, 1::2], dtype=dtype)
-    return combine(columns[0::2], columns[1::2], dtype=dtype)
+    out_dtype = dtype if dtype is not None else combine(array[:1, :1], array[:1, :1]).dtype
+    out = np.empty((-(-ny // 2), -(-nx // 2)), dtype=out_dtype)
+
+    def rows(start, stop):
+        chunk = array[2 * start : 2 * stop]
+        if chunk.shape[0] % 2 or nx % 2:
+            chunk = np.pad(chunk, ((0, chunk.shape[0] % 2), (0, nx % 2)))
+        columns = combine(chunk[:, 0::2], chunk[:, 1::2], dtype=dtype)
+        combine(columns[0::2], columns[1::2], dtype=dtype, out=out[start:stop])
+
+    for_row_chunks(rows, out.shape[0], rows=_chunk_rows(2 * nx * array.itemsize), threads=threads)
+    return out
 
 
 def _is_power_of_two(factor):
@@ -208,12 +307,25 @@ def block_mean(image, valid, *, factor):
     return mean, count / np.float32(factor * factor)
 
 
-def block_means(image, valid, *, factors):
+def block_means(image, valid, *, factors, zero_outside_valid=False, threads=1):
     """
     :func:`block_mean` for several power-of-two ``factors`` at once (bitwise the same).
 
     The sums are halved once along one chain (factor 8 continues from factor 2's
     sums), so the full-resolution passes are made once instead of once per factor.
+
+    Parameters
+    ----------
+    image : ndarray
+        2-D float32 image.
+    valid : ndarray of bool or uint8
+        True (1) where a pixel is used.
+    factors : iterable of int
+        Powers of two.
+    zero_outside_valid : bool, optional
+        ``image`` is already 0 wherever ``valid`` is False (no masked copy is made).
+    threads : int, optional
+        Threads for the full-resolution halving.
 
     Returns
     -------
@@ -223,13 +335,18 @@ def block_means(image, valid, *, factors):
     factors = sorted({int(f) for f in factors})
     if not all(_is_power_of_two(f) for f in factors):
         raise ValueError(f"block_means: factors must be powers of two, got {factors}")
-    valid = np.asarray(valid, dtype=bool)
-    total = np.where(valid, image, np.float32(0)).astype(np.float32, copy=False)
+    valid = np.asarray(valid)
+    if valid.dtype != np.uint8:
+        valid = valid.astype(bool, copy=False)
+    if zero_outside_valid:
+        total = np.asarray(image, dtype=np.float32)
+    else:
+        total = np.where(valid, image, np.float32(0)).astype(np.float32, copy=False)
     out = {}
     if factors and factors[0] == 1:
-        out[1] = (total, valid.astype(np.float32))
+        out[1] = (total if not zero_outside_valid else total.copy(), valid.astype(np.float32))
         factors = factors[1:]
-        if factors:
+        if factors and not zero_outside_valid:
             total = total.copy()  # the factor-1 mean is returned: not overwritten below
     if not factors:
         return out
@@ -239,8 +356,8 @@ def block_means(image, valid, *, factors):
         while factor < target:
             if factor * 2 > 8 and count.dtype == np.uint8:
                 count = count.astype(np.uint32)  # exact integer counts either way (uint8 up to 8 x 8)
-            total = _halve(total, np.add, np.float32)
-            count = _halve(count, np.add, count.dtype)
+            total = _halve(total, np.add, np.float32, threads=threads)
+            count = _halve(count, np.add, count.dtype, threads=threads)
             factor *= 2
         counts = count.astype(np.float32)
         mean = np.divide(total, counts, out=np.zeros_like(total), where=counts > 0)
@@ -248,14 +365,27 @@ def block_means(image, valid, *, factors):
     return out
 
 
-def block_any(mask, *, factor):
-    """True for every ``factor`` x ``factor`` block holding at least one True pixel."""
+def block_any(mask, *, factor, threads=1):
+    """
+    True for every ``factor`` x ``factor`` block holding at least one True pixel.
+
+    ``mask`` may be boolean or an unsigned integer bit mask (a block is True where any
+    of its pixels is non-zero; no boolean copy of it is made).
+    """
     factor = int(factor)
+    mask = np.asarray(mask)
+    if mask.dtype.kind == "u" and _is_power_of_two(factor):
+        if factor == 1:
+            return mask != 0
+        out = mask
+        for _ in range(int(np.log2(factor))):
+            out = _halve(out, np.bitwise_or, threads=threads)
+        return out != 0
     if not _is_power_of_two(factor):
         return _strided_combine(np.asarray(mask, dtype=bool), factor, np.logical_or, bool)
     out = np.array(mask, dtype=bool)
     for _ in range(int(np.log2(factor))):
-        out = _halve(out, np.logical_or)
+        out = _halve(out, np.logical_or, threads=threads)
     return out
 
 

@@ -36,6 +36,8 @@ from jwst_ceers.masking.fft_ops import (
     block_means,
     dilate_disk,
     expand_blocks,
+    for_row_chunks,
+    transform_shape,
 )
 from jwst_ceers.masking.robust import robust_location_scale, sample_unmasked
 
@@ -187,6 +189,128 @@ def _prepare(data, valid, *, noise, background):
     return work
 
 
+# Row chunks of about this many pixels: the per-chunk temporaries stay in cache.
+_CHUNK_PIXELS = 1 << 18
+
+
+def _rows_per_chunk(nx, multiple=1):
+    rows = max(1, _CHUNK_PIXELS // max(1, nx))
+    return max(multiple, rows - rows % multiple)
+
+
+def _row_source(values):
+    """``rows -> float32 array`` for a background/noise given as None, a scalar, an array or a callable."""
+    if values is None or callable(values):
+        return values
+    values = np.asarray(values, dtype=np.float32)
+    if values.ndim == 0:
+        return lambda rows: values
+    return lambda rows: values[rows]
+
+
+def _ceiling_scale(data, coverage, noise, background, shape):
+    """Robust rms of ``(data - background) / noise`` on the regular subsample `sample_unmasked` takes."""
+    step = max(1, int(np.sqrt((shape[0] * shape[1]) / 300_000)))
+    every = (slice(None, None, step), slice(None, None, step))
+    residual = np.asarray(data[every], dtype=np.float32) - background(slice(None, None, step))[:, ::step]
+    if noise is not None:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            residual = residual / noise(slice(None, None, step))[:, ::step]
+    _, scale = robust_location_scale(sample_unmasked(residual, coverage[every], max_samples=residual.size))
+    return scale
+
+
+def _prepare_rows(work, bits, data, coverage, noise, background, ceiling_scale, *, threads):
+    """
+    Fill ``work`` (the residual) and bit 0 of ``bits`` (not usable) row chunk by row chunk.
+
+    Per pixel, the operations of the whole-image code: the data clipped at
+    ``noise * ceiling_scale + background`` (when a ceiling is asked for), minus the
+    background, divided by the noise, 0 where not usable (no data, not finite, noise
+    not finite or <= 0, background not finite).
+    """
+    ny, nx = bits.shape
+    one = bits.dtype.type(1)
+
+    def rows(start, stop):
+        part = slice(start, stop)
+        values = data[part]
+        bkg = background(part) if background is not None else None
+        sigma = noise(part) if noise is not None else None
+        if ceiling_scale is not None:
+            if sigma is not None:
+                ceiling = sigma * ceiling_scale
+                ceiling += bkg
+            else:
+                ceiling = ceiling_scale * np.float32(1) + bkg
+            clipped = np.array(values, dtype=np.result_type(values, ceiling))
+            with np.errstate(invalid="ignore"):
+                np.copyto(clipped, ceiling, where=values > ceiling)
+            values = clipped
+        usable = ~coverage[part] & np.isfinite(values)
+        if sigma is not None:
+            usable &= np.isfinite(sigma) & (sigma > 0)
+        if bkg is not None:
+            usable &= np.isfinite(bkg)
+        out = work[part]
+        if bkg is not None:
+            np.subtract(np.asarray(values, dtype=np.float32), bkg, out=out)
+        else:
+            out[...] = values
+        if sigma is not None:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                np.divide(out, sigma, out=out)
+        np.logical_not(usable, out=usable)
+        np.copyto(out, np.float32(0), where=usable)
+        np.copyto(bits[part], one, where=usable)
+
+    with np.errstate(invalid="ignore", over="ignore"):
+        for_row_chunks(rows, ny, rows=_rows_per_chunk(nx), threads=threads)
+
+
+def _usable(bits):
+    """True where bit 0 (not usable) is clear."""
+    return (bits & bits.dtype.type(1)) == 0
+
+
+def _set_tier_bits(bits, blocks, *, factor, number, threads):
+    """
+    ``bits |= 1 << number`` where ``expand_blocks(blocks, factor)`` is True and bit 0 is
+    clear, over row chunks (no full-size expanded mask). Returns the number of pixels set.
+    """
+    ny, nx = bits.shape
+    bit_shift = bits.dtype.type(number)
+    counts = []
+
+    def rows(start, stop):
+        y0, y1 = start * factor, min(stop * factor, ny)
+        block_rows = blocks[start:stop]
+        if factor > 1:
+            block_rows = np.repeat(np.repeat(block_rows, factor, axis=1)[:, :nx], factor, axis=0)[: y1 - y0]
+        segment = bits[y0:y1]
+        add = np.bitwise_and(block_rows.view(np.uint8), ~segment, dtype=bits.dtype)
+        add &= bits.dtype.type(1)
+        counts.append(int(np.count_nonzero(add)))
+        add <<= bit_shift
+        segment |= add
+
+    for_row_chunks(rows, blocks.shape[0], rows=_rows_per_chunk(nx * factor), threads=threads)
+    return sum(counts)
+
+
+def residual_workspace(shape, *, tiers, coarse=True):
+    """
+    Zero float32 array for the residual image of :func:`tiered_source_mask_of_residual`.
+
+    It is padded to the full-resolution FFT shape when a tier works at full resolution
+    (the image then goes into its top-left ``shape`` corner): that tier's transform is
+    made without a padded copy.
+    """
+    fwhms = [t.kernel_fwhm for t in tiers if _working_factors(t, coarse)[0] == 1 and t.kernel_fwhm > 0]
+    padded = transform_shape(shape, max(fwhms)) if fwhms else tuple(shape)
+    return np.zeros(padded, dtype=np.float32)
+
+
 def tiered_source_mask(
     data,
     *,
@@ -197,6 +321,7 @@ def tiered_source_mask(
     background_box=None,
     coarse=True,
     workers=2,
+    ceiling_nsigma=None,
 ):
     """
     Tiered source mask of one image.
@@ -217,10 +342,14 @@ def tiered_source_mask(
         depth varies. Its absolute scale does not matter: each tier's threshold uses the
         rms measured on its smoothed image. Pixels where it is not finite or <= 0 are
         treated as coverage.
-    background : float or ndarray, optional
+    background : float, ndarray or callable, optional
         Background subtracted before detection. By default the robust median of the
         unmasked pixels is removed (and each tier re-measures the residual level of its
-        smoothed image on pixels that earlier tiers left unmasked).
+        smoothed image on pixels that earlier tiers left unmasked). A callable
+        ``background(rows)`` returns the float32 rows (a slice, possibly with a step)
+        of a background map made on demand (e.g.
+        `~jwst_ceers.mosaic_bkg.grid_resampling.CubicUpsampler`): no full-size
+        background is then held.
     background_box : int, optional
         If given, a smooth background (block medians of ``background_box`` pixels, see
         `coarse_background`) is re-fitted before every tier on the pixels not masked so
@@ -230,7 +359,12 @@ def tiered_source_mask(
         (much faster; mask edges move by about the block size). False: every tier at
         full resolution, exact dilation radii.
     workers : int, optional
-        Threads used by the FFTs.
+        Threads used by the FFTs and the row-chunked full-resolution passes.
+    ceiling_nsigma : float, optional
+        Clip ``data`` at ``background + ceiling_nsigma`` times the robust rms of
+        ``(data - background) / noise`` (times the noise map, if any) before detecting,
+        so that compact bright sources do not spread into the wide kernels' wings.
+        Needs a ``background``. None or 0: no clipping.
 
     Returns
     -------
@@ -246,78 +380,149 @@ def tiered_source_mask(
         raise ValueError(
             f"tiered_source_mask: coverage shape {coverage.shape} != data shape {data.shape}"
         )
+    if ceiling_nsigma and background is None:
+        raise ValueError("tiered_source_mask: ceiling_nsigma needs a background")
     tiers = tuple(tiers)
+    threads = max(1, int(workers))
     bits = np.zeros(data.shape, dtype=tier_mask_dtype(len(tiers)))
-    valid = ~coverage & np.isfinite(data)
     if noise is not None:
         noise = np.asarray(noise, dtype=np.float32)
-        valid &= np.isfinite(noise) & (noise > 0)
-    if background is not None:
-        background = np.asarray(background, dtype=np.float32)
-        valid &= np.isfinite(background)
-    if not valid.any() or not tiers:
+    noise_rows, background_rows = _row_source(noise), _row_source(background)
+    ceiling_scale = None
+    if ceiling_nsigma:
+        scale = _ceiling_scale(data, coverage, noise_rows if np.ndim(noise) == 2 else None, background_rows, data.shape)
+        if np.isfinite(scale) and scale > 0:
+            ceiling_scale = np.float32(ceiling_nsigma * scale)
+    workspace = residual_workspace(data.shape, tiers=tiers, coarse=coarse)
+    work = workspace[: data.shape[0], : data.shape[1]]
+    _prepare_rows(work, bits, data, coverage, noise_rows, background_rows, ceiling_scale, threads=threads)
+    del noise_rows, background_rows
+    if not tiers or np.count_nonzero(bits) == bits.size:
+        bits[...] = 0
         return bits
-
-    work = _prepare(data, valid, noise=noise, background=background)
     if background is None and background_box is None:
-        level, _ = robust_location_scale(sample_unmasked(work, ~valid))
+        level, _ = robust_location_scale(_sample_usable(work, bits))
         work -= np.float32(level)
-        work[~valid] = 0
-    excluded = ~valid
+        work[~_usable(bits)] = 0
+    # the workspace is handed over: the tiers may release it once no tier needs it
+    holder = [workspace]
+    del workspace, work
+    return _run_tiers(holder, bits, tiers=tiers, background_box=background_box, coarse=coarse, workers=threads)
+
+
+def _sample_usable(values, bits):
+    """`sample_unmasked` of ``values`` where bit 0 of ``bits`` is clear (no full-size mask made)."""
+    step = max(1, int(np.sqrt(values.size / 300_000)))
+    sub = values[::step, ::step]
+    return sub[np.isfinite(sub) & _usable(bits[::step, ::step])]
+
+
+def _sample_unmasked_bits(values, bits):
+    """`sample_unmasked` of ``values`` where no bit of ``bits`` is set."""
+    step = max(1, int(np.sqrt(values.size / 300_000)))
+    sub = values[::step, ::step]
+    return sub[np.isfinite(sub) & (bits[::step, ::step] == 0)]
+
+
+def _run_tiers(holder, bits, *, tiers, background_box, coarse, workers):
+    """
+    The tiers over a prepared residual: ``holder[0]`` is the workspace (released here as
+    soon as no tier needs it), bit 0 of ``bits`` marks unusable pixels (cleared on return).
+    """
+    shape = bits.shape
+    ny, nx = shape
+    workspace = holder.pop()
+    work = workspace[:ny, :nx]
+    padded_for_fft = workspace.shape != shape
+    nvalid = bits.size - int(np.count_nonzero(bits))
     factors = [_working_factors(tier, coarse) for tier in tiers]
     max_fwhm = {}
     for tier, (factor, _) in zip(tiers, factors):
         max_fwhm[factor] = max(max_fwhm.get(factor, 0.0), tier.kernel_fwhm / factor)
-    reduced, pyramid = {}, {}
-    for number, (tier, (factor, dilate_factor)) in enumerate(zip(tiers, factors), start=1):
+    last_use = {factor: index for index, (factor, _) in enumerate(factors)}
+
+    def work_needed_after(index, built):
+        """Whether a tier from ``index`` on needs the full-resolution residual."""
         if background_box is not None:
+            return True
+        rest = range(index, len(tiers))
+        if any(tiers[k].kernel_fwhm <= 0 for k in rest):
+            return True
+        return any(factors[k][0] not in built for k in range(index + 1, len(tiers)))
+
+    reduced, pyramid = {}, {}
+    for index, (tier, (factor, dilate_factor)) in enumerate(zip(tiers, factors)):
+        number = index + 1
+        if background_box is not None:
+            excluded = bits != 0
             smooth_bkg = coarse_background(work, exclude=excluded, box=int(background_box))
+            del excluded
             if smooth_bkg is not None:
-                work = np.where(valid, work - smooth_bkg, np.float32(0))
+                np.subtract(work, smooth_bkg, out=work)
+                work[~_usable(bits)] = 0
+                del smooth_bkg
                 reduced.clear()
                 pyramid.clear()
         if factor not in reduced:
             if factor == 1:
-                # work is 0 outside valid already: its block "means" are itself
-                image, usable_pixels = work, valid
+                # work is 0 outside the usable pixels already: its block "means" are itself
+                if padded_for_fft and tier.kernel_fwhm > 0:
+                    fourier = FourierImage(workspace, max_fwhm=max_fwhm[1], workers=workers, image_shape=shape)
+                else:
+                    fourier = FourierImage(work, max_fwhm=max_fwhm[1], workers=workers)
+                usable_pixels = None  # _usable(bits), made when needed
             else:
                 if factor not in pyramid:
                     # the block means of all coarse factors at once, from one chain of
                     # halvings (the same values; the full-resolution passes made once)
-                    pyramid = block_means(work, valid, factors={f for f, _ in factors if f > 1} - set(reduced))
+                    wanted = {f for f, _ in factors[index:] if f > 1} - set(reduced)
+                    pyramid = block_means(work, _usable(bits), factors=wanted, zero_outside_valid=True, threads=workers)
                 image, fraction = pyramid.pop(factor)
                 usable_pixels = fraction >= 0.5
                 del fraction
-            fourier = FourierImage(image, max_fwhm=max_fwhm[factor], workers=workers)
+                fourier = FourierImage(image, max_fwhm=max_fwhm[factor], workers=workers)
+                del image
             reduced[factor] = (fourier, usable_pixels)
-            del image, usable_pixels
+            del fourier, usable_pixels
+            built = set(reduced) | set(pyramid)
+            if work is not None and not work_needed_after(index, built):
+                del work, workspace  # the residual's last use: freed before the smoothing
+                work = workspace = None
         fourier, usable = reduced[factor]
+        last = last_use[factor] == index and background_box is None
         if tier.kernel_fwhm > 0:
-            smoothed = fourier.smoothed(tier.kernel_fwhm / factor)
+            smoothed = fourier.smoothed(tier.kernel_fwhm / factor, last=last)
         else:
-            smoothed = block_mean(work, valid, factor=factor)[0]
-        unmasked = ~usable | block_any(excluded, factor=factor) if factor > 1 else excluded
-        location, scale = robust_location_scale(sample_unmasked(smoothed, unmasked))
+            smoothed = block_mean(work, _usable(bits), factor=factor)[0]
+        if last:
+            del reduced[factor]
+        del fourier
+        if factor > 1:
+            unmasked = ~usable | block_any(bits, factor=factor, threads=workers)
+            location, scale = robust_location_scale(sample_unmasked(smoothed, unmasked))
+            del unmasked
+        else:
+            location, scale = robust_location_scale(_sample_unmasked_bits(smoothed, bits))
         if not (np.isfinite(scale) and scale > 0):
             log.warning("tier %d: no unmasked pixels left to measure the noise; tier skipped", number)
             continue
-        detected = (smoothed > location + tier.nsigma * scale) & usable
+        detected = smoothed > location + tier.nsigma * scale
         del smoothed
+        detected &= usable if usable is not None else _usable(bits)
+        del usable
         detected = _keep_large_groups(detected, int(np.ceil(tier.npixels / factor**2)))
         ndetected = int(np.count_nonzero(detected))
         if ndetected == 0:
             log.info("tier %d: nothing detected above %.2f sigma", number, tier.nsigma)
             continue
         if dilate_factor > factor:
-            detected = block_any(detected, factor=dilate_factor // factor)
+            detected = block_any(detected, factor=dilate_factor // factor, threads=workers)
         elif dilate_factor < factor:
-            grid = (-(-data.shape[0] // dilate_factor), -(-data.shape[1] // dilate_factor))
+            grid = (-(-ny // dilate_factor), -(-nx // dilate_factor))
             detected = expand_blocks(detected, factor=factor // dilate_factor, shape=grid)
         detected = dilate_disk(detected, radius=tier.dilate / dilate_factor, workers=workers)
-        tier_pixels = expand_blocks(detected, factor=dilate_factor, shape=data.shape)
-        tier_pixels &= valid
-        np.bitwise_or(bits, bits.dtype.type(1 << number), out=bits, where=tier_pixels)
-        excluded |= tier_pixels
+        masked = _set_tier_bits(bits, detected, factor=dilate_factor, number=number, threads=workers)
+        del detected
         log.info(
             "tier %d (fwhm %.1f px, %.1f sigma, blocks %d/%d): %.2f%% of the data pixels masked",
             number,
@@ -325,6 +530,7 @@ def tiered_source_mask(
             tier.nsigma,
             factor,
             dilate_factor,
-            100.0 * np.count_nonzero(tier_pixels) / max(1, np.count_nonzero(valid)),
+            100.0 * masked / max(1, nvalid),
         )
+    bits &= ~bits.dtype.type(1)
     return bits

@@ -12,6 +12,7 @@ import scipy.sparse.linalg
 from scipy.ndimage import distance_transform_edt
 
 __all__ = [
+    "CubicUpsampler",
     "block_samples",
     "fill_invalid_nearest",
     "fill_invalid_smooth",
@@ -262,6 +263,40 @@ def _interpolation_matrix(n_out, n_in, box, pad=0):
     return matrix
 
 
+class CubicUpsampler:
+    """
+    `upsample_cubic` of a block grid, evaluated for any rows on demand.
+
+    The x interpolation is done once on the small grid (``nby`` x ``nx``); each call
+    then makes only the requested rows, bit for bit those of the full map, so a
+    caller working over row chunks never holds the full-resolution map.
+
+    Parameters
+    ----------
+    grid : ndarray
+        (nby, nbx) block values (finite).
+    shape : tuple of int
+        Full-resolution (ny, nx).
+    box : int
+        Block size in pixels.
+    pad : int, optional
+        Number of extra (extrapolated) cells on each side of ``grid``.
+    """
+
+    def __init__(self, grid, *, shape, box, pad=0):
+        grid = np.asarray(grid, dtype=np.float32)
+        self.shape = tuple(shape)
+        self._ry = _interpolation_matrix(shape[0], grid.shape[0], box, pad)
+        rx = _interpolation_matrix(shape[1], grid.shape[1], box, pad)
+        # along x on the small grid first; rows are then sparse (rows, nby) @ dense (nby, nx)
+        # products that write C-ordered results directly (no transposed copy)
+        self._columns = np.ascontiguousarray((rx @ grid.T).T, dtype=np.float32)  # (nby, nx)
+
+    def __call__(self, rows=slice(None)):
+        """The full-resolution values of ``rows`` (a slice; steps allowed): new float32 (n, nx) array."""
+        return np.asarray(self._ry[rows] @ self._columns, dtype=np.float32)
+
+
 def upsample_cubic(grid, *, shape, box, pad=0):
     """
     Interpolate values given at the centres of ``box`` x ``box`` blocks to every pixel.
@@ -285,10 +320,4 @@ def upsample_cubic(grid, *, shape, box, pad=0):
     ndarray
         New float32 (ny, nx) array.
     """
-    grid = np.asarray(grid, dtype=np.float32)
-    ry = _interpolation_matrix(shape[0], grid.shape[0], box, pad)
-    rx = _interpolation_matrix(shape[1], grid.shape[1], box, pad)
-    # along x on the small grid first, then one sparse (ny, nby) @ dense (nby, nx)
-    # product that writes the C-ordered full-size result directly (no transposed copy)
-    columns = np.ascontiguousarray((rx @ grid.T).T, dtype=np.float32)  # (nby, nx)
-    return np.asarray(ry @ columns, dtype=np.float32)
+    return CubicUpsampler(grid, shape=shape, box=box, pad=pad)()

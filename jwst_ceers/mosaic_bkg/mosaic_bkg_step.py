@@ -328,11 +328,16 @@ def _output_paths(out_dir, names, pointing, *, suffix, plot):
 
 # Measured on 10600 x 4800 mosaics (benchmarks/bench_mosaic_bkg.py, tracemalloc): the
 # inputs held for the whole run (data, noise, no-data mask; a jwst file's ERR/WHT are
-# mapped again only to write the output) take ~9 bytes per pixel per mosaic, and each
-# mosaic being masked adds ~35 bytes per pixel (ring median, clipped copy, smoothed
-# images, spectra, dilations) while it is processed.
+# mapped again only to write the output) take ~9 bytes per pixel per mosaic. Each
+# mosaic being masked adds 10.5-12.0 bytes per pixel while it is processed (peak RSS
+# increase of one _mask_one, VmHWM reset before it, both sim mosaics, 1 or 2 threads:
+# benchmarks/bench_masking.py --mosaics; 35 before issue 16): the residual in its
+# FFT-padded workspace (4) and the tier bits (1), then the full-resolution spectrum
+# (4) and its inverse (4) once the residual is released; the ring median and the
+# clipping are made row by row. 13 keeps a margin; two 10600 x 4800 mosaics then mask
+# at once under memory_budget_gb=4 (step peak measured 2.8 GB, at the output writing).
 _HELD_BYTES_PER_PIXEL = 9.0
-_WORKING_BYTES_PER_PIXEL = 35.0
+_WORKING_BYTES_PER_PIXEL = 13.0
 
 
 def check_bkg_box_size(value):

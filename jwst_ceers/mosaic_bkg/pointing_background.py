@@ -150,6 +150,10 @@ def _detection_ceiling(data, nodata, noise, background, nsigma):
     none of it (it grew a 512^2 pointing's merged mask by 7.5 points). Clipped, the
     wide tiers see the extended light that is really there; compact sources are still
     detected by the narrow tiers, which they exceed many times.
+
+    :func:`_mask_one` applies the same clipping row by row inside the tiers'
+    preparation (``tiered_source_mask(ceiling_nsigma=...)``, the same values) so that
+    no clipped copy is held; this whole-image form states the formula (tests compare).
     """
     relative = _relative_noise(noise)
     # the scale is measured on the regular subsample sample_unmasked would take of the
@@ -175,14 +179,26 @@ def _detection_ceiling(data, nodata, noise, background, nsigma):
 
 
 def _mask_one(data, nodata, noise, tiers, ring_radius, ring_width, clip_nsigma, workers, ceiling_nsigma=None):
-    """Tier bits of one mosaic, detected over its ring median (values above ``ceiling_nsigma`` clipped)."""
-    background = ring_median_background(data, nodata, radius=ring_radius, width=ring_width, clip_nsigma=clip_nsigma)
-    if ceiling_nsigma:
-        data = _detection_ceiling(data, nodata, noise, background, ceiling_nsigma)
-    bits = tiered_source_mask(
-        data, coverage=nodata, tiers=tiers, noise=_relative_noise(noise), background=background, workers=workers
+    """
+    Tier bits of one mosaic, detected over its ring median (values above ``ceiling_nsigma`` clipped).
+
+    The ring median is made row chunk by row chunk where the tiers use it, and the
+    clipping of :func:`_detection_ceiling` is applied in the same pass (the same
+    values): neither a full-size background nor a clipped copy of the mosaic is held.
+    """
+    background = ring_median_background(
+        data, nodata, radius=ring_radius, width=ring_width, clip_nsigma=clip_nsigma, rows=True, threads=workers
     )
-    bits |= nodata.astype(bits.dtype)
+    bits = tiered_source_mask(
+        data,
+        coverage=nodata,
+        tiers=tiers,
+        noise=_relative_noise(noise),
+        background=background,
+        workers=workers,
+        ceiling_nsigma=ceiling_nsigma or None,
+    )
+    bits |= nodata.view(np.uint8).astype(bits.dtype, copy=False) if nodata.dtype == bool else nodata.astype(bits.dtype)
     return bits
 
 
