@@ -335,8 +335,8 @@ def pointing_background(
         )
         return background
 
-    # all mosaics at once: a fit's working set (~10 bytes per pixel) is well below a
-    # masking's, so two fits stay below the masking's peak (10600 x 4800: 2.1 vs 3.0 GB)
+    # all mosaics at once: a fit's working set (~10 bytes per pixel) is below a
+    # masking's (13-21 bytes per pixel, see MosaicBackground's memory plan)
     backgrounds = run(fit, images, nodata, models, large_sources, workers=max(1, min(cpu_threads, n)))
     for background, bad in zip(backgrounds, nodata, strict=True):
         background[bad] = 0
