@@ -114,6 +114,17 @@ def test_estimate_matches_the_issue_measurements():
     assert big.in_memory_gb > 8 > big.on_disk_gb
 
 
+def test_on_disk_estimate_matches_the_full_frame_measurement():
+    """48 x 2048^2 onto 10469 x 4824, on disk: Image3Ceers 3.37 GB (bench_pointing, issue 16); stock 8.22 GB in memory."""
+    pixels = [2048 * 2048] * 48
+    estimate = estimate_peak_memory(exposure_pixels=pixels, n_exposure_groups=6, mosaic_pixels=10469 * 4824, threads=2)
+    assert estimate.on_disk_gb == pytest.approx(3.37, rel=0.1)
+    assert estimate.in_memory_gb == pytest.approx(8.22, rel=0.15)
+    small = estimate_peak_memory(exposure_pixels=[1024 * 1024] * 48, n_exposure_groups=6, mosaic_pixels=35_000_000,
+                                 threads=2)
+    assert small.on_disk_gb == pytest.approx(2.58, rel=0.1)
+
+
 def test_choose_strategy():
     estimate = estimate_peak_memory(exposure_pixels=[2048**2] * 24, n_exposure_groups=3, mosaic_pixels=49_000_000)
     assert choose_strategy(estimate, budget_gb=0).in_memory
