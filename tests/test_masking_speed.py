@@ -20,7 +20,7 @@ from jwst_ceers.masking.fft_ops import FWHM_TO_SIGMA, FourierImage, _halve, bloc
 from jwst_ceers.masking.robust import robust_location_scale, sample_unmasked
 from jwst_ceers.masking.tiers import _working_factors
 from jwst_ceers.mosaic_bkg.grid_resampling import CubicUpsampler, upsample_cubic
-from jwst_ceers.mosaic_bkg.pointing_background import _detection_ceiling, _mask_one, _relative_noise
+from jwst_ceers.mosaic_bkg.pointing_background import _mask_one, _relative_noise
 from jwst_ceers.mosaic_bkg.ring_median import _median_filter, ring_footprint, ring_median_background
 
 # ---------------------------------------------------------------- plain reference
@@ -154,11 +154,34 @@ def reference_tiered_mask(data, coverage, tiers, *, noise=None, background=None,
     return bits
 
 
+def reference_detection_ceiling(data, nodata, noise, background, nsigma):
+    """The previous whole-image clipping: data clipped at background + nsigma x the robust rms (x noise)."""
+    relative = _relative_noise(noise)
+    step = max(1, int(np.sqrt(np.size(data) / 300_000)))
+    every = (slice(None, None, step), slice(None, None, step))
+    residual = np.asarray(data, dtype=np.float32)[every] - np.asarray(background)[every]
+    if relative is not None:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            residual = residual / relative[every]
+    _, scale = robust_location_scale(sample_unmasked(residual, np.asarray(nodata)[every], max_samples=residual.size))
+    if not (np.isfinite(scale) and scale > 0):
+        return data
+    if relative is not None:
+        ceiling = relative * np.float32(nsigma * scale)
+        ceiling += background
+    else:
+        ceiling = np.float32(nsigma * scale) * np.float32(1) + background
+    clipped = np.array(data, dtype=np.result_type(data, ceiling))
+    with np.errstate(invalid="ignore"):
+        np.copyto(clipped, ceiling, where=data > ceiling)
+    return clipped
+
+
 def reference_mask_one(data, nodata, noise, tiers, ceiling_nsigma):
     """The previous _mask_one: full ring median, clipped copy, then the tiers."""
     background = ring_median_background(data, nodata, radius=80, width=4, clip_nsigma=5.0)
     if ceiling_nsigma:
-        data = _detection_ceiling(data, nodata, noise, background, ceiling_nsigma)
+        data = reference_detection_ceiling(data, nodata, noise, background, ceiling_nsigma)
     bits = reference_tiered_mask(data, nodata, tiers, noise=_relative_noise(noise), background=background)
     return bits | nodata.astype(np.uint8)
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.ndimage import find_objects, label
 
-from jwst_ceers.masking import robust_location_scale, sample_unmasked, tier_mask_dtype, tiered_source_mask
+from jwst_ceers.masking import tier_mask_dtype, tiered_source_mask
 from jwst_ceers.mosaic_bkg.background_fit import fit_background
 from jwst_ceers.mosaic_bkg.galaxy_models import large_galaxy_models, single_threaded_blas
 from jwst_ceers.mosaic_bkg.ring_median import ring_median_background
@@ -140,51 +140,14 @@ def exclude_nonphysical(data, nodata, *, name="mosaic", limit=NONPHYSICAL_LIMIT)
     return np.asarray(nodata, dtype=bool)
 
 
-def _detection_ceiling(data, nodata, noise, background, nsigma):
-    """
-    ``data`` clipped at ``background + nsigma`` pixel sigma (per-pixel with a noise map).
-
-    The wide tiers smooth with kernels of 35-59 px FWHM: unclipped, the flux of any
-    compact bright source (a mag-21 star, a 3x3 artefact of 100 MJy/sr) is spread by
-    the kernel's own wings over ~100 px and masked there, although the sky there holds
-    none of it (it grew a 512^2 pointing's merged mask by 7.5 points). Clipped, the
-    wide tiers see the extended light that is really there; compact sources are still
-    detected by the narrow tiers, which they exceed many times.
-
-    :func:`_mask_one` applies the same clipping row by row inside the tiers'
-    preparation (``tiered_source_mask(ceiling_nsigma=...)``, the same values) so that
-    no clipped copy is held; this whole-image form states the formula (tests compare).
-    """
-    relative = _relative_noise(noise)
-    # the scale is measured on the regular subsample sample_unmasked would take of the
-    # full residual: only that subsample is computed
-    step = max(1, int(np.sqrt(np.size(data) / 300_000)))
-    every = (slice(None, None, step), slice(None, None, step))
-    residual = np.asarray(data, dtype=np.float32)[every] - np.asarray(background)[every]
-    if relative is not None:
-        with np.errstate(divide="ignore", invalid="ignore"):
-            residual = residual / relative[every]
-    _, scale = robust_location_scale(sample_unmasked(residual, np.asarray(nodata)[every], max_samples=residual.size))
-    if not (np.isfinite(scale) and scale > 0):
-        return data
-    if relative is not None:
-        ceiling = relative * np.float32(nsigma * scale)
-        ceiling += background
-    else:
-        ceiling = np.float32(nsigma * scale) * np.float32(1) + background
-    clipped = np.array(data, dtype=np.result_type(data, ceiling))
-    with np.errstate(invalid="ignore"):
-        np.copyto(clipped, ceiling, where=data > ceiling)
-    return clipped
-
-
 def _mask_one(data, nodata, noise, tiers, ring_radius, ring_width, clip_nsigma, workers, ceiling_nsigma=None):
     """
     Tier bits of one mosaic, detected over its ring median (values above ``ceiling_nsigma`` clipped).
 
     The ring median is made row chunk by row chunk where the tiers use it, and the
-    clipping of :func:`_detection_ceiling` is applied in the same pass (the same
-    values): neither a full-size background nor a clipped copy of the mosaic is held.
+    clipping at the detection ceiling (``tiered_source_mask(ceiling_nsigma=...)``) is
+    applied in the same pass: neither a full-size background nor a clipped copy of the
+    mosaic is held.
     """
     background = ring_median_background(
         data, nodata, radius=ring_radius, width=ring_width, clip_nsigma=clip_nsigma, rows=True, threads=workers
@@ -252,7 +215,7 @@ def pointing_background(
         filling of empty boxes and a ``filter_size`` median filter).
     detection_ceiling : float, optional
         Pixels above the ring median by more than this many pixel sigma are clipped to
-        it before the tiers smooth them (:func:`_detection_ceiling`); None: no clipping.
+        it before the tiers smooth them (``tiered_source_mask``'s ``ceiling_nsigma``); None: no clipping.
     galaxy_modelling : GalaxyModelling or None
         Sersic models of large bright galaxies, fitted per mosaic after the first
         masks; the source masks are then remade around them on the model-subtracted
