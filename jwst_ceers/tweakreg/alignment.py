@@ -36,7 +36,7 @@ modified (tweakwcs correctors work on deep copies).
 
 import logging
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 from astropy.table import Table

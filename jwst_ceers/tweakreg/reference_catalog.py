@@ -11,7 +11,6 @@ is what tweakwcs expects.
 """
 
 import logging
-from pathlib import Path
 
 import numpy as np
 from astropy.table import Table
