@@ -16,9 +16,12 @@ from jwst_ceers.masking.robust import robust_location_scale
 from jwst_ceers.mosaic_bkg.box_fit import fit_boxes
 from jwst_ceers.mosaic_bkg.sersic import evaluate_components
 
-__all__ = ["SearchInputs", "find_large_bright_sources", "search_inputs"]
+__all__ = ["BRIGHT_NSIGMA", "SearchInputs", "find_large_bright_sources", "search_inputs"]
 
 log = logging.getLogger(__name__)
+
+#: Threshold (pixel sigma, on block means) of the regions that make a large bright galaxy.
+BRIGHT_NSIGMA = 1.0
 
 #: Most pixels sampled for a search's noise estimate (a robust scale: 2 M samples give it
 #: to ~0.1%; every 4th pixel of a 10600 x 4800 mosaic, 3.2 M, took 0.2 s per search).
@@ -81,7 +84,7 @@ def search_inputs(data, exclude, *, nodata=None, block=8, blocks=None):
 
 
 def find_large_bright_sources(
-    data, exclude, *, nodata=None, box_size=128, filter_size=3, block=8, bright_nsigma=1.0, min_radius=120.0,
+    data, exclude, *, nodata=None, box_size=128, filter_size=3, block=8, bright_nsigma=BRIGHT_NSIGMA, min_radius=120.0,
     components=(), blocks=None, prepared=None,
 ):
     """

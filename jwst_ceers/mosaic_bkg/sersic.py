@@ -16,6 +16,7 @@ __all__ = [
     "components_from_header",
     "evaluate_components",
     "header_cards",
+    "isophote_radius",
     "sersic_b",
     "truncation_radius",
 ]
@@ -96,6 +97,14 @@ def truncation_radius(intensity, r_eff, n, floor):
     if not floor > 0 or intensity <= floor:
         return float(r_eff)
     return float(r_eff * (1.0 + np.log(intensity / floor) / float(sersic_b(n))) ** n)
+
+
+def isophote_radius(intensity, r_eff, n, level):
+    """Major-axis radius where a Sersic profile equals ``level`` (0 if even its centre is fainter)."""
+    if not (intensity > 0 and level > 0):
+        return 0.0
+    scaled = 1.0 + np.log(intensity / level) / float(sersic_b(n))
+    return float(r_eff * scaled**n) if scaled > 0 else 0.0
 
 
 def evaluate_components(components, shape, *, step=1, block=None, origin=(0, 0), out=None):
