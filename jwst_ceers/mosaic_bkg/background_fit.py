@@ -14,7 +14,8 @@ import logging
 
 import numpy as np
 
-from jwst_ceers.mosaic_bkg.box_fit import fit_boxes
+from jwst_ceers.masking.fft_ops import block_means
+from jwst_ceers.mosaic_bkg.box_fit import fit_boxes, sample_stride
 from jwst_ceers.mosaic_bkg.large_sources import find_large_bright_sources
 
 __all__ = ["fit_background"]
@@ -38,6 +39,7 @@ def fit_background(
     large_sources=None,
     smoothing=None,
     search_box=128,
+    threads=1,
 ):
     """
     Fit a smooth background to the pixels of ``data`` not in ``exclude``.
@@ -93,6 +95,8 @@ def fit_background(
         Fit the box grid with a weighted thin-plate smoothing spline of this bending
         weight (:func:`~jwst_ceers.mosaic_bkg.box_fit.fit_boxes`) instead of thin-plate
         filling plus a median filter.
+    threads : int
+        Threads for the full-resolution block means.
 
     Returns
     -------
@@ -101,46 +105,83 @@ def fit_background(
     grid : ndarray
         Box values after filling and filtering.
     """
+    sources = []
+    if large_source_box and large_source_box > box_size:
+        if large_sources is None:
+            sources = find_large_bright_sources(
+                data, exclude, nodata=nodata, box_size=search_box, filter_size=filter_size, components=components
+            )
+        else:
+            sources = list(large_sources)
+    inner, outer = (float(v) for v in large_source_blend)
+    if sources and not outer > inner >= 0:
+        raise ValueError("fit_background: large_source_blend must be (inner, outer) with 0 <= inner < outer")
+    strides = {"small": stride or sample_stride(box_size, smoothing)}
+    if sources:
+        strides["large"] = sample_stride(int(large_source_box), smoothing)
+    blocks = {key: None for key in strides}
+    factors = set(strides.values())
+    if len(factors) > 1 and all(f > 1 and not f & (f - 1) for f in factors):
+        # both fits' block means from one chain of halvings (bitwise the same values;
+        # the full-resolution pass made once: 0.6 s on a 10469 x 4824 mosaic)
+        data32 = np.asarray(data, dtype=np.float32)
+        pyramid = block_means(data32, ~np.asarray(exclude, dtype=bool) & np.isfinite(data32), factors=factors,
+                              threads=threads)
+        blocks = {key: pyramid[f] for key, f in strides.items()}
+        del pyramid, data32
     small = fit_boxes(
-        data, exclude, box_size=box_size, filter_size=filter_size, sigma=sigma, stride=stride, min_fraction=min_fraction,
-        components=components, smoothing=smoothing,
+        data, exclude, box_size=box_size, filter_size=filter_size, sigma=sigma, stride=strides["small"],
+        min_fraction=min_fraction, components=components, smoothing=smoothing, blocks=blocks.pop("small"),
     )
-    if not large_source_box or large_source_box <= box_size:
-        return small
-    if large_sources is None:
-        sources = find_large_bright_sources(
-            data, exclude, nodata=nodata, box_size=search_box, filter_size=filter_size, components=components
-        )
-    else:
-        sources = list(large_sources)
     if not sources:
         return small
     log.info("background: %d px boxes blended in around %d large bright source(s)", large_source_box, len(sources))
-    inner, outer = (float(v) for v in large_source_blend)
-    if not outer > inner >= 0:
-        raise ValueError("fit_background: large_source_blend must be (inner, outer) with 0 <= inner < outer")
     large, _ = fit_boxes(
-        data, exclude, box_size=int(large_source_box), filter_size=filter_size, sigma=sigma, stride=None,
-        min_fraction=min_fraction, components=components, smoothing=smoothing,
+        data, exclude, box_size=int(large_source_box), filter_size=filter_size, sigma=sigma, stride=strides["large"],
+        min_fraction=min_fraction, components=components, smoothing=smoothing, blocks=blocks.pop("large"),
+        full_resolution=False,
     )
-    # blend weight: 1 within inner * radius of a source, 0 beyond outer * radius
-    # (computed only inside the bounding box of the discs)
+    # blend weight: 1 within inner * radius of a source, 0 beyond outer * radius: made
+    # and applied only in the boxes around the discs (overlapping boxes merged), the
+    # larger-box fit only in their rows (bit for bit its full map's values): over the
+    # whole mosaic this cost 2.3 s for 7 sources on a 10469 x 4824 pointing
     ny, nx = np.shape(data)
-    reach = [(y, x, radius, outer * radius) for y, x, radius in sources]
-    y0 = max(0, int(min(y - r for y, _, _, r in reach)))
-    y1 = min(ny, int(np.ceil(max(y + r for y, _, _, r in reach))) + 1)
-    x0 = max(0, int(min(x - r for _, x, _, r in reach)))
-    x1 = min(nx, int(np.ceil(max(x + r for _, x, _, r in reach))) + 1)
-    if y1 <= y0 or x1 <= x0:
-        return small
-    rows = np.arange(y0, y1, dtype=np.float32)[:, None]
-    cols = np.arange(x0, x1, dtype=np.float32)[None, :]
-    weight = np.zeros((y1 - y0, x1 - x0), dtype=np.float32)
-    for y, x, radius, _ in reach:
-        ramp = np.hypot(rows - np.float32(y), cols - np.float32(x))
-        ramp = np.clip((np.float32(outer * radius) - ramp) / np.float32((outer - inner) * radius), 0, 1)
-        np.maximum(weight, ramp, out=weight)
+    discs = [(y, x, radius, outer * radius) for y, x, radius in sources]
+    boxes = [
+        (max(0, int(y - r)), min(ny, int(np.ceil(y + r)) + 1), max(0, int(x - r)), min(nx, int(np.ceil(x + r)) + 1))
+        for y, x, _, r in discs
+    ]
     background = small[0]
-    window = background[y0:y1, x0:x1]
-    window += weight * (large[y0:y1, x0:x1] - window)
+    for by0, by1, bx0, bx1 in _merged_boxes([b for b in boxes if b[1] > b[0] and b[3] > b[2]]):
+        weight = np.zeros((by1 - by0, bx1 - bx0), dtype=np.float32)
+        rows = np.arange(by0, by1, dtype=np.float32)[:, None]
+        cols = np.arange(bx0, bx1, dtype=np.float32)[None, :]
+        for (y, x, radius, _), (sy0, sy1, sx0, sx1) in zip(discs, boxes, strict=True):
+            if not (by0 <= sy0 < sy1 <= by1 and bx0 <= sx0 < sx1 <= bx1):
+                continue
+            ramp = np.hypot(rows[sy0 - by0:sy1 - by0] - np.float32(y), cols[:, sx0 - bx0:sx1 - bx0] - np.float32(x))
+            ramp = np.clip((np.float32(outer * radius) - ramp) / np.float32((outer - inner) * radius), 0, 1)
+            window = weight[sy0 - by0:sy1 - by0, sx0 - bx0:sx1 - bx0]
+            np.maximum(window, ramp, out=window)
+        window = background[by0:by1, bx0:bx1]
+        window += weight * (large(slice(by0, by1))[:, bx0:bx1] - window)
     return background, small[1]
+
+
+def _merged_boxes(boxes):
+    """``(y0, y1, x0, x1)`` boxes, those that overlap merged into their bounding box (repeatedly)."""
+    boxes = [tuple(b) for b in boxes]
+    merged = True
+    while merged:
+        merged = False
+        for i in range(len(boxes)):
+            for j in range(i + 1, len(boxes)):
+                a, b = boxes[i], boxes[j]
+                if a[0] < b[1] and b[0] < a[1] and a[2] < b[3] and b[2] < a[3]:
+                    boxes[i] = (min(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), max(a[3], b[3]))
+                    boxes.pop(j)
+                    merged = True
+                    break
+            if merged:
+                break
+    return boxes

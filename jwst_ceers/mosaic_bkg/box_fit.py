@@ -12,14 +12,14 @@ from scipy.ndimage import median_filter
 
 from jwst_ceers.masking.fft_ops import block_mean
 from jwst_ceers.mosaic_bkg.grid_resampling import (
+    CubicUpsampler,
     block_samples,
     fill_invalid_smooth,
     smoothing_spline_grid,
-    upsample_cubic,
 )
 from jwst_ceers.mosaic_bkg.sersic import evaluate_components
 
-__all__ = ["box_statistics", "fit_boxes"]
+__all__ = ["box_statistics", "fit_boxes", "sample_stride"]
 
 
 def box_statistics(samples, *, sigma=3.0, iterations=3, min_pixels=16):
@@ -57,8 +57,21 @@ def box_statistics(samples, *, sigma=3.0, iterations=3, min_pixels=16):
     return location, count
 
 
+def sample_stride(box_size, smoothing=None):
+    """
+    Default ``stride`` of :func:`fit_boxes`: up to 64 x 64 samples per box, at most
+    16 x 16 with the spline (whose surface averages over several boxes): drizzled noise
+    is correlated over ~2 px. A divisor of ``box_size``, at least 1.
+    """
+    stride = max(1, int(box_size) // (16 if smoothing is not None else 64))
+    while box_size % stride:
+        stride -= 1
+    return stride
+
+
 def fit_boxes(
-    data, exclude, *, box_size, filter_size=3, sigma=3.0, stride=None, min_fraction=0.1, components=(), smoothing=None
+    data, exclude, *, box_size, filter_size=3, sigma=3.0, stride=None, min_fraction=0.1, components=(), smoothing=None,
+    blocks=None, full_resolution=True,
 ):
     """
     Smooth background from the clipped locations of ``box_size`` boxes (one box size).
@@ -80,6 +93,13 @@ def fit_boxes(
     switching between a measured box and a filled hole; ``filter_size`` is then not
     used (the spline's robust reweighting replaces the median filter).
 
+    ``blocks``: ``(means, fraction)`` of ``block_mean(data, usable, factor=stride)``
+    (usable: not excluded and finite) when made already, e.g. by
+    :func:`~jwst_ceers.masking.fft_ops.block_means` for several box sizes at once.
+    ``full_resolution=False`` returns the background as a
+    :class:`~jwst_ceers.mosaic_bkg.grid_resampling.CubicUpsampler` (rows made on
+    demand, bit for bit the same values) instead of the full-resolution map.
+
     Returns
     -------
     background : ndarray
@@ -88,11 +108,7 @@ def fit_boxes(
         Box values after filling and filtering (with the padding).
     """
     if stride is None:
-        # up to 64 x 64 samples per box, and at most 16 x 16 with the spline (whose
-        # surface averages over several boxes): drizzled noise is correlated over ~2 px
-        stride = max(1, box_size // (16 if smoothing is not None else 64))
-        while box_size % stride:
-            stride -= 1
+        stride = sample_stride(box_size, smoothing)
     # the model on the samples' grid: at the centres of the stride x stride blocks
     sampled_at = {"block": stride} if stride > 1 else {"step": 1}
     model = evaluate_components(components, np.shape(data), **sampled_at) if len(components) else None
@@ -102,11 +118,12 @@ def fit_boxes(
         # the cost of one pass over the image (robustness_mosaic --quick, mean rms
         # F150W: gradient_bumps 0.053 -> 0.038, saddle 0.044 -> 0.032, edge_glow
         # 0.052 -> 0.037; no slower on a 4000^2 pointing, measured paired)
-        data = np.asarray(data, dtype=np.float32)
-        usable = ~np.asarray(exclude, dtype=bool) & np.isfinite(data)
-        means, fraction = block_mean(data, usable, factor=stride)
+        if blocks is None:
+            data = np.asarray(data, dtype=np.float32)
+            blocks = block_mean(data, ~np.asarray(exclude, dtype=bool) & np.isfinite(data), factor=stride)
+        means, fraction = blocks
         samples = block_samples(means, fraction < 0.5, box=box_size // stride, stride=1, subtract=model)
-        del means, fraction, usable
+        del means, fraction, blocks
     else:
         samples = block_samples(data, exclude, box=box_size, stride=stride, subtract=model)
     del model
@@ -126,15 +143,18 @@ def fit_boxes(
         weights = np.where(valid, count / float(k * k), 0.0)
         pad = 2 if min(location.shape) > 1 else 0
         grid = smoothing_spline_grid(location, weights, smoothing=float(smoothing), pad=pad)
-        return upsample_cubic(grid, shape=data.shape, box=box_size, pad=pad), grid
-    # masked holes (large galaxies) are bridged by a thin-plate surface, not by steps
-    grid = fill_invalid_smooth(location, valid)
-    # linear extrapolation by a few boxes keeps gradients at the edges (no flattening by
-    # the median filter or by clamping in the interpolation)
-    pad = max(2, filter_size // 2 + 1)
-    pad = min(pad, min(grid.shape) - 1) if min(grid.shape) > 1 else 0
-    if pad:
-        grid = np.pad(grid, pad, mode="reflect", reflect_type="odd")
-    if filter_size > 1:
-        grid = median_filter(grid, size=filter_size, mode="nearest")
-    return upsample_cubic(grid, shape=data.shape, box=box_size, pad=pad), grid
+    else:
+        # masked holes (large galaxies) are bridged by a thin-plate surface, not by steps
+        grid = fill_invalid_smooth(location, valid)
+        # linear extrapolation by a few boxes keeps gradients at the edges (no flattening by
+        # the median filter or by clamping in the interpolation)
+        pad = max(2, filter_size // 2 + 1)
+        pad = min(pad, min(grid.shape) - 1) if min(grid.shape) > 1 else 0
+        if pad:
+            grid = np.pad(grid, pad, mode="reflect", reflect_type="odd")
+        if filter_size > 1:
+            grid = median_filter(grid, size=filter_size, mode="nearest")
+    upsampler = CubicUpsampler(grid, shape=data.shape, box=box_size, pad=pad)
+    if not full_resolution:
+        return upsampler, grid
+    return upsampler(), grid
