@@ -20,6 +20,7 @@ from scipy.ndimage import find_objects, label
 
 from jwst_ceers.masking import tier_mask_dtype, tiered_source_mask
 from jwst_ceers.mosaic_bkg.background_fit import fit_background
+from jwst_ceers.mosaic_bkg.fit_workers import FitWorkers
 from jwst_ceers.mosaic_bkg.galaxy_models import large_galaxy_models, single_threaded_blas
 from jwst_ceers.mosaic_bkg.ring_median import ring_median_background
 from jwst_ceers.mosaic_bkg.sersic import evaluate_components
@@ -264,12 +265,16 @@ def pointing_background(
     if galaxy_modelling is not None and galaxy_modelling.enabled:
         # all mosaics at once (``parallel_mosaics`` bounds the masking's memory; the fits
         # work on 8 x 8 block means)
-        with single_threaded_blas():  # set here, in the calling thread (see its docstring)
+        # the fits run ahead on worker processes (least squares holds the GIL: on
+        # threads two fits ran at 1.1x one); they start during the searches
+        model_threads = max(1, min(cpu_threads, n))
+        with single_threaded_blas(), FitWorkers(cpu_threads if cpu_threads > 1 else 0) as fit_workers:
             found = run(
-                lambda d, m: large_galaxy_models(d, merged | m, nodata=m, box_size=galaxy_modelling.search_box),
+                lambda d, m: large_galaxy_models(d, merged | m, nodata=m, box_size=galaxy_modelling.search_box,
+                                                 workers=fit_workers, threads=max(1, cpu_threads // model_threads)),
                 images,
                 nodata,
-                workers=max(1, min(cpu_threads, n)),
+                workers=model_threads,
             )
         models = [f.components for f in found]
         large_sources = [f.unmodelled for f in found]

@@ -13,6 +13,7 @@ from scipy.special import gammaincinv
 
 __all__ = [
     "SersicComponent",
+    "block_ranges",
     "components_from_header",
     "evaluate_components",
     "header_cards",
@@ -157,6 +158,20 @@ def evaluate_components(components, shape, *, step=1, block=None, origin=(0, 0),
         for (r0, r1), (c0, c1) in _ellipse_bands(c, rows, cols):
             out[r0:r1, c0:c1] += c.evaluate(rows[r0:r1, None], cols[None, c0:c1])
     return out
+
+
+def block_ranges(component, shape, *, block):
+    """
+    Index ranges ``((r0, r1), (c0, c1))`` of the ``block`` grid of an image of ``shape``
+    that :func:`evaluate_components` writes for ``component`` (all of it when the
+    component is not truncated): outside them it adds nothing.
+    """
+    ny, nx = shape
+    rows = (np.arange(-(-ny // block), dtype=np.float32) + np.float32(0.5)) * np.float32(block) - np.float32(0.5)
+    cols = (np.arange(-(-nx // block), dtype=np.float32) + np.float32(0.5)) * np.float32(block) - np.float32(0.5)
+    if not np.isfinite(component.r_max):
+        return [((0, rows.size), (0, cols.size))]
+    return _ellipse_bands(component, rows, cols)
 
 
 def _ellipse_bands(component, rows, cols, *, band=64):
