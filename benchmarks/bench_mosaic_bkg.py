@@ -51,21 +51,16 @@ def _child_step(out_dir, paths):
 
     ImageModel((2, 2)).close()
     warm = time.perf_counter() - warm
-    import psutil
+    sys.path.insert(0, str(HERE))
+    from child_processes import children_rss
 
     step = MosaicBackground(output_dir=str(out_dir))
     running, worker_peak = threading.Event(), [0]
     running.set()
 
-    def sample_workers():  # their ru_maxrss counts this process's pages before exec
+    def sample_workers():
         while running.is_set():
-            rss = 0
-            for child in psutil.Process().children():
-                try:
-                    rss += child.memory_info().rss
-                except psutil.Error:
-                    pass
-            worker_peak[0] = max(worker_peak[0], rss)
+            worker_peak[0] = max(worker_peak[0], children_rss())
             time.sleep(0.05)
 
     sampler = threading.Thread(target=sample_workers, daemon=True)

@@ -78,6 +78,7 @@ def main(argv=None):
     parser.add_argument("mosaics", nargs="+")
     args = parser.parse_args(argv)
     import psutil
+    from child_processes import children_rss
     from stdatamodels.jwst.datamodels import ImageModel
 
     from jwst_ceers.mosaic_bkg.mosaic_bkg_step import MosaicBackground
@@ -98,13 +99,7 @@ def main(argv=None):
     def sample():
         while running.is_set():
             samples.append((time.perf_counter() - origin, process.memory_info().rss))
-            workers = 0
-            for child in process.children():
-                try:
-                    workers += child.memory_info().rss
-                except psutil.Error:
-                    pass
-            worker_peak[0] = max(worker_peak[0], workers)
+            worker_peak[0] = max(worker_peak[0], children_rss(process))
             time.sleep(0.05)
 
     sampler = threading.Thread(target=sample, daemon=True)
