@@ -126,13 +126,16 @@ def test_flat_topped_fit_is_dropped_where_asked():
     assert fit_sersic_galaxy(blocks, fraction >= 0.5, flat_is_credible=False, **options) == []
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("factors", [(2, 8), (1, 2, 8), (2, 16, 32), (4,)])
-def test_block_means_of_several_factors_equal_separate_block_means(factors):
+def test_block_means_of_several_factors_equal_separate_block_means(factors, dtype, threads):
     rng = np.random.default_rng(15)
-    shape = (203, 331)  # odd sides: padded blocks at the edges
-    image = rng.normal(0, 1, shape).astype(np.float32)
-    valid = rng.random(shape) > 0.3
-    pyramid = block_means(image, valid, factors=factors)
+    shape = (2003, 331)  # odd sides: padded blocks at the edges; several row chunks
+    image = rng.normal(0, 1, shape).astype(dtype)
+    image[rng.random(shape) < 0.01] = np.nan  # invalid pixels: zeroed before the sums
+    valid = (rng.random(shape) > 0.3) & np.isfinite(image)
+    pyramid = block_means(image, valid, factors=factors, threads=threads)
     assert sorted(pyramid) == sorted(factors)
     for factor in factors:
         mean, fraction = block_mean(image, valid, factor=factor)

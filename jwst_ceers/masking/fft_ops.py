@@ -233,20 +233,23 @@ def _dilate_disk_by_spans(mask, radius):
     return out
 
 
-def _halve(array, combine, dtype=None, *, threads=1):
+def _halve(array, combine, dtype=None, *, threads=1, valid=None):
     """
     Combine 2 x 2 blocks (odd edges padded with zeros/False): x pairs first, then y pairs.
 
     Runs over chunks of rows (padded chunk by chunk), so the half-width intermediate
     stays in cache and no padded copy of the whole array is made; the values are those
-    of the whole-array operations.
+    of the whole-array operations. With ``valid``, ``array`` is first set to 0 where
+    ``valid`` is False and cast to ``dtype``, chunk by chunk (no full-size masked copy).
     """
     ny, nx = array.shape
-    out_dtype = dtype if dtype is not None else combine(array[:1, :1], array[:1, :1]).dtype
+    out_dtype = np.dtype(dtype) if dtype is not None else combine(array[:1, :1], array[:1, :1]).dtype
     out = np.empty((-(-ny // 2), -(-nx // 2)), dtype=out_dtype)
 
     def rows(start, stop):
         chunk = array[2 * start : 2 * stop]
+        if valid is not None:
+            chunk = np.where(valid[2 * start : 2 * stop], chunk, out_dtype.type(0)).astype(out_dtype, copy=False)
         if chunk.shape[0] % 2 or nx % 2:
             chunk = np.pad(chunk, ((0, chunk.shape[0] % 2), (0, nx % 2)))
         columns = combine(chunk[:, 0::2], chunk[:, 1::2], dtype=dtype)
@@ -340,8 +343,12 @@ def block_means(image, valid, *, factors, zero_outside_valid=False, threads=1):
         valid = valid.astype(bool, copy=False)
     if zero_outside_valid:
         total = np.asarray(image, dtype=np.float32)
-    else:
+    elif factors and factors[0] == 1:
         total = np.where(valid, image, np.float32(0)).astype(np.float32, copy=False)
+    else:
+        # the invalid pixels zeroed chunk by chunk in the first halving (threaded, no
+        # full-size masked copy; the same values)
+        total = None
     out = {}
     if factors and factors[0] == 1:
         out[1] = (total if not zero_outside_valid else total.copy(), valid.astype(np.float32))
@@ -356,7 +363,10 @@ def block_means(image, valid, *, factors, zero_outside_valid=False, threads=1):
         while factor < target:
             if factor * 2 > 8 and count.dtype == np.uint8:
                 count = count.astype(np.uint32)  # exact integer counts either way (uint8 up to 8 x 8)
-            total = _halve(total, np.add, np.float32, threads=threads)
+            if total is None:
+                total = _halve(np.asarray(image), np.add, np.dtype(np.float32), threads=threads, valid=valid)
+            else:
+                total = _halve(total, np.add, np.float32, threads=threads)
             count = _halve(count, np.add, count.dtype, threads=threads)
             factor *= 2
         counts = count.astype(np.float32)

@@ -11,6 +11,7 @@ larger-box fit around large bright galaxies that no Sersic model describes.
 """
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -96,7 +97,8 @@ def fit_background(
         weight (:func:`~jwst_ceers.mosaic_bkg.box_fit.fit_boxes`) instead of thin-plate
         filling plus a median filter.
     threads : int
-        Threads for the full-resolution block means.
+        Threads for the full-resolution block means, and (above 1) to fit the two box
+        sizes at once.
 
     Returns
     -------
@@ -129,18 +131,25 @@ def fit_background(
                               threads=threads)
         blocks = {key: pyramid[f] for key, f in strides.items()}
         del pyramid, data32
-    small = fit_boxes(
-        data, exclude, box_size=box_size, filter_size=filter_size, sigma=sigma, stride=strides["small"],
-        min_fraction=min_fraction, components=components, smoothing=smoothing, blocks=blocks.pop("small"),
-    )
+    def fit_small():
+        return fit_boxes(
+            data, exclude, box_size=box_size, filter_size=filter_size, sigma=sigma, stride=strides["small"],
+            min_fraction=min_fraction, components=components, smoothing=smoothing, blocks=blocks.pop("small"),
+        )
+
     if not sources:
-        return small
+        return fit_small()
     log.info("background: %d px boxes blended in around %d large bright source(s)", large_source_box, len(sources))
-    large, _ = fit_boxes(
-        data, exclude, box_size=int(large_source_box), filter_size=filter_size, sigma=sigma, stride=strides["large"],
-        min_fraction=min_fraction, components=components, smoothing=smoothing, blocks=blocks.pop("large"),
-        full_resolution=False,
-    )
+    with ThreadPoolExecutor(max_workers=2 if threads > 1 else 1) as pool:
+        # the two fits at once (independent; their box statistics and interpolation
+        # release the GIL for most of their time)
+        small_job = pool.submit(fit_small)
+        large, _ = fit_boxes(
+            data, exclude, box_size=int(large_source_box), filter_size=filter_size, sigma=sigma,
+            stride=strides["large"], min_fraction=min_fraction, components=components, smoothing=smoothing,
+            blocks=blocks.pop("large"), full_resolution=False,
+        )
+        small = small_job.result()
     # blend weight: 1 within inner * radius of a source, 0 beyond outer * radius: made
     # and applied only in the boxes around the discs (overlapping boxes merged), the
     # larger-box fit only in their rows (bit for bit its full map's values): over the
