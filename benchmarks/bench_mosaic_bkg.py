@@ -16,7 +16,7 @@ time (ratios are per filter); ``--no-reference`` measures the step alone.
 pointing, each of which the step models (issue 16: a realistic CEERS mosaic needs ~10-30).
 The step's line gives wall and process CPU time (the machine may be shared: CPU time
 is the steadier figure) and its peak RSS; both include the galaxy fits' worker
-processes (their CPU; their summed RSS, sampled, added to the step's peak: an upper bound).
+processes (their CPU; their summed unique memory, sampled, added to the step's peak: an upper bound).
 
 Re-measure issue 16's goal (<= 12 s per filter, < 4 GB) with::
 
@@ -52,7 +52,7 @@ def _child_step(out_dir, paths):
     ImageModel((2, 2)).close()
     warm = time.perf_counter() - warm
     sys.path.insert(0, str(HERE))
-    from child_processes import children_rss
+    from child_processes import children_memory
 
     step = MosaicBackground(output_dir=str(out_dir))
     running, worker_peak = threading.Event(), [0]
@@ -60,7 +60,7 @@ def _child_step(out_dir, paths):
 
     def sample_workers():
         while running.is_set():
-            worker_peak[0] = max(worker_peak[0], children_rss())
+            worker_peak[0] = max(worker_peak[0], children_memory())
             time.sleep(0.05)
 
     sampler = threading.Thread(target=sample_workers, daemon=True)
@@ -70,7 +70,7 @@ def _child_step(out_dir, paths):
     elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
     running.clear()
     sampler.join()
-    # plus the galaxy fits' worker processes (ended by now): their CPU and summed RSS
+    # plus the galaxy fits' worker processes (ended by now): their CPU and summed unique memory
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu += children.ru_utime + children.ru_stime
     rss = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 + worker_peak[0]) / 1024**3

@@ -234,6 +234,9 @@ def survey_memory(work, sim, grid, *, workers, filters, budget, align_sw_to_lw=T
     """
     import psutil
 
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from child_processes import forked_not_started
+
     out = work / f"survey_{workers}w"
     config = work / f"survey_{workers}w.toml"
     crval, crpix = grid["crval"], grid["crpix"]
@@ -256,6 +259,8 @@ def survey_memory(work, sim, grid, *, workers, filters, budget, align_sw_to_lw=T
             tree = [proc, *proc.children(recursive=True)]
             rss = {}
             for p in tree:
+                if p is not proc and forked_not_started(p):
+                    continue  # e.g. a galaxy-fit worker being started: its parent's pages
                 try:
                     rss[p.pid] = p.memory_info().rss
                 except psutil.NoSuchProcess:

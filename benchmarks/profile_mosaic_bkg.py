@@ -78,7 +78,7 @@ def main(argv=None):
     parser.add_argument("mosaics", nargs="+")
     args = parser.parse_args(argv)
     import psutil
-    from child_processes import children_rss
+    from child_processes import children_memory
     from stdatamodels.jwst.datamodels import ImageModel
 
     from jwst_ceers.mosaic_bkg.mosaic_bkg_step import MosaicBackground
@@ -99,7 +99,7 @@ def main(argv=None):
     def sample():
         while running.is_set():
             samples.append((time.perf_counter() - origin, process.memory_info().rss))
-            worker_peak[0] = max(worker_peak[0], children_rss(process))
+            worker_peak[0] = max(worker_peak[0], children_memory(process))
             time.sleep(0.05)
 
     sampler = threading.Thread(target=sample, daemon=True)
