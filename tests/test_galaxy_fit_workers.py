@@ -102,3 +102,26 @@ def test_workers_start_only_for_fits():
     with FitWorkers(2) as workers:
         found = large_galaxy_models(image, image > 3.0, workers=workers)
         assert found.components == [] and workers._processes == []
+
+
+def test_workers_start_inside_a_dask_worker_process():
+    # the survey runs MosaicBackground in daemonic dask worker processes, which may not
+    # have multiprocessing children; the fit workers are plain subprocesses
+    from dask.distributed import Client, LocalCluster
+
+    def fit_in_worker():
+        import multiprocessing
+
+        image = _field(35, (1024, 1024), [SersicComponent(505.0, 515.0, 30.0, 50.0, 1.0, 0.8, 0.4)])
+        blocks, fraction = block_mean(image, np.ones(image.shape, bool), factor=8)
+        options = {"block": 8, "centre": (505.0, 515.0), "radius": 150.0, "noise": 1.0}
+        with FitWorkers(1) as workers:
+            there, _ = workers.submit(blocks, fraction >= 0.5, options).result(timeout=120)
+            started = workers.count
+        with single_threaded_blas():
+            here = fit_sersic_galaxy(blocks, fraction >= 0.5, **options)
+        return multiprocessing.current_process().daemon, started, there == here and len(here) == 1
+
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+            Client(cluster) as client:
+        assert client.submit(fit_in_worker).result(timeout=300) == (True, 1, True)

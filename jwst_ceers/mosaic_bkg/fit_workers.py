@@ -124,7 +124,7 @@ class FitWorkers:
         return future
 
     def close(self):
-        """Stop the workers (pending tasks fail)."""
+        """Stop the workers once the tasks submitted so far are done (a dead worker's fail)."""
         for _ in self._threads:
             self._tasks.put(None)
         for thread in self._threads:

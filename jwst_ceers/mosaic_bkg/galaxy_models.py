@@ -564,9 +564,9 @@ class _OrderedFits:
     minus the models known when they start. Their results are taken in order; a result
     is used only if no model that ended after its start writes a block of its fit
     window (:func:`_may_reach`): the blocks it read are then exactly those of the fit
-    one after the other. Otherwise,
-    or when a worker fails, the fit is made again here, on the blocks of all earlier
-    models. The log records of a fit are emitted when its result is used, in order.
+    one after the other. Otherwise, or when a worker fails, the fit is made again here,
+    on the blocks of all earlier models. The log records of a fit are emitted when its
+    result is used, in order.
     """
 
     def __init__(self, blocks, usable, *, block, shape, workers, options):
