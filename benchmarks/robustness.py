@@ -29,6 +29,7 @@ import argparse
 import concurrent.futures
 import logging
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -187,12 +188,14 @@ def pedestal_case(family, seed, *, size):
     return pedestal_error, factor_error, wall
 
 
-def case_rows(family, seed, *, tweakreg_size, pedestal_size, workdir, steps, sw_detectors):
-    """The rows of one (family, seed) case (see :func:`robustness_rows`)."""
+def case_rows(family, seed, *, tweakreg_size, pedestal_size, workdir, steps, sw_detectors, keep_files=False):
+    """The rows of one (family, seed) case (see :func:`robustness_rows`); its frames are deleted unless ``keep_files``."""
     logging.disable(logging.WARNING)  # also in worker processes
     rows = []
     if "tweakreg" in steps:
         errors, wall = tweakreg_case(family, seed, size=tweakreg_size, workdir=workdir, sw_detectors=sw_detectors)
+        if not keep_files:  # ~0.7 GB of simulated frames per case: a whole run would fill a disk
+            shutil.rmtree(Path(workdir) / f"tw_{family}_{seed}", ignore_errors=True)
         worst = max(errors, key=errors.get)
         rows.append(dict(step="CatalogTweakReg", family=family, seed=seed, metric="tweakreg_mas",
                          value=errors[worst], where=worst, goal=GOALS["tweakreg_mas"], seconds=wall))
@@ -207,18 +210,24 @@ def case_rows(family, seed, *, tweakreg_size, pedestal_size, workdir, steps, sw_
 
 
 def robustness_rows(*, families=FAMILIES, seeds=range(5), tweakreg_size=2048, pedestal_size=1024, workdir=None,
-                    steps=("tweakreg", "pedestal"), sw_detectors=("NRCA1", "NRCA3"), jobs=1):
+                    steps=("tweakreg", "pedestal"), sw_detectors=("NRCA1", "NRCA3"), jobs=1, keep_files=False):
     """
     One row per (step, family, seed): dicts with ``step, family, seed, metric, value, goal, seconds``.
 
     ``value`` is the cell statistic (tweakreg: worst exposure rms in mas; pedestal: the
     signed error in sigma; rnoise: the signed factor error in %); goals compare |value|.
     ``jobs`` cases run at once, each in its own process (``seconds`` is then the wall
-    time of a case while the others run).
+    time of a case while the others run). Each case's simulated frames (under ``workdir``,
+    a temporary directory by default) are deleted once measured unless ``keep_files``.
     """
-    workdir = Path(workdir or tempfile.mkdtemp(prefix="robustness_"))
+    if workdir is None:
+        with tempfile.TemporaryDirectory(prefix="robustness_") as temporary:
+            return robustness_rows(families=families, seeds=seeds, tweakreg_size=tweakreg_size,
+                                   pedestal_size=pedestal_size, workdir=temporary, steps=steps,
+                                   sw_detectors=sw_detectors, jobs=jobs, keep_files=keep_files)
+    workdir = Path(workdir)
     options = dict(tweakreg_size=tweakreg_size, pedestal_size=pedestal_size, workdir=workdir, steps=tuple(steps),
-                   sw_detectors=tuple(sw_detectors))
+                   sw_detectors=tuple(sw_detectors), keep_files=keep_files)
     cases = [(family, seed) for family in families for seed in seeds]
 
     def report(family, seed, rows):
