@@ -10,6 +10,7 @@ from jwst_ceers.simulate.nircam_geometry import detector_pointing, nircam_gwcs
 from jwst_ceers.tweakreg.source_catalog import (
     artefact_regions_from_dq,
     near_artefacts,
+    on_spike_light,
     spike_angles_from_wcs,
 )
 
@@ -65,6 +66,33 @@ def test_near_artefacts_geometry():
     assert near.tolist() == [True, True, False, False, False, True, False]
     snow = near_artefacts(np.array([100.0, 130.0]), np.array([100.0, 100.0]), snowballs=[[100.0, 100.0, 8.0]])
     assert snow.tolist() == [True, False]
+
+
+def test_on_spike_light_measures_the_spike_width():
+    rng = np.random.default_rng(5)
+    image = rng.normal(0.0, 1.0, (600, 600)).astype(np.float32)
+    yy, xx = np.mgrid[:600, :600]
+    star = [[100.0, 300.0, 10.0]]
+    # a spike along +x from the star: 3 sigma of light +-22 px wide (a bright star's, wider
+    # than near_artefacts' fixed corridor of 6 + 0.03 d px), and a compact galaxy off it
+    image += np.where((np.abs(yy - 300) <= 22) & (xx > 110), 3.0, 0.0).astype(np.float32)
+    image += (40.0 * np.exp(-((xx - 400) ** 2 + (yy - 350) ** 2) / 8.0)).astype(np.float32)
+    x = np.array([300.0, 300.0, 400.0, 300.0, 400.0])
+    y = np.array([300.0, 319.0, 350.0, 380.0, 250.0])
+    on = on_spike_light(image, x, y, noise=1.0, stars=star, spike_angles=[0.0, 90.0])
+    # on the line, on its edge (19 px off; the fixed corridor reaches 12 px there), a
+    # compact source 50 px off (its own light fills few samples), sky 80 px off, 50 px off
+    assert on.tolist() == [True, True, False, False, False]
+    assert not near_artefacts(x[1:2], y[1:2], stars=star, spike_angles=[0.0, 90.0])[0]
+    # a noise map is read at each position; no spike directions or no stars: nothing
+    noisy = on_spike_light(image, x, y, noise=np.full(image.shape, 10.0), stars=star, spike_angles=[0.0])
+    assert not noisy.any()
+    assert not on_spike_light(image, x, y, noise=1.0, stars=star, spike_angles=None).any()
+    assert not on_spike_light(image, x, y, noise=1.0, stars=np.empty((0, 3)), spike_angles=[0.0]).any()
+    # excluded pixels are not sampled: the spike's pixels excluded, nothing is on it
+    excluded = np.abs(yy - 300) <= 22
+    assert not on_spike_light(image, x[1:2], y[1:2], noise=1.0, stars=star, spike_angles=[0.0],
+                              excluded=excluded).any()
 
 
 def test_artefact_regions_from_dq():
