@@ -77,3 +77,43 @@ def test_rematching_leaves_a_good_first_match_alone():
     single_mas = _offset_mas(single["group"][0].wcs, true, 1024)
     rematched_mas = _offset_mas(rematched["group"][0].wcs, true, 1024)
     assert single_mas < 2.5 and rematched_mas < 2.5 and abs(rematched_mas - single_mas) < 0.5
+
+
+def _dither_pair(seed, *, size=1024, header_error_mas=(75.0, 0.0), n_sources=1000, noise_mas=18.0):
+    """Two dithers of one field; the second's header is off by ``header_error_mas``; centroids with noise."""
+    rng = np.random.default_rng(seed)
+    true = nircam_gwcs("NRCA1", ra_ref=RA0, dec_ref=DEC0, roll_ref=ROLL, subarray=size)
+    east, north = header_error_mas
+    header = nircam_gwcs("NRCA1", ra_ref=RA0 + east / MAS_PER_DEG / np.cos(np.radians(DEC0)),
+                         dec_ref=DEC0 + north / MAS_PER_DEG, roll_ref=ROLL, subarray=size)
+    x, y = rng.uniform(10, size - 11, (2, n_sources))
+    ap = siaf_aperture("NRCA1")
+    wcsinfo = {"v2_ref": float(ap.V2Ref), "v3_ref": float(ap.V3Ref), "roll_ref": ROLL}
+    sigma_px = noise_mas / 31.0
+    images = []
+    for name, wcs in (("first", true), ("second", header)):
+        catalog = Table({"x": x + rng.normal(0, sigma_px, n_sources), "y": y + rng.normal(0, sigma_px, n_sources)})
+        images.append(AlignmentImage(name, "group", wcs, wcsinfo, catalog))
+    return images, true
+
+
+def test_relative_rematching_removes_the_pull_towards_the_first_guess():
+    # the relative pass matches first around the header (no histogram here, as the
+    # 2-D histogram's bin is such a guess): re-matching centres the circle on the solution
+    def relative(iterations):
+        return FitParameters(searchrad=0.1, separation=0.3, tolerance=0.1, use2dhist=False, fitgeometry="shift",
+                             nclip=3, sigma=3.0, minobj=10, refine_iterations=iterations)
+
+    for seed in (4, 5):
+        single, _ = align_groups({"group": _dither_pair(seed)[0]}, relative=relative(0), absolute=relative(0))
+        images, true = _dither_pair(seed)
+        rematched, records = align_groups({"group": images}, relative=relative(5), absolute=relative(0))
+        # the aligned pair: the second dither against the first (the reference, whose WCS is true)
+        before = _offset_mas(single["group"][1].wcs, true, 1024)
+        after = _offset_mas(rematched["group"][1].wcs, true, 1024)
+        assert before > 5.0, before
+        assert after < 2.5, (before, after)
+        second = [r for r in records if r.image == "second"][0]
+        assert second.status == "SUCCESS" and second.fitgeometry == "shift"
+        # the record holds the whole correction: the 75 mas header error, east
+        assert abs(abs(second.xshift * 1000.0) - 75.0) < 3.0 or abs(abs(second.yshift * 1000.0) - 75.0) < 3.0

@@ -98,6 +98,8 @@ class CatalogTweakReg(CeersStep):
     separation = float(min=0, default=0.3)  # Relative: minimum object separation (arcsec)
     tolerance = float(min=0, default=0.1)  # Relative: matching tolerance (arcsec)
     use2dhist = boolean(default=True)  # Relative: use a 2-D histogram to find the initial offset
+    refine_tolerance = float(min=0, default=0.0)  # Relative: matching tolerance of the re-matching passes around the fitted solution (arcsec; 0 = tolerance)
+    refine_iterations = integer(min=0, max=20, default=5)  # Relative: re-match around the fitted solution and refit up to this many times, until it moves < 0.05 mas (0 = stock: one match around the 2-D histogram guess)
     fitgeometry = option('shift', 'rshift', 'rscale', 'general', default='shift')  # Relative: fitting geometry
     nclip = integer(min=0, default=3)  # Relative: number of clipping iterations
     sigma = float(min=0.1, default=3.0)  # Relative: clipping limit in units of the fit rms
@@ -247,6 +249,8 @@ class CatalogTweakReg(CeersStep):
             nclip=self.nclip,
             sigma=self.sigma,
             minobj=self.minobj,
+            refine_tolerance=self.refine_tolerance,
+            refine_iterations=self.refine_iterations,
         )
         absolute = FitParameters(
             searchrad=self.abs_searchrad,
