@@ -22,14 +22,20 @@ def _offset_mas(wcs_a, wcs_b, size):
     return MAS_PER_DEG * np.hypot((ra_a - ra_b) * np.cos(np.radians(DEC0)), dec_a - dec_b)
 
 
-def _case(seed, *, size=1024, header_error_mas=(75.0, 0.0), n_sources=1000, ref_noise_mas=25.0,
-          false_per_arcsec2=0.0):
-    """One image whose header is off by ``header_error_mas``; a reference with noise and unrelated sources."""
-    rng = np.random.default_rng(seed)
+def _true_and_header(size, header_error_mas):
+    """The true gwcs of NRCA1 and one whose pointing is off by ``header_error_mas`` (east, north)."""
     true = nircam_gwcs("NRCA1", ra_ref=RA0, dec_ref=DEC0, roll_ref=ROLL, subarray=size)
     east, north = header_error_mas
     header = nircam_gwcs("NRCA1", ra_ref=RA0 + east / MAS_PER_DEG / np.cos(np.radians(DEC0)),
                          dec_ref=DEC0 + north / MAS_PER_DEG, roll_ref=ROLL, subarray=size)
+    return true, header
+
+
+def _case(seed, *, size=1024, header_error_mas=(75.0, 0.0), n_sources=1000, ref_noise_mas=25.0,
+          false_per_arcsec2=0.0):
+    """One image whose header is off by ``header_error_mas``; a reference with noise and unrelated sources."""
+    rng = np.random.default_rng(seed)
+    true, header = _true_and_header(size, header_error_mas)
     x, y = rng.uniform(10, size - 11, (2, n_sources))
     ra, dec = true(x, y)
     catalog = Table({"x": x + rng.normal(0, 0.02, n_sources), "y": y + rng.normal(0, 0.02, n_sources)})
@@ -82,10 +88,7 @@ def test_rematching_leaves_a_good_first_match_alone():
 def _dither_pair(seed, *, size=1024, header_error_mas=(75.0, 0.0), n_sources=1000, noise_mas=18.0):
     """Two dithers of one field; the second's header is off by ``header_error_mas``; centroids with noise."""
     rng = np.random.default_rng(seed)
-    true = nircam_gwcs("NRCA1", ra_ref=RA0, dec_ref=DEC0, roll_ref=ROLL, subarray=size)
-    east, north = header_error_mas
-    header = nircam_gwcs("NRCA1", ra_ref=RA0 + east / MAS_PER_DEG / np.cos(np.radians(DEC0)),
-                         dec_ref=DEC0 + north / MAS_PER_DEG, roll_ref=ROLL, subarray=size)
+    true, header = _true_and_header(size, header_error_mas)
     x, y = rng.uniform(10, size - 11, (2, n_sources))
     ap = siaf_aperture("NRCA1")
     wcsinfo = {"v2_ref": float(ap.V2Ref), "v3_ref": float(ap.V3Ref), "roll_ref": ROLL}

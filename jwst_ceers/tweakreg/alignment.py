@@ -204,23 +204,23 @@ def _catch_alignment_errors(function, *args, **kwargs):
     return ""
 
 
-def _relative_pass(images, params):
-    """Align the images of one group to each other; return correctors and records."""
+def _relative_align(correctors, params, *, refine=False):
+    """
+    stcal's relative alignment of ``correctors`` (in place); the error message, or None.
+
+    ``refine=True``: a pass from the current solution, without the 2-D histogram's
+    offset search, matching within ``params.refine_tolerance`` (or ``params.tolerance``).
+    """
     from stcal.tweakreg.tweakreg import relative_align
 
-    correctors = [make_corrector(image) for image in images]
-    group = images[0].group
-    if len(images) < 2:
-        return correctors, [], [True] * len(images)
-
-    with_sources = [len(c.meta["catalog"]) > 0 for c in correctors]
-    error = _catch_alignment_errors(
+    tolerance = (params.refine_tolerance or params.tolerance) if refine else params.tolerance
+    return _catch_alignment_errors(
         relative_align,
         correctors,
-        searchrad=params.searchrad,
+        searchrad=tolerance if refine else params.searchrad,
         separation=params.separation,
-        use2dhist=params.use2dhist,
-        tolerance=params.tolerance,
+        use2dhist=False if refine else params.use2dhist,
+        tolerance=tolerance,
         xoffset=0.0,
         yoffset=0.0,
         enforce_user_order=False,
@@ -230,6 +230,17 @@ def _relative_pass(images, params):
         nclip=params.nclip,
         sigma=params.sigma,
     )
+
+
+def _relative_pass(images, params):
+    """Align the images of one group to each other; return correctors and records."""
+    correctors = [make_corrector(image) for image in images]
+    group = images[0].group
+    if len(images) < 2:
+        return correctors, [], [True] * len(images)
+
+    with_sources = [len(c.meta["catalog"]) > 0 for c in correctors]
+    error = _relative_align(correctors, params)
     records = []
     if error:
         log.warning("Relative alignment of group %s failed: %s", group, error)
@@ -263,28 +274,10 @@ def _refine_relative(correctors, records, params, group):
     refine tolerance, and folds its correction into ``records``. A failed pass keeps the
     solution so far (tweakwcs applies a correction only when its fit succeeds).
     """
-    from stcal.tweakreg.tweakreg import relative_align
-
-    tolerance = params.refine_tolerance or params.tolerance
     for _ in range(params.refine_iterations):
         for corrector in correctors:
             corrector.meta.pop("fit_info", None)
-        error = _catch_alignment_errors(
-            relative_align,
-            correctors,
-            searchrad=tolerance,
-            separation=params.separation,
-            use2dhist=False,
-            tolerance=tolerance,
-            xoffset=0.0,
-            yoffset=0.0,
-            enforce_user_order=False,
-            expand_refcat=True,
-            minobj=params.minobj,
-            fitgeometry=params.fitgeometry,
-            nclip=params.nclip,
-            sigma=params.sigma,
-        )
+        error = _relative_align(correctors, params, refine=True)
         if error:
             log.warning("Refinement of the relative alignment of group %s failed (%s); keeping the solution so far",
                         group, error)
