@@ -120,3 +120,20 @@ def test_relative_rematching_removes_the_pull_towards_the_first_guess():
         assert second.status == "SUCCESS" and second.fitgeometry == "shift"
         # the record holds the whole correction: the 75 mas header error, east
         assert abs(abs(second.xshift * 1000.0) - 75.0) < 3.0 or abs(abs(second.yshift * 1000.0) - 75.0) < 3.0
+
+
+def test_relative_rematching_that_fails_keeps_the_first_solution(caplog):
+    # a re-matching tolerance of 1e-5" matches nothing: the pass fails, the first fit stays
+    def relative(iterations, refine_tolerance=0.0):
+        return FitParameters(searchrad=0.1, separation=0.3, tolerance=0.1, use2dhist=False, fitgeometry="shift",
+                             nclip=3, sigma=3.0, minobj=10, refine_iterations=iterations,
+                             refine_tolerance=refine_tolerance)
+
+    single, single_records = align_groups({"group": _dither_pair(6)[0]}, relative=relative(0), absolute=relative(0))
+    images, true = _dither_pair(6)
+    with caplog.at_level("WARNING", logger="jwst_ceers.tweakreg.alignment"):
+        kept, records = align_groups({"group": images}, relative=relative(5, 1e-5), absolute=relative(0))
+    assert "Refinement of the relative alignment of group group failed" in caplog.text
+    assert _offset_mas(kept["group"][1].wcs, single["group"][1].wcs, 1024) < 1e-6
+    assert [(r.image, r.status, r.xshift, r.yshift) for r in records] == [
+        (r.image, r.status, r.xshift, r.yshift) for r in single_records]

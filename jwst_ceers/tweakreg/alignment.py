@@ -206,7 +206,7 @@ def _catch_alignment_errors(function, *args, **kwargs):
 
 def _relative_align(correctors, params, *, refine=False):
     """
-    stcal's relative alignment of ``correctors`` (in place); the error message, or None.
+    stcal's relative alignment of ``correctors`` (in place); the error message, or "".
 
     ``refine=True``: a pass from the current solution, without the 2-D histogram's
     offset search, matching within ``params.refine_tolerance`` (or ``params.tolerance``).
@@ -272,16 +272,13 @@ def _refine_relative(correctors, records, params, group):
     The first relative match is centred on the 2-D histogram's guess, as the absolute
     one is: see `FitParameters`. Each pass matches without the histogram, within the
     refine tolerance, and folds its correction into ``records``. A failed pass keeps the
-    solution so far (tweakwcs applies a correction only when its fit succeeds).
+    solution so far: tweakwcs applies a correction only to the images whose fit succeeded,
+    and those corrections are folded in too.
     """
     for _ in range(params.refine_iterations):
         for corrector in correctors:
             corrector.meta.pop("fit_info", None)
         error = _relative_align(correctors, params, refine=True)
-        if error:
-            log.warning("Refinement of the relative alignment of group %s failed (%s); keeping the solution so far",
-                        group, error)
-            return
         moved_mas = 0.0
         for corrector, record in zip(correctors, records, strict=True):
             fit_info = corrector.meta.get("fit_info", {})
@@ -293,6 +290,10 @@ def _refine_relative(correctors, records, params, group):
             rotation = 0.0 if np.isnan(increment.rotation) else increment.rotation
             moved_mas = max(moved_mas, 1000.0 * (math.hypot(increment.xshift, increment.yshift)
                                                  + 30.0 * abs(math.radians(rotation))))
+        if error:
+            log.warning("Refinement of the relative alignment of group %s failed (%s); keeping the solution so far",
+                        group, error)
+            return
         if moved_mas < REFINE_CONVERGED_MAS:
             return
 
