@@ -287,9 +287,7 @@ def _refine_relative(correctors, records, params, group):
             increment = record_from_fit_info("relative", group, record.image, fit_info)
             if record.status == "SUCCESS":
                 _add_increment(record, increment)
-            rotation = 0.0 if np.isnan(increment.rotation) else increment.rotation
-            moved_mas = max(moved_mas, 1000.0 * (math.hypot(increment.xshift, increment.yshift)
-                                                 + 30.0 * abs(math.radians(rotation))))
+            moved_mas = max(moved_mas, _moved_mas(increment))
         if error:
             log.warning("Refinement of the relative alignment of group %s failed (%s); keeping the solution so far",
                         group, error)
@@ -523,6 +521,12 @@ def align_groups(groups, *, relative, absolute, refcat=None, visit_fitgeometry="
 REFINE_CONVERGED_MAS = 0.05
 
 
+def _moved_mas(increment):
+    """How far a pass's correction moved the image (mas): shift, plus the rotation's displacement 30" from the centre (half a SW detector)."""
+    rotation = 0.0 if np.isnan(increment.rotation) else increment.rotation
+    return 1000.0 * (math.hypot(increment.xshift, increment.yshift) + 30.0 * abs(math.radians(rotation)))
+
+
 def _refine_unit(unit, absolute, iterations):
     """Re-match ``unit`` around its solution and refit, until converged or ``iterations`` passes."""
     for _ in range(iterations):
@@ -531,10 +535,7 @@ def _refine_unit(unit, absolute, iterations):
             log.warning("Refinement of %s failed (%s); keeping the solution so far", unit.name, increment.status)
             return
         _add_increment(unit.record, increment)
-        rotation = 0.0 if np.isnan(increment.rotation) else increment.rotation
-        # shift, plus the rotation's displacement 30" from the centre (half a SW detector)
-        moved_mas = 1000.0 * (math.hypot(increment.xshift, increment.yshift) + 30.0 * abs(math.radians(rotation)))
-        if moved_mas < REFINE_CONVERGED_MAS:
+        if _moved_mas(increment) < REFINE_CONVERGED_MAS:
             return
 
 

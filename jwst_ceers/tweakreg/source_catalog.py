@@ -172,6 +172,11 @@ def spike_angles_from_wcs(wcs, shape):
     return np.array(angles)
 
 
+def _spike_reach(core_radius):
+    """How far (px) the spikes of a saturated star of core radius ``core_radius`` reach."""
+    return STAR_SPIKE_SCALE * core_radius**1.5 + 20.0
+
+
 def near_artefacts(x, y, *, stars=(), snowballs=(), spike_angles=None):
     """
     True for positions on a saturated star's halo or spikes, or a snowball's halo.
@@ -192,7 +197,7 @@ def near_artefacts(x, y, *, stars=(), snowballs=(), spike_angles=None):
         d = np.hypot(dx, dy)
         near |= d <= STAR_HALO_SCALE * r + 10.0
         if spike_angles is not None:
-            reach = d <= STAR_SPIKE_SCALE * r**1.5 + 20.0
+            reach = d <= _spike_reach(r)
             for a in np.radians(np.asarray(spike_angles, dtype=float)):
                 across = np.abs(-dx * np.sin(a) + dy * np.cos(a))
                 near |= reach & (across <= SPIKE_HALF_WIDTH + SPIKE_WIDENING * d)
@@ -249,7 +254,7 @@ def on_spike_light(image, x, y, *, noise, stars, spike_angles, excluded=None):
     sigma = np.where(np.isfinite(sigma) & (sigma > 0), sigma, np.inf)
     for sx, sy, r in stars:
         dx, dy = x - sx, y - sy
-        reach = np.hypot(dx, dy) <= STAR_SPIKE_SCALE * r**1.5 + 20.0
+        reach = np.hypot(dx, dy) <= _spike_reach(r)
         for angle in np.radians(np.asarray(spike_angles, dtype=float)):
             cos, sin = np.cos(angle), np.sin(angle)
             near = reach & ~on & (np.abs(-dx * sin + dy * cos) <= SPIKE_LIGHT_SEARCH_WIDTH)
